@@ -111,17 +111,20 @@ class LlamaClient:
         endpoint: Endpoint = "completion",
         on_progress: ProgressCallback | None = None,
         extra: dict[str, Any] | None = None,
+        result: CompletionResult | None = None,
     ) -> CompletionResult:
         """Stream one completion and return it, fully timed.
 
         Raises a `ServerError` subclass on any failure; its `partial` is the result so far
-        (with `error` set), so the caller keeps every token that arrived.
+        (with `error` set), so the caller keeps every token that arrived. A caller that may
+        cancel the request passes its own `result` to keep the partial on cancellation too.
         """
         params = params or GenerationParams()
         body = self._body(prompt, params, endpoint)
         if extra:
             body.update(extra)
-        result = CompletionResult(server=self.label, endpoint=endpoint, t_sent_ns=0)
+        if result is None:
+            result = self.new_result(endpoint)
         try:
             if self.timeouts.total is None:
                 await self._stream(body, result, on_progress)
@@ -143,6 +146,9 @@ class LlamaClient:
             result.error = err
             raise err from e
         return result
+
+    def new_result(self, endpoint: Endpoint = "completion") -> CompletionResult:
+        return CompletionResult(server=self.label, endpoint=endpoint, t_sent_ns=0)
 
     def _body(self, prompt: Prompt, params: GenerationParams, endpoint: Endpoint) -> dict[str, Any]:
         body = params.body()

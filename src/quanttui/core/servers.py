@@ -31,6 +31,12 @@ class ServerStartError(Exception):
     """llama-server exited or never became healthy; the message ends with its log tail."""
 
 
+# Binaries whose repacked (AMX) CPU kernels died of SIGILL here: launched with --no-repack from
+# then on, so every server of a comparison runs the same kernels. Seen with b11434 on Xeons
+# that advertise AMX: `tilezero` runs before any tile configuration and traps.
+_NO_REPACK: set[Path] = set()
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     model: Path
@@ -46,6 +52,9 @@ class LaunchSpec:
     extra_args: tuple[str, ...] = ()
 
     def args(self, binary: Path, port: int) -> list[str]:
+        extra = list(self.extra_args)
+        if binary in _NO_REPACK and not {"-nr", "--no-repack"} & set(extra):
+            extra.append("--no-repack")
         a = [
             str(binary),
             "-m", str(self.model),
@@ -62,7 +71,7 @@ class LaunchSpec:
             a.append("--metrics")
         if self.alias:
             a += ["-a", self.alias]
-        return a + list(self.extra_args)
+        return a + extra
 
 
 def _pdeathsig_and_affinity(affinity: tuple[int, ...] | None) -> Callable[[], None]:
@@ -87,6 +96,12 @@ class ManagedServer:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     port: int = 0
     log_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def args(self) -> list[str]:
+        assert self.binary is not None
+        return self.spec.args(self.binary.path, self.port)
 
     @property
     def url(self) -> str:
@@ -110,8 +125,12 @@ class ManagedServer:
         log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix="quanttui-logs-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"llama-server-{self.port}.log"
-        args = self.spec.args(binary.path, self.port)
-        with open(self.log_path, "wb") as log:
+        self._spawn()
+
+    def _spawn(self) -> None:
+        assert self.binary is not None and self.log_path is not None
+        args = self.args
+        with open(self.log_path, "ab") as log:
             log.write(("$ " + " ".join(args) + "\n").encode())
             log.flush()
             self.proc = subprocess.Popen(
@@ -130,8 +149,15 @@ class ManagedServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def _check_alive(self) -> None:
-        assert self.proc is not None
+        assert self.proc is not None and self.binary is not None
         code = self.proc.poll()
+        if code == -signal.SIGILL and "--no-repack" not in self.args and "-nr" not in self.args:
+            _NO_REPACK.add(self.binary.path)
+            self.notes.append(
+                "llama-server died of an illegal instruction in its repacked CPU kernels "
+                "(AMX on this CPU); restarted with --no-repack")
+            self._spawn()
+            return
         if code is not None:
             raise ServerStartError(
                 f"{self.label}: llama-server exited with code {code} while starting "

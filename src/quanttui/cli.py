@@ -1,0 +1,234 @@
+"""Command line: `quanttui [run|demo|models] ...`.
+
+Heavy modules load inside the commands, so `quanttui --version` and the headless paths stay
+fast and never import Textual.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from quanttui import __version__
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _levels(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 1,2,4, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("concurrency levels must be ≥ 1")
+    return levels
+
+
+def _load(config: Path | None, sets: Sequence[str], flags: dict[str, Any]) -> Any:
+    from quanttui.config import ConfigError, find_config_file, load_config, parse_overrides
+
+    try:
+        overrides: dict[str, Any] = parse_overrides(sets)
+        overrides.update({k: v for k, v in flags.items() if v is not None})
+        return load_config(find_config_file(config), overrides)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], threads: int,
+                  ctx: int) -> Any:
+    """--server NAME=URL and --model PATH replace the config's servers."""
+    if not servers and not models:
+        return cfg
+    import msgspec
+
+    from quanttui.config import LaunchConfig, ServerConfig
+
+    out = []
+    for item in servers:
+        name, sep, url = item.partition("=")
+        if not sep:
+            name, url = f"S{len(out) + 1}", item
+        out.append(ServerConfig(name=name.strip(), url=url.strip()))
+    for m in models:
+        if not m.is_file():
+            _fail(f"--model {m}: no such file")
+        out.append(ServerConfig(name=m.stem, model=str(m),
+                                launch=LaunchConfig(threads=threads, ctx_size=ctx)))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        _fail(f"server names must be unique, got {names}")
+    return msgspec.structs.replace(cfg, servers=tuple(out))
+
+
+def _contention_check() -> Any:
+    from quanttui.core.contention import assess
+
+    return assess
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="quanttui")
+@click.option("--config", "-c", type=click.Path(path_type=Path), help="Config file (TOML).")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Compare GGUF quantizations live on your own hardware.
+
+    Streams the same prompts to two or more llama-servers and measures speed, memory and
+    quality side by side.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        click.echo("\nThe live TUI is not built yet: use `quanttui run --headless` or "
+                   "`quanttui demo`.")
+
+
+_run_options = [
+    click.option("--server", "servers", multiple=True, metavar="NAME=URL",
+                 help="A running llama-server to compare (repeatable)."),
+    click.option("--model", "models", multiple=True, type=click.Path(path_type=Path),
+                 help="A GGUF file to start llama-server for (repeatable)."),
+    click.option("--schedule", type=click.Choice(["simultaneous", "alternating", "sequential"])),
+    click.option("--endpoint", type=click.Choice(["completion", "chat"])),
+    click.option("--repetitions", "-r", type=int),
+    click.option("--warmup", type=int),
+    click.option("--concurrency", metavar="N[,N...]",
+                 help="Requests in flight per server; a list runs a sweep, e.g. 1,2,4."),
+    click.option("--n-predict", "-n", type=int, help="Tokens to generate per request."),
+    click.option("--suite", "suites", multiple=True, help="Built-in prompt suite (repeatable)."),
+    click.option("--prompt", "inline", multiple=True, help="A prompt (repeatable)."),
+    click.option("--threads", "-t", type=int, default=1, show_default=True,
+                 help="Threads for servers started with --model."),
+    click.option("--ctx-size", type=int, default=2048, show_default=True,
+                 help="Context for servers started with --model."),
+    click.option("--llama-server", type=click.Path(path_type=Path),
+                 help="llama-server binary to use for --model."),
+    click.option("--output", "-o", type=click.Path(path_type=Path),
+                 help="Results JSON (default: EXPORT_DIR/run-TIMESTAMP.json)."),
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                 help="Override a config key, e.g. generation.n_predict=64."),
+]
+
+
+def _apply(options: list[Any]) -> Any:
+    def deco(f: Any) -> Any:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str | None) -> None:
+    from quanttui.headless import HeadlessRun, config_to_dict
+
+    levels = _levels(extra_levels)
+    run = HeadlessRun(cfg, config_to_dict(cfg), output=kw.get("output"),
+                      concurrency_levels=levels,
+                      llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
+                      contention=_contention_check())
+    try:
+        code = run.execute()
+    except Exception as e:  # any other failure: say what, never a bare traceback
+        from quanttui.core.binaries import ToolNotFound
+        from quanttui.core.prompts import PromptFileError
+
+        if isinstance(e, (ToolNotFound, PromptFileError, ValueError)):
+            _fail(str(e))
+        raise
+    ctx.exit(code)
+
+
+def _flags(kw: dict[str, Any]) -> dict[str, Any]:
+    flags: dict[str, Any] = {
+        "run.schedule": kw.get("schedule"),
+        "run.endpoint": kw.get("endpoint"),
+        "run.repetitions": kw.get("repetitions"),
+        "run.warmup": kw.get("warmup"),
+        "generation.n_predict": kw.get("n_predict"),
+    }
+    if kw.get("suites"):
+        flags["prompts.suites"] = list(kw["suites"])
+    if kw.get("inline"):
+        flags["prompts.inline"] = list(kw["inline"])
+        if not kw.get("suites"):
+            flags["prompts.suites"] = []
+    levels = _levels(kw.get("concurrency"))
+    if levels and len(levels) == 1:
+        flags["run.concurrency"] = levels[0]
+    return flags
+
+
+@main.command()
+@click.option("--headless", is_flag=True, help="No UI: progress on stderr, results to JSON.")
+@_apply(_run_options)
+@click.pass_context
+def run(ctx: click.Context, headless: bool, **kw: Any) -> None:
+    """Run the configured comparison (headless until the TUI lands)."""
+    cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
+    cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
+    _execute(ctx, cfg, kw, kw.get("concurrency"))
+
+
+@main.command()
+@click.option("--prepare", is_flag=True, help="Only make the demo models, then exit.")
+@click.option("--quants", default="Q4_K_M,Q8_0", show_default=True,
+              help="Which demo quants to compare (from Q4_K_M, Q8_0, Q2_K).")
+@_apply(_run_options)
+@click.pass_context
+def demo(ctx: click.Context, prepare: bool, quants: str, **kw: Any) -> None:
+    """Compare two real quants of Gemma 3 270M, made once and cached."""
+    from quanttui import demo as demo_mod
+    from quanttui.core.binaries import ToolNotFound
+
+    wanted = tuple(q.strip() for q in quants.split(",") if q.strip())
+    unknown = [q for q in wanted if q not in (demo_mod.BASE_QUANT, *demo_mod.DERIVED)]
+    if unknown:
+        _fail(f"--quants: unknown demo quant(s) {', '.join(unknown)}; "
+              f"choose from Q4_K_M, Q8_0, Q2_K")
+    llama = str(kw["llama_server"]) if kw.get("llama_server") else None
+    try:
+        models = demo_mod.prepare(llama_server=llama,
+                                  say=lambda m: click.echo(m, err=True))
+    except (ToolNotFound, demo_mod.DemoError) as e:
+        _fail(str(e), 1)
+    for q, p in models.paths.items():
+        click.echo(f"{q}: {p} ({p.stat().st_size / 1e6:.0f} MB)", err=True)
+    if prepare:
+        return
+    cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
+    if not kw["servers"] and not kw["models"]:
+        kw["models"] = [models[q] for q in wanted]
+    cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
+    if not kw.get("llama_server"):
+        kw["llama_server"] = models.server.path
+    _execute(ctx, cfg, kw, kw.get("concurrency"))
+
+
+@main.command()
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--no-default-places", is_flag=True,
+              help="Scan only DIRS, not ~/models, the llama.cpp and Hugging Face caches, ...")
+def models(dirs: tuple[Path, ...], as_json: bool, no_default_places: bool) -> None:
+    """List the GGUF models found on disk, with what each is."""
+    import json
+
+    from quanttui.core.models import discover, format_table, to_json
+
+    result = discover(list(dirs), include_default_places=not no_default_places)
+    if as_json:
+        click.echo(json.dumps(to_json(result), indent=1))
+    else:
+        click.echo(format_table(result))

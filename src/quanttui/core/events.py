@@ -1,0 +1,69 @@
+"""The typed events a comparison run emits; the TUI, the headless run and tests consume them.
+
+Events are small frozen records. Token batches are one per network read per request (not one
+per token), so a consumer sees every token without a message per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from quanttui.core.records import RequestRecord, RunResults, ServerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    servers: tuple[ServerInfo, ...]
+    total_requests: int  # measured requests planned (warm-ups excluded)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    request_id: int
+    server: str
+    prompt_id: str
+    repetition: int
+    warmup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBatch:
+    request_id: int
+    server: str
+    t_ns: int
+    text: str
+    token_ids: tuple[int, ...]
+    n_events: int  # token-bearing events in this batch
+    warmup: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    record: RequestRecord  # record.error is set when it failed
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: int
+    total: int
+    failed: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    level: Literal["info", "warning", "error"]
+    code: str  # stable identifier, e.g. "contention", "server-down"
+    message: str
+    server: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    results: RunResults
+
+
+Event = RunStarted | RequestStarted | TokenBatch | RequestFinished | Progress | Notice | RunFinished

@@ -1,0 +1,343 @@
+"""A comparison run: prompts × servers × repetitions, scheduled, emitting typed events.
+
+Schedules:
+- simultaneous: every server streams the same prompt(s) at the same time (the headline view;
+  on one machine the servers then compete for cores and memory bandwidth);
+- alternating: per round, the servers run one after another in an order shuffled per round
+  (seeded), so neither competes with the other and order effects even out;
+- sequential: all rounds on the first server, then all on the next.
+
+A round is `concurrency` requests in flight on one server. One server failing never stops the
+others; `stop()` ends the run cleanly and every finished request is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from quanttui.core.client import LlamaClient, Timeouts
+from quanttui.core.errors import ServerError
+from quanttui.core.events import (
+    Event,
+    Notice,
+    Progress,
+    RequestFinished,
+    RequestStarted,
+    RunFinished,
+    RunStarted,
+    TokenBatch,
+)
+from quanttui.core.metrics import request_metrics
+from quanttui.core.params import GenerationParams
+from quanttui.core.prompts import Prompt
+from quanttui.core.records import RequestRecord, RoundRecord, RunResults, ServerInfo
+from quanttui.core.result import CompletionResult, Endpoint
+
+Schedule = Literal["simultaneous", "alternating", "sequential"]
+SCHEDULES: tuple[Schedule, ...] = ("simultaneous", "alternating", "sequential")
+Emit = Callable[[Event], None]
+# Consecutive failed requests after which a server is taken as down for the rest of the run.
+DOWN_AFTER = 3
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    url: str
+    api_key: str | None = None
+    pid: int | None = None  # when quanttui launched it
+    launch_args: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    prompts: tuple[Prompt, ...]
+    params: GenerationParams = field(default_factory=GenerationParams)
+    schedule: Schedule = "simultaneous"
+    repetitions: int = 1
+    warmup: int = 1
+    concurrency_levels: tuple[int, ...] = (1,)
+    endpoint: Endpoint = "completion"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    order_seed: int = 0
+    warmup_n_predict: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise ValueError("a run needs at least one prompt")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.repetitions < 1 or self.warmup < 0 or not self.concurrency_levels or min(
+                self.concurrency_levels) < 1:
+            raise ValueError("repetitions and concurrency must be ≥ 1, warm-up ≥ 0")
+
+    @property
+    def units(self) -> list[tuple[Prompt, int]]:
+        return [(p, rep) for rep in range(self.repetitions) for p in self.prompts]
+
+    def total_requests(self, n_servers: int) -> int:
+        return len(self.units) * len(self.concurrency_levels) * n_servers
+
+
+class Session:
+    def __init__(
+        self,
+        servers: Sequence[ServerSpec],
+        plan: RunPlan,
+        emit: Emit | None = None,
+        contention: Callable[[list[ServerInfo]], list[str]] | None = None,
+    ) -> None:
+        if not servers:
+            raise ValueError("a run needs at least one server")
+        names = [s.name for s in servers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"server names must be unique: {names}")
+        self.servers = list(servers)
+        self.plan = plan
+        self._emit_cb = emit
+        self._contention = contention
+        self._clients: dict[str, LlamaClient] = {}
+        self._fails: dict[str, int] = {}
+        self._down: dict[str, str] = {}
+        self._next_id = 0
+        self._done = 0
+        self._failed = 0
+        self._total = 0
+        self._t0 = 0.0
+        self._main: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.results = RunResults(
+            servers=[ServerInfo(name=s.name, url=s.url, pid=s.pid, managed=s.pid is not None,
+                                launch_args=list(s.launch_args) if s.launch_args else None)
+                     for s in servers],
+            schedule=plan.schedule,
+            endpoint=plan.endpoint,
+            repetitions=plan.repetitions,
+            warmup=plan.warmup,
+            concurrency_levels=plan.concurrency_levels,
+        )
+
+    # ------------------------------------------------------------- public
+
+    async def run(self) -> RunResults:
+        self.results.started_at = time.time()
+        self._t0 = time.monotonic()
+        self._clients = {
+            s.name: LlamaClient(s.url, name=s.name, api_key=s.api_key,
+                                timeouts=self.plan.timeouts)
+            for s in self.servers
+        }
+        self._main = asyncio.create_task(self._run_all())
+        try:
+            await self._main
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            self.results.interrupted = True
+            self._notice("warning", "interrupted",
+                         f"run stopped by the user after {self._done} of {self._total} requests; "
+                         "finished requests are kept")
+        finally:
+            for c in self._clients.values():
+                with contextlib.suppress(Exception):
+                    await c.aclose()
+            self.results.finished_at = time.time()
+        self._emit(RunFinished(self.results))
+        return self.results
+
+    def stop(self) -> None:
+        """Stop the run; in-flight requests are cancelled and recorded as such."""
+        self._stopping = True
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+
+    # ------------------------------------------------------------- phases
+
+    async def _run_all(self) -> None:
+        await self._probe()
+        live = [s for s in self.servers if s.name not in self._down]
+        self._total = self.plan.total_requests(len(live))
+        self._emit(RunStarted(tuple(self.results.servers), self._total))
+        if self._contention is not None:
+            for msg in self._contention(self.results.servers):
+                self._notice("warning", "contention", msg)
+        if self.plan.schedule == "simultaneous" and len(live) > 1:
+            self._notice("info", "simultaneous",
+                         "simultaneous: servers stream at the same time; on one machine they "
+                         "share cores and memory bandwidth")
+        for level in self.plan.concurrency_levels:
+            self._check_slots(level)
+        await self._warmup(live)
+        rng = random.Random(self.plan.order_seed)
+        for level in self.plan.concurrency_levels:
+            units = self.plan.units
+            rounds = [units[i:i + level] for i in range(0, len(units), level)]
+            if self.plan.schedule == "sequential":
+                for s in live:
+                    for i, rnd in enumerate(rounds):
+                        await self._round(s, rnd, level, i)
+            elif self.plan.schedule == "alternating":
+                for i, rnd in enumerate(rounds):
+                    order = list(live)
+                    rng.shuffle(order)
+                    for s in order:
+                        await self._round(s, rnd, level, i)
+            else:
+                for i, rnd in enumerate(rounds):
+                    await asyncio.gather(*(self._round(s, rnd, level, i) for s in live))
+
+    async def _probe(self) -> None:
+        """Read what each server serves; an unreachable one is reported and left out."""
+
+        async def one(info: ServerInfo) -> None:
+            client = self._clients[info.name]
+            try:
+                await client.health()
+                props = await client.props()
+                models = await client.models()
+            except ServerError as e:
+                info.reachable = False
+                info.error = e.detail
+                self._down[info.name] = e.detail
+                self._notice("error", "server-unreachable", str(e), info.name)
+                return
+            info.model_path = props.get("model_path")
+            info.model_ftype = props.get("model_ftype")
+            info.total_slots = props.get("total_slots")
+            info.build_info = props.get("build_info")
+            dgs = props.get("default_generation_settings") or {}
+            info.n_ctx = dgs.get("n_ctx")
+            data = models.get("data") or [{}]
+            meta = data[0].get("meta") or {}
+            info.model_size = meta.get("size")
+            info.n_params = meta.get("n_params")
+            info.model_ftype = info.model_ftype or meta.get("ftype")
+
+        await asyncio.gather(*(one(i) for i in self.results.servers))
+
+    def _check_slots(self, level: int) -> None:
+        for info in self.results.servers:
+            if info.total_slots is not None and level > info.total_slots:
+                self._notice(
+                    "warning", "slots",
+                    f"{info.name} has {info.total_slots} slot(s) but {level} requests are sent "
+                    f"at once: the rest wait in its queue, so TTFT includes queueing (start it "
+                    f"with -np {level} to serve them in parallel)", info.name)
+
+    async def _warmup(self, live: list[ServerSpec]) -> None:
+        if not self.plan.warmup:
+            return
+        prompt = self.plan.prompts[0]
+        for s in live:  # one at a time: warm-up also pages the weights in
+            for i in range(self.plan.warmup):
+                await self._request(s, prompt, i, warmup=True, concurrency=1, rnd=-1)
+
+    async def _round(self, s: ServerSpec, units: list[tuple[Prompt, int]], level: int,
+                     index: int) -> None:
+        if s.name in self._down:
+            self._skip(s, len(units))
+            return
+        t0 = time.perf_counter_ns()
+        recs = await asyncio.gather(*(
+            self._request(s, p, rep, warmup=False, concurrency=level, rnd=index)
+            for p, rep in units))
+        wall = (time.perf_counter_ns() - t0) / 1e9
+        ok = [r for r in recs if r.ok]
+        tokens = sum(r.metrics.n_out for r in ok if r.metrics is not None)
+        self.results.rounds.append(RoundRecord(s.name, level, index, len(recs), len(ok), wall,
+                                               tokens))
+
+    def _skip(self, s: ServerSpec, n: int) -> None:
+        self._total -= n
+        self._progress()
+
+    async def _request(self, s: ServerSpec, prompt: Prompt, rep: int, *, warmup: bool,
+                       concurrency: int, rnd: int) -> RequestRecord:
+        client = self._clients[s.name]
+        rid = self._next_id
+        self._next_id += 1
+        rec = RequestRecord(request_id=rid, server=s.name, prompt_id=prompt.id,
+                            category=prompt.category, repetition=rep, warmup=warmup,
+                            concurrency=concurrency, round=rnd, started_at=time.time())
+        result = client.new_result(self.plan.endpoint)
+        rec.result = result
+        params = self.plan.params
+        if warmup:
+            params = _replace_n_predict(params, self.plan.warmup_n_predict)
+        self._emit(RequestStarted(rid, s.name, prompt.id, rep, warmup))
+        emit = self._emit_cb
+
+        def progress(res: CompletionResult, first: int) -> None:
+            if emit is None:
+                return
+            n = res.n_events
+            # token ids: on /completion one per event, so the new ids are the tail
+            k = sum(res.event_ntokens[first:n])
+            ids = tuple(res.token_ids[-k:]) if k else ()
+            emit(TokenBatch(rid, s.name, res.event_times_ns[n - 1],
+                            "".join(res.event_texts[first:n]), ids, n - first, warmup))
+
+        try:
+            await client.complete(prompt.text, params, endpoint=self.plan.endpoint,
+                                  on_progress=progress, result=result)
+        except ServerError as e:
+            rec.error_kind = e.kind
+            rec.error = str(e)
+        except asyncio.CancelledError:
+            rec.error_kind = "cancelled"
+            rec.error = f"{client.label}: cancelled by the user after {result.n_events} events"
+            self._finish(s, rec, warmup)
+            raise
+        else:
+            rec.metrics = request_metrics(result)
+        self._finish(s, rec, warmup)
+        return rec
+
+    def _finish(self, s: ServerSpec, rec: RequestRecord, warmup: bool) -> None:
+        self.results.records.append(rec)
+        self._emit(RequestFinished(rec))
+        if rec.error is not None and rec.error_kind != "cancelled":
+            self._fails[s.name] = self._fails.get(s.name, 0) + 1
+            self._notice("error", "request-failed", rec.error, s.name)
+            if self._fails[s.name] >= DOWN_AFTER and s.name not in self._down:
+                self._down[s.name] = rec.error
+                self._notice("error", "server-down",
+                             f"{s.name}: {DOWN_AFTER} requests in a row failed; its remaining "
+                             f"requests are skipped (last: {rec.error})", s.name)
+        elif rec.error is None:
+            self._fails[s.name] = 0
+        if not warmup:
+            self._done += 1
+            self._failed += rec.error is not None
+            self._progress()
+
+    # ------------------------------------------------------------- emitting
+
+    def _progress(self) -> None:
+        elapsed = time.monotonic() - self._t0
+        eta = None
+        if self._done:
+            eta = elapsed / self._done * max(self._total - self._done, 0)
+        self._emit(Progress(self._done, self._total, self._failed, elapsed, eta))
+
+    def _notice(self, level: Literal["info", "warning", "error"], code: str, message: str,
+                server: str | None = None) -> None:
+        self.results.notices.append(
+            {"level": level, "code": code, "message": message, "server": server})
+        self._emit(Notice(level, code, message, server))
+
+    def _emit(self, ev: Event) -> None:
+        if self._emit_cb is not None:
+            self._emit_cb(ev)
+
+
+def _replace_n_predict(p: GenerationParams, n: int) -> GenerationParams:
+    from dataclasses import replace
+
+    return replace(p, n_predict=min(n, p.n_predict))

@@ -1,0 +1,238 @@
+"""`quanttui run --headless`: the comparison without a UI.
+
+Never imports Textual (a test checks). Progress goes to stderr, the JSON results to a file and
+the summary table to stdout. Exit codes: 0 all went well, 1 requests failed, 2 usage or config
+errors, 130 stopped by the user (results so far are still written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from quanttui.config import Config
+from quanttui.core.client import Timeouts
+from quanttui.core.events import Event, Notice, Progress, RunStarted
+from quanttui.core.params import GenerationParams
+from quanttui.core.prompts import Prompt, collect
+from quanttui.core.records import RunResults
+from quanttui.core.report import format_summary, write_json
+from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
+from quanttui.core.session import RunPlan, ServerSpec, Session
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def params_from_config(cfg: Config) -> GenerationParams:
+    g = cfg.generation
+    return GenerationParams(
+        n_predict=g.n_predict, temperature=g.temperature, seed=g.seed, top_k=g.top_k,
+        top_p=g.top_p, min_p=g.min_p, repeat_penalty=g.repeat_penalty, stop=tuple(g.stop),
+        cache_prompt=g.cache_prompt, ignore_eos=g.ignore_eos,
+    )
+
+
+def prompts_from_config(cfg: Config) -> list[Prompt]:
+    return collect(cfg.prompts.suites, [Path(f) for f in cfg.prompts.files], cfg.prompts.inline)
+
+
+def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = None) -> RunPlan:
+    t = cfg.timeouts
+    return RunPlan(
+        prompts=tuple(prompts_from_config(cfg)),
+        params=params_from_config(cfg),
+        schedule=cfg.run.schedule,
+        repetitions=cfg.run.repetitions,
+        warmup=cfg.run.warmup,
+        concurrency_levels=tuple(concurrency_levels or (cfg.run.concurrency,)),
+        endpoint=cfg.run.endpoint,
+        timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
+        order_seed=cfg.run.order_seed,
+    )
+
+
+def launch_specs(cfg: Config) -> list[tuple[str, LaunchSpec]]:
+    out = []
+    for s in cfg.servers:
+        if s.model is None:
+            continue
+        lc = s.launch
+        spec = LaunchSpec(model=Path(s.model)) if lc is None else LaunchSpec(
+            model=Path(s.model), threads=lc.threads, ctx_size=lc.ctx_size,
+            parallel=lc.parallel, n_gpu_layers=lc.n_gpu_layers,
+            extra_args=tuple(lc.extra_args))
+        out.append((s.name, spec))
+    return out
+
+
+class ProgressLine:
+    """A one-line progress bar on a terminal; plain lines every few seconds otherwise."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, Progress):
+            now = time.monotonic()
+            final = ev.done >= ev.total
+            if not final and now - self._last < (0.2 if self.tty else 5.0):
+                return
+            self._last = now
+            frac = ev.done / ev.total if ev.total else 1.0
+            bar = "#" * int(frac * 24)
+            eta = "" if ev.eta_s is None else f"  {_hms(ev.eta_s)} left"
+            fails = f"  {ev.failed} failed" if ev.failed else ""
+            text = f"[{bar:<24}] {ev.done}/{ev.total} requests{fails}{eta}"
+            if self.tty:
+                self.stream.write("\r" + text.ljust(70))
+                self._shown = True
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+        elif isinstance(ev, Notice) and ev.level != "info" and ev.code != "request-failed":
+            self.clear()
+            self.stream.write(f"{ev.level}: {ev.message}\n")
+        elif isinstance(ev, Notice) and ev.code == "request-failed":
+            self.clear()
+            self.stream.write(f"request failed: {ev.message}\n")
+        elif isinstance(ev, RunStarted):
+            for s in ev.servers:
+                if s.reachable:
+                    self.stream.write(f"{s.name}: {s.url}  {s.model_ftype or ''}  "
+                                      f"{Path(s.model_path).name if s.model_path else ''}\n")
+            self.stream.write(f"{ev.total_requests} requests planned\n")
+
+    def clear(self) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\r" + " " * 70 + "\r")
+            self._shown = False
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+@dataclass
+class HeadlessRun:
+    cfg: Config
+    config_dict: dict[str, Any]
+    output: Path | None = None
+    concurrency_levels: Sequence[int] | None = None
+    llama_server: str | None = None
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    extra_servers: list[ServerSpec] = field(default_factory=list)
+    contention: Callable[[list[Any]], list[str]] | None = None
+    results: RunResults | None = None
+    output_path: Path | None = None
+
+    def default_output(self) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path(self.cfg.run.export_dir) / f"run-{stamp}.json"
+
+    def execute(self) -> int:
+        return asyncio.run(self._main())
+
+    async def _main(self) -> int:
+        plan = plan_from_config(self.cfg, self.concurrency_levels)
+        specs = [ServerSpec(s.name, s.url, api_key=s.api_key) for s in self.cfg.servers
+                 if s.url is not None] + self.extra_servers
+        managed: list[ManagedServer] = []
+        loop = asyncio.get_running_loop()
+        session: Session | None = None
+        interrupted = False
+
+        def on_signal() -> None:
+            nonlocal interrupted
+            interrupted = True
+            if session is not None:
+                session.stop()
+            else:
+                main.cancel()
+
+        main = asyncio.current_task()
+        assert main is not None
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal)
+        try:
+            try:
+                managed = await self._launch()
+            except asyncio.CancelledError:
+                self.stderr.write("stopped while starting servers\n")
+                return EXIT_INTERRUPTED
+            except ServerStartError as e:
+                self.stderr.write(f"error: {e}\n")
+                return EXIT_FAILED
+            specs += [ServerSpec(m.label, m.url, pid=m.pid, launch_args=tuple(m.args))
+                      for m in managed]
+            if not specs:
+                self.stderr.write("error: no servers to compare: add [[servers]] to the config "
+                                  "or pass --server NAME=URL / --model PATH\n")
+                return EXIT_USAGE
+            progress = ProgressLine(self.stderr)
+            session = Session(specs, plan, emit=progress, contention=self.contention)
+            results = await session.run()
+            progress.clear()
+            for m in managed:
+                for note in m.notes:
+                    results.notices.append({"level": "warning", "code": "launch",
+                                            "message": f"{m.label}: {note}", "server": m.label})
+        finally:
+            for m in managed:
+                m.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        self.results = results
+        out = self.output or self.default_output()
+        write_json(out, results, self.config_dict)
+        self.output_path = out
+        self.stdout.write(format_summary(results))
+        self.stdout.write(f"results: {out}\n")
+        if results.interrupted or interrupted:
+            return EXIT_INTERRUPTED
+        bad = results.failures or [s for s in results.servers if not s.reachable]
+        return EXIT_FAILED if bad else EXIT_OK
+
+    async def _launch(self) -> list[ManagedServer]:
+        todo = launch_specs(self.cfg)
+        if not todo:
+            return []
+        from quanttui.core.binaries import find_llama_server
+
+        binary = find_llama_server(self.llama_server)
+        servers = [ManagedServer(spec, binary=binary, name=name) for name, spec in todo]
+        try:
+            for s in servers:
+                s.start()
+                self.stderr.write(f"starting {s.label}: {s.spec.model.name} on port {s.port}\n")
+            await asyncio.gather(*(s.wait_ready() for s in servers))
+        except BaseException:
+            for s in servers:
+                s.stop()
+            raise
+        return servers
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as used, for the results file, with API keys masked."""
+    d: dict[str, Any] = msgspec.to_builtins(cfg)
+    for s in d.get("servers", []):
+        if s.get("api_key"):
+            s["api_key"] = "***"
+    return d

@@ -1,0 +1,97 @@
+"""The streaming client against real llama-server processes (Q4_K_M and Q8_0 of the demo)."""
+
+from __future__ import annotations
+
+import pytest
+
+from quanttui.core.client import LlamaClient
+from quanttui.core.errors import HTTPStatusError
+from quanttui.core.metrics import request_metrics
+from quanttui.core.params import GenerationParams
+from quanttui.core.servers import ManagedServer
+
+pytestmark = pytest.mark.real
+
+PROMPT = "The capital of France is Paris. The capital of Japan is"
+P = GenerationParams(n_predict=48, ignore_eos=True)
+
+
+async def test_streamed_tokens_equal_predicted_n(real_pair: tuple[ManagedServer, ...]) -> None:
+    for server in real_pair:
+        async with LlamaClient(server.url, name=server.label) as c:
+            r = await c.complete(PROMPT, P)
+        assert r.ok and r.timings is not None
+        assert r.timings.predicted_n == 48
+        assert len(r.token_ids) == r.timings.predicted_n == r.n_events
+        assert all(n == 1 for n in r.event_ntokens)  # one token per native event
+        assert r.stop_type == "limit" and not r.truncated
+
+
+async def test_client_ttft_not_below_server_prompt_ms(real_pair: tuple[ManagedServer, ...]
+                                                      ) -> None:
+    for server in real_pair:
+        async with LlamaClient(server.url) as c:
+            for _ in range(3):
+                r = await c.complete(PROMPT, GenerationParams(n_predict=4))
+                m = request_metrics(r)
+                assert r.timings is not None and m.ttft_ms is not None
+                assert m.ttft_ms >= r.timings.prompt_ms
+                assert m.client_overhead_ms is not None and m.client_overhead_ms >= 0
+                assert m.ttfr_ms is not None and m.ttfr_ms <= m.ttft_ms
+                assert not m.cache_hit  # cache_prompt: false
+
+
+async def test_greedy_output_is_reproducible(real_pair: tuple[ManagedServer, ...]) -> None:
+    server = real_pair[0]
+    async with LlamaClient(server.url) as c:
+        a = await c.complete(PROMPT, GenerationParams(n_predict=32))
+        b = await c.complete(PROMPT, GenerationParams(n_predict=32))
+    assert a.token_ids and a.token_ids == b.token_ids and a.text == b.text
+    assert "Tokyo" in a.text  # the model really answers, it isn't noise
+
+
+@pytest.mark.parametrize("endpoint", ["v1-completions", "chat"])
+async def test_openai_endpoints_stream(real_pair: tuple[ManagedServer, ...], endpoint: str
+                                       ) -> None:
+    server = real_pair[1]
+    async with LlamaClient(server.url) as c:
+        r = await c.complete(PROMPT, GenerationParams(n_predict=16, ignore_eos=True),
+                             endpoint=endpoint)  # type: ignore[arg-type]
+    assert r.ok and r.text
+    assert r.n_events >= 2  # it streamed, not one blob
+    assert r.usage is not None and r.usage.completion_tokens == 16
+    assert r.timings is not None and r.timings.predicted_n == 16
+    assert r.finish_reason == "length"
+
+
+async def test_native_and_v1_agree_on_greedy_text(real_pair: tuple[ManagedServer, ...]) -> None:
+    async with LlamaClient(real_pair[0].url) as c:
+        native = await c.complete(PROMPT, GenerationParams(n_predict=16))
+        v1 = await c.complete(PROMPT, GenerationParams(n_predict=16), endpoint="v1-completions")
+    assert native.text == v1.text
+
+
+async def test_utility_endpoints(real_pair: tuple[ManagedServer, ...]) -> None:
+    q4, q8 = real_pair
+    async with LlamaClient(q4.url) as c4, LlamaClient(q8.url) as c8:
+        p4, p8 = await c4.props(), await c8.props()
+        assert p4["model_ftype"] == "Q4_K - Medium" and p8["model_ftype"] == "Q8_0"
+        assert p4["total_slots"] == 1
+        m = await c8.models()
+        assert m["data"][0]["meta"]["size"] > (await c4.models())["data"][0]["meta"]["size"]
+        toks = await c4.tokenize(PROMPT)
+        r = await c4.complete(PROMPT, GenerationParams(n_predict=2))
+        assert r.timings is not None and len(toks) == r.timings.prompt_n
+        assert "llamacpp:" in await c4.metrics()
+        tmpl = await c4.apply_template([{"role": "user", "content": "hi"}])
+        assert "hi" in tmpl
+        assert (await c4.detokenize(toks[1:])).strip() == PROMPT
+
+
+async def test_real_http_error_is_typed(real_pair: tuple[ManagedServer, ...]) -> None:
+    async with LlamaClient(real_pair[0].url, name="Q4") as c:
+        with pytest.raises(HTTPStatusError) as ei:
+            await c.complete("word " * 3000, GenerationParams(n_predict=4))
+    assert ei.value.status == 400
+    assert ei.value.error_type == "exceed_context_size_error"
+    assert "exceeds the available context size" in str(ei.value) and "Q4" in str(ei.value)

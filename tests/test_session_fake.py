@@ -1,0 +1,169 @@
+"""The engine against fake servers: schedules, concurrency rounds, failures, stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from quanttui.core.client import Timeouts
+from quanttui.core.events import Event, Notice, Progress, RequestFinished, TokenBatch
+from quanttui.core.params import GenerationParams
+from quanttui.core.prompts import Prompt, builtin_suite
+from quanttui.core.session import RunPlan, ServerSpec, Session
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
+
+PROMPTS = tuple(builtin_suite("quick")[:3])
+FAST = Timeouts(connect=1, read=1, total=10)
+
+
+def plan(**kw: object) -> RunPlan:
+    base: dict[str, object] = {"prompts": PROMPTS, "params": GenerationParams(n_predict=12),
+                               "timeouts": FAST, "warmup": 1}
+    base.update(kw)
+    return RunPlan(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pair() -> object:
+    with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.004) as b:
+        yield a, b
+
+
+def specs(a: FakeLlamaServer, b: FakeLlamaServer) -> list[ServerSpec]:
+    return [ServerSpec("A", a.url), ServerSpec("B", b.url)]
+
+
+@pytest.mark.parametrize("schedule", ["simultaneous", "alternating", "sequential"])
+async def test_schedules_run_every_request(pair: tuple[FakeLlamaServer, ...], schedule: str
+                                           ) -> None:
+    a, b = pair
+    events: list[Event] = []
+    res = await Session(specs(a, b), plan(schedule=schedule, repetitions=2),
+                        emit=events.append).run()
+    measured = res.measured()
+    assert len(measured) == 2 * 3 * 2 and all(r.ok for r in measured)
+    assert len([r for r in res.records if r.warmup]) == 2
+    # warm-ups are excluded and shortened
+    assert all(r.metrics and r.metrics.n_out == 8 for r in res.records if r.warmup)
+    # every token reached the consumer through TokenBatch events
+    streamed = sum(len(e.token_ids) for e in events if isinstance(e, TokenBatch))
+    assert streamed == sum(r.metrics.n_out for r in res.records if r.metrics)
+    last = [e for e in events if isinstance(e, Progress)][-1]
+    assert (last.done, last.total, last.failed) == (12, 12, 0)
+    d = res.paired("decode_tps_client", "A", "B")
+    assert d is not None and d.n == 3 and d.mean_diff < 0  # B is the slower fake
+
+
+async def test_simultaneous_overlaps_alternating_does_not(pair: tuple[FakeLlamaServer, ...]
+                                                          ) -> None:
+    a, b = pair
+
+    def spans(res: object) -> list[tuple[int, int, str]]:
+        return sorted((r.result.t_sent_ns, r.result.t_done_ns, r.server)  # type: ignore
+                      for r in res.measured())  # type: ignore[attr-defined]
+
+    for schedule, overlap in (("simultaneous", True), ("alternating", False),
+                              ("sequential", False)):
+        res = await Session(specs(a, b), plan(schedule=schedule, warmup=0)).run()
+        s = spans(res)
+        overlapped = any(s[i + 1][0] < s[i][1] for i in range(len(s) - 1))
+        assert overlapped is overlap, schedule
+
+
+async def test_alternating_order_is_shuffled_and_seeded(pair: tuple[FakeLlamaServer, ...]
+                                                        ) -> None:
+    a, b = pair
+    prompts = tuple(Prompt(f"p{i}", f"prompt {i}") for i in range(12))
+
+    async def order(seed: int) -> list[str]:
+        res = await Session(specs(a, b), plan(prompts=prompts, schedule="alternating",
+                                              warmup=0, order_seed=seed)).run()
+        firsts = []
+        for rnd in range(12):
+            recs = sorted((r for r in res.measured() if r.round == rnd),
+                          key=lambda r: r.result.t_sent_ns)  # type: ignore[union-attr]
+            firsts.append(recs[0].server)
+        return firsts
+
+    o1, o2 = await order(1), await order(1)
+    assert o1 == o2 and set(o1) == {"A", "B"}
+
+
+async def test_concurrency_rounds_aggregate(pair: tuple[FakeLlamaServer, ...]) -> None:
+    a, b = pair
+    prompts = tuple(Prompt(f"p{i}", f"prompt {i}") for i in range(4))
+    res = await Session(specs(a, b), plan(prompts=prompts, concurrency_levels=(1, 2, 4),
+                                          warmup=0)).run()
+    for level in (1, 2, 4):
+        rounds = [r for r in res.rounds if r.server == "A" and r.concurrency == level]
+        assert len(rounds) == 4 // level and all(r.n_requests == level for r in rounds)
+        agg = res.aggregate("A", level)
+        assert agg is not None and agg[0] > 0
+    # several requests in flight on one (single-slot) fake overlap in time
+    recs = [r for r in res.measured("A", 4)]
+    assert max(r.result.t_sent_ns for r in recs) < min(  # type: ignore[union-attr]
+        r.result.t_done_ns for r in recs)  # type: ignore[union-attr]
+    assert any(n["code"] == "slots" for n in res.notices)  # fake has 1 slot: warned
+
+
+async def test_one_server_failing_never_stops_the_other(pair: tuple[FakeLlamaServer, ...]
+                                                        ) -> None:
+    a, b = pair
+    b.fault = Fault("drop", after=3)
+    events: list[Event] = []
+    res = await Session(specs(a, b), plan(repetitions=2, warmup=0), emit=events.append).run()
+    assert all(r.ok for r in res.measured("A")) and len(res.measured("A")) == 6
+    failed = [r for r in res.records if r.server == "B"]
+    assert failed and all(r.error_kind == "ended-early" for r in failed)
+    assert all("B" in (r.error or "") and "mid-stream" in (r.error or "") for r in failed)
+    assert all(r.n_events == 3 for r in failed)  # partial output kept
+    # after 3 failures in a row B is taken as down and its remaining requests skipped
+    assert len(failed) == 3
+    assert any(isinstance(e, Notice) and e.code == "server-down" for e in events)
+    last = [e for e in events if isinstance(e, Progress)][-1]
+    assert last.done == last.total == 9
+
+
+async def test_unreachable_server_is_left_out(pair: tuple[FakeLlamaServer, ...]) -> None:
+    from quanttui.core.ports import free_port
+
+    a, _ = pair
+    dead = ServerSpec("dead", f"http://127.0.0.1:{free_port()}")
+    res = await Session([ServerSpec("A", a.url), dead], plan(warmup=0)).run()
+    info = {s.name: s for s in res.servers}
+    assert not info["dead"].reachable and "connect" in (info["dead"].error or "")
+    assert len(res.measured("A")) == 3 and not res.measured("dead")
+    assert any(n["code"] == "server-unreachable" for n in res.notices)
+    assert info["A"].model_ftype == "Q4_K - Medium" and info["A"].total_slots == 1
+
+
+async def test_stop_keeps_finished_requests(pair: tuple[FakeLlamaServer, ...]) -> None:
+    a, b = pair
+    a.token_delay = b.token_delay = 0.02
+    done: list[RequestFinished] = []
+
+    def emit(e: Event) -> None:
+        if isinstance(e, RequestFinished):
+            done.append(e)
+            if len([d for d in done if not d.record.warmup]) == 2:
+                session.stop()
+
+    session = Session(specs(a, b), plan(repetitions=5, warmup=0,
+                                        params=GenerationParams(n_predict=10)), emit=emit)
+    res = await asyncio.wait_for(session.run(), 10)
+    assert res.interrupted
+    ok = [r for r in res.measured() if r.ok]
+    assert len(ok) >= 2
+    cancelled = [r for r in res.records if r.error_kind == "cancelled"]
+    assert len(res.measured()) < 30 and all("cancelled" in (r.error or "") for r in cancelled)
+    assert any(n["code"] == "interrupted" for n in res.notices)
+
+
+def test_plan_validation() -> None:
+    with pytest.raises(ValueError, match="at least one prompt"):
+        RunPlan(prompts=())
+    with pytest.raises(ValueError, match="schedule"):
+        RunPlan(prompts=PROMPTS, schedule="random")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="≥ 1"):
+        RunPlan(prompts=PROMPTS, concurrency_levels=(0,))
