@@ -89,7 +89,7 @@ async def test_slow_headers_times_out(fake: FakeLlamaServer) -> None:
     fake.fault = Fault("slow_headers", delay=3)
     t0 = time.monotonic()
     async with LlamaClient(fake.url, timeouts=FAST) as c:
-        with pytest.raises(ServerTimeout, match="no response headers within 0.5 s"):
+        with pytest.raises(ServerTimeout, match=r"no response headers within 0\.5 s"):
             await c.complete("x", P10)
     assert time.monotonic() - t0 < 2.5
 

@@ -7,13 +7,15 @@ fast and never import Textual.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from quanttui import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -53,7 +55,7 @@ def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], thre
 
     from quanttui.config import LaunchConfig, ServerConfig
 
-    out = []
+    out: list[ServerConfig] = []
     for item in servers:
         name, sep, url = item.partition("=")
         if not sep:
@@ -121,8 +123,8 @@ _run_options = [
 ]
 
 
-def _apply(options: list[Any]) -> Any:
-    def deco(f: Any) -> Any:
+def _apply(options: list[Any]) -> Callable[[F], F]:
+    def deco(f: F) -> F:
         for opt in reversed(options):
             f = opt(f)
         return f
@@ -174,7 +176,7 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option("--headless", is_flag=True, help="No UI: progress on stderr, results to JSON.")
 @_apply(_run_options)
 @click.pass_context
-def run(ctx: click.Context, headless: bool, **kw: Any) -> None:
+def run(ctx: click.Context, /, headless: bool, **kw: Any) -> None:
     """Run the configured comparison (headless until the TUI lands)."""
     cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
     cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
@@ -187,7 +189,7 @@ def run(ctx: click.Context, headless: bool, **kw: Any) -> None:
               help="Which demo quants to compare (from Q4_K_M, Q8_0, Q2_K).")
 @_apply(_run_options)
 @click.pass_context
-def demo(ctx: click.Context, prepare: bool, quants: str, **kw: Any) -> None:
+def demo(ctx: click.Context, /, prepare: bool, quants: str, **kw: Any) -> None:
     """Compare two real quants of Gemma 3 270M, made once and cached."""
     from quanttui import demo as demo_mod
     from quanttui.core.binaries import ToolNotFound

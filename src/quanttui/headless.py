@@ -121,9 +121,11 @@ class ProgressLine:
             self._shown = False
 
 
-def _hms(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
 @dataclass
@@ -161,11 +163,10 @@ class HeadlessRun:
             interrupted = True
             if session is not None:
                 session.stop()
-            else:
+            elif main is not None:
                 main.cancel()
 
         main = asyncio.current_task()
-        assert main is not None
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
@@ -206,7 +207,7 @@ class HeadlessRun:
         self.stdout.write(f"results: {out}\n")
         if results.interrupted or interrupted:
             return EXIT_INTERRUPTED
-        bad = results.failures or [s for s in results.servers if not s.reachable]
+        bad = bool(results.failures) or any(not s.reachable for s in results.servers)
         return EXIT_FAILED if bad else EXIT_OK
 
     async def _launch(self) -> list[ManagedServer]:

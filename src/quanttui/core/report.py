@@ -77,8 +77,8 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
     for name in names:
         per_level: dict[str, Any] = {}
         for level in results.concurrency_levels:
-            m = {metric: _summary(results.summary(name, metric, level))
-                 for metric in SUMMARY_METRICS}
+            m: dict[str, Any] = {metric: _summary(results.summary(name, metric, level))
+                                 for metric in SUMMARY_METRICS}
             m["itl_ms"] = _summary(results.itl_summary(name, level))
             agg = results.aggregate(name, level)
             m["aggregate_tps"] = round(agg[0], 3) if agg else None

@@ -97,6 +97,7 @@ class ManagedServer:
     port: int = 0
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)
+    spawned_args: list[str] = field(default_factory=list)
 
     @property
     def args(self) -> list[str]:
@@ -129,7 +130,7 @@ class ManagedServer:
 
     def _spawn(self) -> None:
         assert self.binary is not None and self.log_path is not None
-        args = self.args
+        args = self.spawned_args = self.args
         with open(self.log_path, "ab") as log:
             log.write(("$ " + " ".join(args) + "\n").encode())
             log.flush()
@@ -151,7 +152,7 @@ class ManagedServer:
     def _check_alive(self) -> None:
         assert self.proc is not None and self.binary is not None
         code = self.proc.poll()
-        if code == -signal.SIGILL and "--no-repack" not in self.args and "-nr" not in self.args:
+        if code == -signal.SIGILL and not {"--no-repack", "-nr"} & set(self.spawned_args):
             _NO_REPACK.add(self.binary.path)
             self.notes.append(
                 "llama-server died of an illegal instruction in its repacked CPU kernels "

@@ -73,8 +73,8 @@ class PairedDiff:
 
 
 def paired_difference(
-    a: Mapping[object, float],
-    b: Mapping[object, float],
+    a: Mapping[str, float],
+    b: Mapping[str, float],
     *,
     n_boot: int = 2000,
     seed: int = 0,
