@@ -51,6 +51,19 @@ class Fault:
     error_type: str = "server_error"
     message: str = "fake failure"
     times: int | None = None  # apply to this many requests, then stop (None: always)
+    # Routes it hits; None: the completion routes for mid-stream faults, every route otherwise.
+    paths: tuple[str, ...] | None = None
+
+    def applies(self, path: str) -> bool:
+        if self.paths is not None:
+            return path in self.paths
+        if self.kind in ("stall", "drop", "malformed", "error_event"):
+            return path in COMPLETION_PATHS
+        return True
+
+
+COMPLETION_PATHS = ("/completion", "/completions", "/v1/completions", "/v1/chat/completions",
+                    "/chat/completions")
 
 
 VOCAB = [" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", "."]
@@ -128,9 +141,9 @@ class FakeLlamaServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _take_fault(self) -> Fault | None:
+    def _take_fault(self, path: str) -> Fault | None:
         f = self.fault
-        if f is None:
+        if f is None or not f.applies(path):
             return None
         if f.times is not None:
             f.times -= 1
@@ -177,7 +190,7 @@ class FakeLlamaServer:
         path = path.split("?", 1)[0]
         self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
 
-        fault = self._take_fault()
+        fault = self._take_fault(path)
         if fault is not None and fault.kind == "refuse":
             writer.transport.abort()
             return False
@@ -215,8 +228,7 @@ class FakeLlamaServer:
             msgs = body.get("messages", [])
             prompt = "".join(f"<{m['role']}>{m['content']}\n" for m in msgs) + "<assistant>"
             await self._json(writer, {"prompt": prompt})
-        elif method == "POST" and path in ("/completion", "/completions", "/v1/completions",
-                                           "/v1/chat/completions", "/chat/completions"):
+        elif method == "POST" and path in COMPLETION_PATHS:
             return await self._complete(writer, path, body, fault)
         else:
             await self._error(writer, 404, "not_found_error", "File Not Found")
