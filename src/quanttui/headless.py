@@ -23,6 +23,8 @@ import msgspec
 from quanttui.config import Config
 from quanttui.core.client import Timeouts
 from quanttui.core.events import Event, Notice, Progress, RunStarted
+from quanttui.core.hardware import HardwarePoller, ProcessTarget
+from quanttui.core.hardware.summary import hardware_json
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
 from quanttui.core.records import RunResults
@@ -187,8 +189,18 @@ class HeadlessRun:
                 return EXIT_USAGE
             progress = ProgressLine(self.stderr)
             session = Session(specs, plan, emit=progress, contention=self.contention)
-            results = await session.run()
+            poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
+                                    interval_s=self.cfg.hardware.poll_interval)
+            poller.start()
+            try:
+                results = await session.run()
+            finally:
+                poller.stop()
             progress.clear()
+            results.hardware = hardware_json(
+                poller.history(), poller.host_info(),
+                [(s.name, s.model_path) for s in results.servers])
+            poller.close()
             for m in managed:
                 for note in m.notes:
                     results.notices.append({"level": "warning", "code": "launch",

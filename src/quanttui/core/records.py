@@ -111,6 +111,7 @@ class RunResults:
     started_at: float = 0.0
     finished_at: float | None = None
     interrupted: bool = False
+    hardware: dict[str, Any] | None = None  # core.hardware.summary.hardware_json
 
     @property
     def server_names(self) -> list[str]:

@@ -119,6 +119,7 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
                                             "requests_per_s": r.requests_per_s}
                    for r in results.rounds],
         "notices": results.notices,
+        "hardware": results.hardware,
         "records": [record_dict(r) for r in results.records],
     }
 
@@ -191,7 +192,27 @@ def format_summary(results: RunResults) -> str:
                         f"{_f(d.ratio, '.2f')}, {b} faster on {d.win_rate_b:.0%} of "
                         f"{d.n} prompts")
         lines.append("")
+    lines += _memory_lines(results)
     for n in results.notices:
         if n["level"] != "info":
             lines.append(f"{n['level']}: {n['message']}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _mb(v: Any) -> str:
+    if isinstance(v, dict):  # {"n/a": reason}
+        return f"n/a ({v['n/a']})"
+    return f"{v / 1e6:.0f} MB" if isinstance(v, (int, float)) else "n/a"
+
+
+def _memory_lines(results: RunResults) -> list[str]:
+    hw = results.hardware
+    if not hw:
+        return []
+    out = []
+    for name, s in hw.get("servers", {}).items():
+        cpu = s.get("cpu_percent_mean")
+        cpu_text = f", CPU {cpu:.0f}% of a core" if isinstance(cpu, (int, float)) else ""
+        out.append(f"memory {name}: RSS peak {_mb(s.get('rss_peak'))}, USS peak "
+                   f"{_mb(s.get('uss_peak'))}, model file {_mb(s.get('model_file'))}{cpu_text}")
+    return [*out, ""] if out else []
