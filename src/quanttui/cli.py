@@ -118,6 +118,8 @@ _run_options = [
                  help="llama-server binary to use for --model."),
     click.option("--output", "-o", type=click.Path(path_type=Path),
                  help="Results JSON (default: EXPORT_DIR/run-TIMESTAMP.json)."),
+    click.option("--force", is_flag=True,
+                 help="Start servers even when the memory fit check says they won't fit."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                  help="Override a config key, e.g. generation.n_predict=64."),
 ]
@@ -139,7 +141,7 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
     run = HeadlessRun(cfg, config_to_dict(cfg), output=kw.get("output"),
                       concurrency_levels=levels,
                       llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
-                      contention=_contention_check())
+                      contention=_contention_check(), force=kw.get("force", False))
     try:
         code = run.execute()
     except Exception as e:  # any other failure: say what, never a bare traceback

@@ -21,6 +21,7 @@ from typing import IO, Any
 import msgspec
 
 from quanttui.config import Config
+from quanttui.core import fit
 from quanttui.core.client import Timeouts
 from quanttui.core.events import Event, Notice, Progress, RunStarted
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
@@ -141,6 +142,7 @@ class HeadlessRun:
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     extra_servers: list[ServerSpec] = field(default_factory=list)
     contention: Callable[[list[Any]], list[str]] | None = None
+    force: bool = False  # start servers even when the fit check says they won't fit
     results: RunResults | None = None
     output_path: Path | None = None
 
@@ -229,6 +231,15 @@ class HeadlessRun:
         from quanttui.core.binaries import find_llama_server
 
         binary = find_llama_server(self.llama_server)
+        report = fit.check([(spec.model, spec.ctx_size, spec.n_gpu_layers) for _, spec in todo],
+                           vram_free=_free_vram() if any(s.n_gpu_layers for _, s in todo)
+                           else None)
+        for w in report.warnings:
+            self.stderr.write(f"warning: {w}\n")
+        if report.refuse:
+            if not self.force:
+                raise ServerStartError(f"{report.refuse} (--force starts them anyway)")
+            self.stderr.write(f"warning: {report.refuse} (starting anyway: --force)\n")
         servers = [ManagedServer(spec, binary=binary, name=name) for name, spec in todo]
         try:
             for s in servers:
@@ -240,6 +251,25 @@ class HeadlessRun:
                 s.stop()
             raise
         return servers
+
+
+def _free_vram() -> int | None:
+    from quanttui.core.hardware import NvmlReader
+    from quanttui.core.hardware.reading import NA
+
+    reader = NvmlReader()
+    try:
+        gpus = reader.sample([]).gpus
+    finally:
+        reader.close()
+    if isinstance(gpus, NA):
+        return None
+    free = 0
+    for g in gpus:
+        if isinstance(g.memory_total_bytes, NA) or isinstance(g.memory_used_bytes, NA):
+            return None
+        free += g.memory_total_bytes - g.memory_used_bytes
+    return free
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""Will these servers fit? Model weights plus KV cache against free RAM (and VRAM).
+
+An estimate from the GGUF header, made before anything is started, so a user learns "needs
+7.9 GB, 5.2 GB free" instead of watching the machine swap or the OOM killer pick a process.
+KV cache: 2 (K and V) × layers × context × KV heads × head size × 2 bytes (f16, llama-server's
+default cache type); models with sliding-window layers need less, so this errs high. A fixed
+allowance covers compute buffers and the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from quanttui.core.gguf_meta import GGUFError, GGUFHeader, read_gguf_header
+
+RUNTIME_BYTES = 150 * 1024 * 1024  # compute buffers, context, the process itself
+WARN_SHARE = 0.85  # of free memory
+
+
+@dataclass(frozen=True)
+class FitEstimate:
+    model: Path
+    weights_bytes: int
+    kv_bytes: int | None  # None: the header lacks the fields to estimate it
+    ctx_size: int
+    gpu_share: float  # fraction of layers offloaded (0: CPU only)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + (self.kv_bytes or 0) + RUNTIME_BYTES
+
+    @property
+    def ram_bytes(self) -> int:
+        return int(self.total_bytes * (1 - self.gpu_share))
+
+    @property
+    def vram_bytes(self) -> int:
+        return int(self.total_bytes * self.gpu_share)
+
+
+def _shards_size(path: Path, header: GGUFHeader) -> int:
+    import re
+
+    m = re.match(r"(.*)-(\d{5})-of-(\d{5})\.gguf$", path.name)
+    if not m:
+        return header.file_size
+    n = int(m.group(3))
+    return sum((path.parent / f"{m.group(1)}-{i:05d}-of-{n:05d}.gguf").stat().st_size
+               for i in range(1, n + 1))
+
+
+def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2) -> int | None:
+    arch = header.get_str("general.architecture")
+    if not arch:
+        return None
+    layers = header.get_int(f"{arch}.block_count")
+    heads = header.get_int(f"{arch}.attention.head_count")
+    kv_heads = header.get_int(f"{arch}.attention.head_count_kv") or heads
+    embd = header.get_int(f"{arch}.embedding_length")
+    k_len = header.get_int(f"{arch}.attention.key_length")
+    v_len = header.get_int(f"{arch}.attention.value_length")
+    if k_len is None and embd and heads:
+        k_len = embd // heads
+    v_len = v_len or k_len
+    if not (layers and kv_heads and k_len and v_len):
+        return None
+    return layers * ctx_size * kv_heads * (k_len + v_len) * bytes_per_value
+
+
+def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:
+    """Raises GGUFError for a file that isn't a readable GGUF."""
+    header = read_gguf_header(model, tensors=False)
+    arch = header.get_str("general.architecture") or ""
+    layers = header.get_int(f"{arch}.block_count") or 0
+    if ctx_size <= 0:  # 0 means the model's training context
+        ctx_size = header.get_int(f"{arch}.context_length") or 4096
+    # -ngl auto/all (negative): assume everything goes to the GPU; +1 for the output layer
+    share = 1.0 if n_gpu_layers < 0 else min(n_gpu_layers / (layers + 1), 1.0) if layers else 0.0
+    return FitEstimate(model, _shards_size(model, header), kv_cache_bytes(header, ctx_size),
+                       ctx_size, share)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    estimates: tuple[FitEstimate, ...]
+    ram_available: int
+    vram_free: int | None  # None: unknown (no NVML)
+    refuse: str | None  # why we won't start them
+    warnings: tuple[str, ...]
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def check(models: Sequence[tuple[Path, int, int]], vram_free: int | None = None,
+          ram_available: int | None = None) -> FitReport:
+    """`models`: (path, ctx_size, n_gpu_layers) of the servers to start together."""
+    ests: list[FitEstimate] = []
+    for path, ctx, ngl in models:
+        try:
+            ests.append(estimate(path, ctx, ngl))
+        except GGUFError as err:
+            return FitReport(tuple(ests), 0, vram_free,
+                             f"{path}: not a usable GGUF ({err.reason})", ())
+    avail = psutil.virtual_memory().available if ram_available is None else ram_available
+    need_ram = sum(e.ram_bytes for e in ests)
+    need_vram = sum(e.vram_bytes for e in ests)
+    parts = " + ".join(f"{e.model.name} {_gb(e.total_bytes)} (weights {_gb(e.weights_bytes)}, "
+                       f"KV {_gb(e.kv_bytes) if e.kv_bytes is not None else 'n/a'} at "
+                       f"-c {e.ctx_size})" for e in ests)
+    warnings: list[str] = []
+    refuse = None
+    if need_ram > avail:
+        refuse = (f"not enough memory: {parts} need about {_gb(need_ram)} of RAM, "
+                  f"{_gb(avail)} is available. Use a smaller context (-c), fewer servers, or "
+                  "offload layers to a GPU.")
+    elif need_ram > WARN_SHARE * avail:
+        warnings.append(f"tight on memory: about {_gb(need_ram)} of RAM needed, {_gb(avail)} "
+                        "available; the servers may swap, which ruins speed figures")
+    if need_vram:
+        if vram_free is None:
+            warnings.append(f"about {_gb(need_vram)} of VRAM needed; free VRAM is unknown here "
+                            "(no NVML), not checked")
+        elif need_vram > vram_free:
+            refuse = refuse or (f"not enough GPU memory: about {_gb(need_vram)} needed, "
+                                f"{_gb(vram_free)} free")
+    for e in ests:
+        if e.kv_bytes is None:
+            warnings.append(f"{e.model.name}: KV cache size unknown (header lacks the fields)")
+    return FitReport(tuple(ests), avail, vram_free, refuse, tuple(warnings))
