@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,12 +76,16 @@ class LaunchSpec:
 
 
 def _pdeathsig_and_affinity(affinity: tuple[int, ...] | None) -> Callable[[], None]:
+    # The parent-death signal fires when the *thread* that forked exits, so it is only set when
+    # launching from the main thread; a worker thread's end would otherwise kill the server.
+    deathsig = threading.current_thread() is threading.main_thread()
+
     def pre() -> None:
         if sys.platform.startswith("linux"):
-            # PR_SET_PDEATHSIG=1: the kernel sends SIGTERM when the launching thread dies,
-            # which covers quanttui being SIGKILLed.
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+            if deathsig:
+                # PR_SET_PDEATHSIG=1: SIGTERM when quanttui dies, even by SIGKILL.
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(1, signal.SIGTERM, 0, 0, 0)
             if affinity:
                 os.sched_setaffinity(0, affinity)
 
