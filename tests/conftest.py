@@ -21,6 +21,13 @@ from quanttui.testing.fake_server import FakeLlamaServer
 REQUIRE_REAL = os.environ.get("QUANTTUI_REQUIRE_REAL") == "1"
 
 
+@pytest.fixture(autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made by tests go to a history of their own, never the user's."""
+    monkeypatch.setenv("QUANTTUI_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeLlamaServer]:
     with FakeLlamaServer() as server:

@@ -120,6 +120,13 @@ _run_options = [
                  help="Results JSON (default: EXPORT_DIR/run-TIMESTAMP.json)."),
     click.option("--force", is_flag=True,
                  help="Start servers even when the memory fit check says they won't fit."),
+    click.option("--format", "formats", default="json", show_default=True,
+                 metavar="json,md,csv,svg", help="Files to write beside each other."),
+    click.option("--no-history", is_flag=True, help="Don't store the run in the history."),
+    click.option("--min-decode-ratio", type=float,
+                 help="CI gate: B/A decode tok/s must reach this (exit 3 if not)."),
+    click.option("--min-same-top1", type=float,
+                 help="CI gate: B's same-top-1 against A must reach this (exit 3 if not)."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                  help="Override a config key, e.g. generation.n_predict=64."),
 ]
@@ -138,10 +145,16 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
     from quanttui.headless import HeadlessRun, config_to_dict
 
     levels = _levels(extra_levels)
+    formats = _formats(kw.get("formats") or "json")
     run = HeadlessRun(cfg, config_to_dict(cfg), output=kw.get("output"),
                       concurrency_levels=levels,
                       llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
-                      contention=_contention_check(), force=kw.get("force", False))
+                      contention=_contention_check(), force=kw.get("force", False),
+                      formats=formats, svg=_svg_renderer() if "svg" in formats else None,
+                      history=not kw.get("no_history"),
+                      min_decode_ratio=_first(kw.get("min_decode_ratio"),
+                                              cfg.gates.min_decode_ratio),
+                      min_same_top1=_first(kw.get("min_same_top1"), cfg.gates.min_same_top1))
     try:
         code = run.execute()
     except Exception as e:  # any other failure: say what, never a bare traceback
@@ -152,6 +165,31 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
             _fail(str(e))
         raise
     ctx.exit(code)
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _formats(text: str) -> list[str]:
+    from quanttui.core.snapshot import FORMATS
+
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise click.BadParameter(f"unknown format {', '.join(bad) or text!r}; choose from "
+                                 f"{', '.join(FORMATS)}", param_hint="--format")
+    return formats
+
+
+def _svg_renderer(size: tuple[int, int] = (160, 48)) -> Any:
+    """The TUI's screen as SVG, rendered headless (imports Textual only when asked for)."""
+    from quanttui.tui.export import render_svg
+
+    def render(results: Any) -> str:
+        return render_svg(results, size)
+
+    return render
 
 
 def _flags(kw: dict[str, Any]) -> dict[str, Any]:
@@ -236,3 +274,99 @@ def models(dirs: tuple[Path, ...], as_json: bool, no_default_places: bool) -> No
         click.echo(json.dumps(to_json(result), indent=1))
     else:
         click.echo(format_table(result))
+
+
+@main.command()
+@click.option("--from", "from_file", type=click.Path(path_type=Path, exists=True,
+                                                     dir_okay=False),
+              help="Re-render a run's JSON instead of running the comparison.")
+@click.option("--run-id", type=int, help="Re-render run #N of the history.")
+@click.option("--size", default="160x48", show_default=True, help="SVG screen size, COLSxROWS.")
+@_apply(_run_options)
+@click.pass_context
+def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, size: str,
+             **kw: Any) -> None:
+    """Write a run as JSON, Markdown, CSV and an SVG of the screen (atomically).
+
+    Runs the configured comparison, or re-renders a stored run (--from FILE, --run-id N).
+    """
+    fmts = kw["formats"] if kw["formats"] != "json" else "json,md,csv,svg"
+    formats = _formats(fmts)
+    try:
+        cols, rows = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected COLSxROWS like 160x48, got {size!r}",
+                                 param_hint="--size") from None
+    if from_file is None and run_id is None:
+        kw["formats"] = ",".join(formats)
+        cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
+        cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
+        _execute(ctx, cfg, kw, kw.get("concurrency"))
+        return
+    from quanttui.core.load import RunFileError, load_run, results_from_dict
+    from quanttui.core.snapshot import write_snapshot
+    from quanttui.core.store import Store
+
+    try:
+        if from_file is not None:
+            results = load_run(from_file)
+            stem = from_file.stem
+        else:
+            assert run_id is not None
+            results = results_from_dict(Store().get(run_id))
+            stem = f"run-{run_id}"
+    except KeyError:
+        _fail(f"no run #{run_id} in the history (see quanttui history)")
+    except RunFileError as e:
+        _fail(str(e))
+    out = kw.get("output")
+    out_dir = out if out is not None else Path(".")
+    svg = _svg_renderer((cols, rows)) if "svg" in formats else None
+    for path in write_snapshot(results, out_dir, stem, formats, svg=svg):
+        click.echo(str(path))
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history(limit: int, as_json: bool) -> None:
+    """List the stored runs (newest first)."""
+    import json
+
+    from quanttui.core.store import Store
+
+    rows = Store().list(limit)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=1))
+        return
+    if not rows:
+        click.echo("no runs stored yet: quanttui run --headless stores each run")
+        return
+    click.echo(f"{'#':>4}  {'started (UTC)':<25}  {'schedule':<12}  servers (quants)")
+    for r in rows:
+        click.echo(f"{r.id:>4}  {r.created_at:<25}  {r.schedule:<12}  {r.servers} ({r.quants})")
+
+
+@main.command()
+@click.argument("run_a")
+@click.argument("run_b")
+def compare(run_a: str, run_b: str) -> None:
+    """What changed between two runs: history ids (e.g. 3 7) or run JSON files."""
+    from quanttui.core.compare import compare_text
+    from quanttui.core.load import RunFileError, load_run, results_from_dict
+    from quanttui.core.records import RunResults
+    from quanttui.core.store import Store
+
+    def get(ref: str) -> RunResults:
+        if ref.isdigit():
+            try:
+                return results_from_dict(Store().get(int(ref)))
+            except KeyError:
+                _fail(f"no run #{ref} in the history (see quanttui history)")
+        try:
+            return load_run(Path(ref))
+        except RunFileError as e:
+            _fail(str(e))
+        raise AssertionError
+
+    click.echo(compare_text(get(run_a), get(run_b), run_a, run_b), nl=False)

@@ -1,8 +1,9 @@
 """`quanttui run --headless`: the comparison without a UI.
 
 Never imports Textual (a test checks). Progress goes to stderr, the JSON results to a file and
-the summary table to stdout. Exit codes: 0 all went well, 1 requests failed, 2 usage or config
-errors, 130 stopped by the user (results so far are still written).
+the summary table to stdout; every run is also stored in the history. Exit codes: 0 all went
+well, 1 requests failed, 2 usage or config errors, 3 a CI gate was not met, 130 stopped by the
+user (results so far are still written).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,16 +26,20 @@ from quanttui.config import Config
 from quanttui.core import fit
 from quanttui.core.client import Timeouts
 from quanttui.core.events import Event, Notice, Progress, RunStarted
+from quanttui.core.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.summary import hardware_json
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
+from quanttui.core.provenance import provenance
 from quanttui.core.records import RunResults
-from quanttui.core.report import format_summary, write_json
+from quanttui.core.report import format_summary, results_dict
 from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
 from quanttui.core.session import RunPlan, ServerSpec, Session
+from quanttui.core.snapshot import write_snapshot
+from quanttui.core.store import Store
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def params_from_config(cfg: Config) -> GenerationParams:
@@ -143,6 +149,12 @@ class HeadlessRun:
     extra_servers: list[ServerSpec] = field(default_factory=list)
     contention: Callable[[list[Any]], list[str]] | None = None
     force: bool = False  # start servers even when the fit check says they won't fit
+    formats: Sequence[str] = ("json",)
+    svg: Callable[[RunResults], str] | None = None
+    history: bool = True
+    min_decode_ratio: float | None = None
+    min_same_top1: float | None = None
+    written: list[Path] = field(default_factory=list)
     results: RunResults | None = None
     output_path: Path | None = None
 
@@ -214,15 +226,30 @@ class HeadlessRun:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         self.results = results
+        results.extra["config"] = self.config_dict
+        results.extra["provenance"] = await asyncio.to_thread(provenance, results)
         out = self.output or self.default_output()
-        write_json(out, results, self.config_dict)
+        written = write_snapshot(results, out.parent, out.stem, self.formats, svg=self.svg)
         self.output_path = out
+        self.written = written
         self.stdout.write(format_summary(results))
-        self.stdout.write(f"results: {out}\n")
+        self.stdout.write("results: " + ", ".join(map(str, written)) + "\n")
+        if self.history:
+            try:
+                run_id = Store().add(results_dict(results))
+                self.stdout.write(f"stored in the run history as #{run_id} "
+                                  "(quanttui history, quanttui compare)\n")
+            except (OSError, sqlite3.Error, RuntimeError) as e:
+                self.stderr.write(f"warning: run not stored in the history: {e}\n")
+        gates = evaluate(results, self.min_decode_ratio, self.min_same_top1)
+        for g in gates:
+            (self.stdout if g.passed else self.stderr).write(g.message + "\n")
         if results.interrupted or interrupted:
             return EXIT_INTERRUPTED
         bad = bool(results.failures) or any(not s.reachable for s in results.servers)
-        return EXIT_FAILED if bad else EXIT_OK
+        if bad:
+            return EXIT_FAILED
+        return EXIT_GATES if any(not g.passed for g in gates) else EXIT_OK
 
     async def _launch(self) -> list[ManagedServer]:
         todo = launch_specs(self.cfg)

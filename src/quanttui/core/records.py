@@ -112,6 +112,8 @@ class RunResults:
     finished_at: float | None = None
     interrupted: bool = False
     hardware: dict[str, Any] | None = None  # core.hardware.summary.hardware_json
+    # Sections carried as data into the JSON as they are: "config", "provenance", ...
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def server_names(self) -> list[str]:

@@ -62,9 +62,7 @@ def record_dict(r: RequestRecord) -> dict[str, Any]:
         "timings": msgspec.to_builtins(res.timings) if res and res.timings else None,
     }
     if r.metrics is not None:
-        m = dataclasses.asdict(r.metrics)
-        m["itl_ms"] = [round(x, 3) for x in r.metrics.itl_ms]
-        d["metrics"] = m
+        d["metrics"] = dataclasses.asdict(r.metrics)
     else:
         d["metrics"] = None
     return d
@@ -111,7 +109,8 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
         "repetitions": results.repetitions,
         "warmup": results.warmup,
         "concurrency_levels": list(results.concurrency_levels),
-        "config": dict(config) if config is not None else None,
+        "config": dict(config) if config is not None else results.extra.get("config"),
+        "provenance": results.extra.get("provenance"),
         "servers": [dataclasses.asdict(s) for s in results.servers],
         "stats": stats,
         "paired": paired,

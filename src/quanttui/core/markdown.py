@@ -1,0 +1,137 @@
+"""A run as a Markdown report: servers, speed, paired differences, memory, notices, and
+plotext charts rendered as text (readable in a terminal, a PR comment or a notes file)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from quanttui.core.records import RunResults
+from quanttui.core.stats import Summary
+
+
+def _f(v: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def _mb(v: Any) -> str:
+    """Sizes in MB; an n/a figure is just "n/a" here, its reason is listed under the table."""
+    return f"{v / 1e6:.0f} MB" if isinstance(v, (int, float)) else "n/a"
+
+
+def _na_reasons(rows: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for v in row.values():
+            if isinstance(v, dict) and "n/a" in v:
+                seen[str(v["n/a"])] = None
+    return list(seen)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _dist(s: Summary | None, fmt: str = ".1f") -> str:
+    return "n/a" if s is None else f"{s.mean:{fmt}} ± {s.std:{fmt}}"
+
+
+def bar_chart(title: str, labels: list[str], values: list[float], width: int = 64) -> str:
+    """A horizontal bar chart as plain text (plotext, one Figure per chart, no colours)."""
+    import plotext as plt
+    from plotext._figure import _figure_class
+
+    fig = _figure_class()  # a figure of our own: no state shared with other charts
+    fig.theme("clear")
+    fig.plotsize(width, 3 + 3 * len(labels))
+    fig.bar(labels, values, orientation="horizontal", width=0.4)
+    fig.title(title)
+    return str(plt.uncolorize(fig.build())).rstrip()
+
+
+def render(results: RunResults) -> str:
+    names = results.server_names
+    info = {s.name: s for s in results.servers}
+    started = datetime.fromtimestamp(results.started_at, tz=timezone.utc)
+    lines = [
+        f"# quanttui run — {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Schedule **{results.schedule}**, endpoint `{results.endpoint}`, "
+        f"{results.repetitions} repetition(s), {results.warmup} warm-up request(s) per server "
+        "(excluded), concurrency " + ", ".join(map(str, results.concurrency_levels)) + "."
+        + (" **Interrupted** before the end." if results.interrupted else ""),
+        "",
+        "## Servers",
+        "",
+    ]
+    lines += _table(["server", "quant", "model", "weights", "params", "ctx", "slots"], [
+        [n, info[n].model_ftype or "n/a",
+         (info[n].model_path or "n/a").rsplit("/", 1)[-1],
+         _mb(info[n].model_size) if info[n].model_size else "n/a",
+         f"{(info[n].n_params or 0) / 1e6:.0f} M" if info[n].n_params else "n/a",
+         str(info[n].n_ctx or "n/a"), str(info[n].total_slots or "n/a")]
+        for n in names])
+    for level in results.concurrency_levels:
+        lines += ["", f"## Speed (concurrency {level})", ""]
+        rows = []
+        for n in names:
+            meas = results.measured(n, level)
+            ttft = results.summary(n, "ttft_ms", level)
+            e2e = results.summary(n, "e2e_ms", level)
+            agg = results.aggregate(n, level)
+            rows.append([
+                n, f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
+                _dist(results.summary(n, "decode_tps_client", level)),
+                _dist(results.summary(n, "decode_tps_server", level)),
+                _f(ttft.p50 if ttft else None), _f(ttft.p90 if ttft else None),
+                _f(e2e.p50 if e2e else None),
+                _dist(results.summary(n, "prompt_tps_server", level), ".0f"),
+                _f(agg[0] if agg else None),
+            ])
+        lines += _table(["server", "ok/failed", "decode tok/s (client)", "decode tok/s (server)",
+                         "TTFT p50 ms", "TTFT p90 ms", "E2E p50 ms", "prompt tok/s",
+                         "aggregate tok/s"], rows)
+        values = [(n, results.summary(n, "decode_tps_client", level)) for n in names]
+        shown = [(n, s.mean) for n, s in values if s is not None]
+        if shown:
+            lines += ["", "```text", bar_chart("decode tok/s (client, mean)",
+                                               [n for n, _ in shown], [v for _, v in shown]),
+                      "```"]
+        if len(names) >= 2:
+            lines += ["", "Paired per prompt (B − A, bootstrap 95% interval):", ""]
+            prow = []
+            for b in names[1:]:
+                for metric in ("decode_tps_client", "ttft_ms"):
+                    d = results.paired(metric, names[0], b, level)
+                    if d is None:
+                        continue
+                    ci = (f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
+                          if d.ci_low is not None and d.ci_high is not None else "n/a")
+                    prow.append([f"{b} − {names[0]}", metric, str(d.n), f"{d.mean_diff:+.2f}",
+                                 ci, _f(d.ratio, ".3f"), f"{d.win_rate_b:.0%}"])
+            lines += _table(["pair", "figure", "prompts", "mean diff", "95% CI", "ratio B/A",
+                             "B higher"], prow)
+    hw = results.hardware
+    if hw and hw.get("servers"):
+        lines += ["", "## Memory", ""]
+        lines += _table(["server", "RSS peak", "USS peak", "PSS peak", "VRAM peak",
+                         "model file", "CPU mean"], [
+            [n, _mb(s.get("rss_peak")), _mb(s.get("uss_peak")), _mb(s.get("pss_peak")),
+             _mb(s.get("vram_peak")), _mb(s.get("model_file")),
+             f"{s['cpu_percent_mean']:.0f}% of a core"
+             if isinstance(s.get("cpu_percent_mean"), (int, float)) else "n/a"]
+            for n, s in hw["servers"].items()])
+        reasons = _na_reasons(list(hw["servers"].values()))
+        if reasons:
+            lines += ["", "n/a: " + "; ".join(reasons)]
+        host = hw.get("host", {})
+        lines += ["", f"Host: {host.get('cpu_model', 'n/a')}, {host.get('logical_cores', '?')} "
+                      f"logical cores, RAM {_mb(host.get('ram_total_bytes'))}; GPUs: "
+                      + (f"n/a ({hw['gpus']['n/a']})" if isinstance(hw.get("gpus"), dict)
+                         else ", ".join(str(g.get("name")) for g in hw.get("gpus") or []))]
+    notes = [n for n in results.notices if n["level"] != "info"]
+    if notes:
+        lines += ["", "## Notices", ""] + [f"- **{n['level']}**: {n['message']}" for n in notes]
+    return "\n".join(lines) + "\n"

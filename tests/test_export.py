@@ -1,0 +1,200 @@
+"""Exports of a fixed recorded run (golden files), atomic writes, history, compare, gates.
+
+tests/data/recorded-run.json is a real headless run of the demo pair (Q8_0 vs Q2_K). Set
+UPDATE_GOLDEN=1 to rewrite the golden files after an intended format change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from quanttui.core import csvexport, markdown
+from quanttui.core.compare import compare_text, match_servers
+from quanttui.core.gates import evaluate
+from quanttui.core.load import RunFileError, load_run, results_from_dict
+from quanttui.core.report import results_dict
+from quanttui.core.snapshot import render_json, write_snapshot
+from quanttui.core.store import SCHEMA_V1, Store
+from quanttui.testing.fake_server import FakeLlamaServer
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = Path(__file__).parent / "golden"
+RECORDED = DATA / "recorded-run.json"
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+def test_json_round_trips_exactly() -> None:
+    original = json.loads(RECORDED.read_text())
+    assert json.loads(render_json(load_run(RECORDED))) == original
+
+
+def test_markdown_golden() -> None:
+    text = markdown.render(load_run(RECORDED))
+    assert "## Speed (concurrency 1)" in text and "| gemma3-270m-Q8_0 | 12/0 |" in text
+    assert "```text" in text and "decode tok/s (client, mean)" in text  # plotext chart
+    golden("recorded-run.md", text)
+
+
+def test_csv_golden() -> None:
+    text = csvexport.render(load_run(RECORDED))
+    lines = text.splitlines()
+    assert lines[0].startswith("request_id,server,quant,prompt_id")
+    assert len(lines) == 1 + len(json.loads(RECORDED.read_text())["records"])
+    golden("recorded-run.csv", text)
+
+
+def test_loader_rejects_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(RunFileError, match=r"bad.json: not JSON \(line 1"):
+        load_run(bad)
+    bad.write_text(json.dumps({"schema": "other"}))
+    with pytest.raises(RunFileError, match="not a quanttui run"):
+        load_run(bad)
+    newer = json.loads(RECORDED.read_text()) | {"schema_version": 99}
+    with pytest.raises(RunFileError, match="newer quanttui"):
+        results_from_dict(newer)
+
+
+def test_interrupted_export_keeps_old_or_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    results = load_run(RECORDED)
+    first = write_snapshot(results, tmp_path, "snap", ["json", "md", "csv"])
+    before = {p.name: p.read_bytes() for p in first}
+
+    def boom(_: object) -> str:
+        raise KeyboardInterrupt  # the user hits Ctrl+C in the middle of the export
+
+    results.notices.append({"level": "warning", "code": "x", "message": "changed",
+                            "server": None})
+    monkeypatch.setattr(csvexport, "render", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_snapshot(results, tmp_path, "snap", ["json", "md", "csv"])
+    assert (tmp_path / "snap.json").read_bytes() != before["snap.json"]  # new
+    assert b"changed" in (tmp_path / "snap.md").read_bytes()  # new
+    assert (tmp_path / "snap.csv").read_bytes() == before["snap.csv"]  # old, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.csv", "snap.json", "snap.md"]
+
+
+def test_killed_writer_never_leaves_a_broken_file(tmp_path: Path) -> None:
+    target = tmp_path / "big.json"
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "from quanttui.core.report import write_atomic\n"
+        "i = 0\n"
+        "while True:\n"
+        "    write_atomic(Path(sys.argv[1]), json.dumps({'i': i, 'pad': 'x' * 8_000_000})"
+        ".encode())\n"
+        "    i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)])
+    deadline = time.monotonic() + 20
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    data = json.loads(target.read_text())  # parses: complete, never half written
+    assert len(data["pad"]) == 8_000_000
+
+
+def test_history_store_and_migration(tmp_path: Path) -> None:
+    data = json.loads(RECORDED.read_text())
+    # a database from schema version 1 (before the summary columns)
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as db:
+        db.execute(SCHEMA_V1)
+        db.execute("INSERT INTO runs (created_at, schedule, data) VALUES (?, ?, ?)",
+                   (data["started_at"], data["schedule"], json.dumps(data)))
+        db.execute("PRAGMA user_version = 1")
+    store = Store(old)
+    rows = store.list()
+    assert len(rows) == 1 and rows[0].servers == "gemma3-270m-Q8_0, gemma3-270m-Q2_K"
+    assert rows[0].quants == "Q8_0, Q2_K - Medium"
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    new_id = store.add(data, label="again")
+    assert [r.id for r in store.list()] == [new_id, rows[0].id]
+    assert store.get(new_id) == data
+    with pytest.raises(KeyError):
+        store.get(999)
+
+
+def test_compare_matches_by_hash_and_shows_change() -> None:
+    a = load_run(RECORDED)
+    data = json.loads(RECORDED.read_text())
+    for r in data["records"]:  # "after an upgrade": every decode 10% faster
+        if r["metrics"] and r["server"] == "gemma3-270m-Q2_K":
+            r["metrics"]["decode_tps_client"] *= 1.1
+    data["servers"][1]["name"] = "renamed"
+    for r in data["records"]:
+        if r["server"] == "gemma3-270m-Q2_K":
+            r["server"] = "renamed"
+    data["provenance"]["servers"][1]["name"] = "renamed"
+    b = results_from_dict(data)
+    pairs = match_servers(a, b)
+    assert ("gemma3-270m-Q2_K", "renamed", "sha") in pairs
+    text = compare_text(a, b, "#1", "#2")
+    assert "gemma3-270m-Q2_K → renamed (matched by sha)" in text
+    assert "(+10.0%)" in text
+
+
+def test_gates_name_the_failing_figure() -> None:
+    r = load_run(RECORDED)
+    d = r.paired("decode_tps_client", "gemma3-270m-Q8_0", "gemma3-270m-Q2_K")
+    assert d is not None and d.ratio is not None
+    ok, bad, missing = (evaluate(r, min_decode_ratio=d.ratio * 0.9)[0],
+                        evaluate(r, min_decode_ratio=d.ratio * 1.1)[0],
+                        evaluate(r, min_same_top1=0.9)[0])
+    assert ok.passed and not bad.passed and not missing.passed
+    assert "decode_ratio" in bad.message and "FAILED" in bad.message
+    assert f"{d.ratio:.3f}" in bad.message
+    assert "same_top1" in missing.message and "not measured" in missing.message
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "quanttui", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_snapshot_history_compare_gates(tmp_path: Path) -> None:
+    p = run_cli(["snapshot", "--from", str(RECORDED), "--format", "json,md,csv",
+                 "-o", str(tmp_path)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "recorded-run.md").read_text() == markdown.render(load_run(RECORDED))
+    with FakeLlamaServer() as a, FakeLlamaServer(token_delay=0.003) as b:
+        args = ["run", "--headless", "--server", f"A={a.url}", "--server", f"B={b.url}",
+                "-n", "8", "--prompt", "x", "--prompt", "y"]
+        p1 = run_cli([*args, "-o", str(tmp_path / "r1.json")], tmp_path)
+        assert p1.returncode == 0, p1.stderr
+        assert "stored in the run history as #1" in p1.stdout
+        # B is much slower than A: a gate asking for B at 2× A fails with exit 3
+        p2 = run_cli([*args, "-o", str(tmp_path / "r2.json"), "--min-decode-ratio", "2"],
+                     tmp_path)
+    assert p2.returncode == 3, p2.stderr
+    assert "gate decode_ratio ≥ 2 for B vs A" in p2.stderr and "FAILED" in p2.stderr
+    h = run_cli(["history"], tmp_path)
+    assert h.returncode == 0 and "A, B" in h.stdout and h.stdout.count("simultaneous") == 2
+    c = run_cli(["compare", "1", "2"], tmp_path)
+    assert c.returncode == 0 and "A → A (matched by" in c.stdout
+    assert run_cli(["compare", "1", "9"], tmp_path).returncode == 2
+    stored = Store().get(1)
+    assert stored["records"] == json.loads((tmp_path / "r1.json").read_text())["records"]
+    assert json.loads(json.dumps(results_dict(results_from_dict(stored)))) == stored
