@@ -90,10 +90,8 @@ def main(ctx: click.Context, config: Path | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
-    if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
-        click.echo("\nThe live TUI is not built yet: use `quanttui run --headless` or "
-                   "`quanttui demo`.")
+    if ctx.invoked_subcommand is None:  # the TUI, on the configured servers
+        _tui(ctx, _load(config, (), {}), None)
 
 
 _run_options = [
@@ -118,6 +116,8 @@ _run_options = [
                  help="llama-server binary to use for --model."),
     click.option("--output", "-o", type=click.Path(path_type=Path),
                  help="Results JSON (default: EXPORT_DIR/run-TIMESTAMP.json)."),
+    click.option("--pin-cores", is_flag=True,
+                 help="Pin each server started with --model to its own share of the cores."),
     click.option("--force", is_flag=True,
                  help="Start servers even when the memory fit check says they won't fit."),
     click.option("--format", "formats", default="json", show_default=True,
@@ -151,6 +151,7 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
                       llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
                       contention=_contention_check(), force=kw.get("force", False),
                       formats=formats, svg=_svg_renderer() if "svg" in formats else None,
+                      pin_cores=kw.get("pin_cores", False),
                       history=not kw.get("no_history"),
                       min_decode_ratio=_first(kw.get("min_decode_ratio"),
                                               cfg.gates.min_decode_ratio),
@@ -192,6 +193,24 @@ def _svg_renderer(size: tuple[int, int] = (160, 48)) -> Any:
     return render
 
 
+def _tui(ctx: click.Context, cfg: Any, llama_server: str | None) -> None:
+    """Open the TUI (starting the config's managed servers first); Textual loads only here."""
+    from quanttui.core.binaries import ToolNotFound
+    from quanttui.tui.app import run_tui
+
+    try:
+        code = run_tui(cfg, llama_server=llama_server)
+    except ToolNotFound as e:
+        _fail(str(e))
+    ctx.exit(code)
+
+
+def _no_sweep(kw: dict[str, Any]) -> None:
+    levels = _levels(kw.get("concurrency"))
+    if levels and len(levels) > 1:
+        _fail("a concurrency sweep (--concurrency 1,2,4) runs with --headless only")
+
+
 def _flags(kw: dict[str, Any]) -> dict[str, Any]:
     flags: dict[str, Any] = {
         "run.schedule": kw.get("schedule"),
@@ -217,19 +236,24 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
 @_apply(_run_options)
 @click.pass_context
 def run(ctx: click.Context, /, headless: bool, **kw: Any) -> None:
-    """Run the configured comparison (headless until the TUI lands)."""
+    """Compare the servers: in the TUI, or with --headless progress on stderr and JSON out."""
     cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
     cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
-    _execute(ctx, cfg, kw, kw.get("concurrency"))
+    if headless:
+        _execute(ctx, cfg, kw, kw.get("concurrency"))
+    else:
+        _no_sweep(kw)
+        _tui(ctx, cfg, str(kw["llama_server"]) if kw.get("llama_server") else None)
 
 
 @main.command()
+@click.option("--headless", is_flag=True, help="No UI: progress on stderr, results to JSON.")
 @click.option("--prepare", is_flag=True, help="Only make the demo models, then exit.")
 @click.option("--quants", default="Q4_K_M,Q8_0", show_default=True,
               help="Which demo quants to compare (from Q4_K_M, Q8_0, Q2_K).")
 @_apply(_run_options)
 @click.pass_context
-def demo(ctx: click.Context, /, prepare: bool, quants: str, **kw: Any) -> None:
+def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw: Any) -> None:
     """Compare two real quants of Gemma 3 270M, made once and cached."""
     from quanttui import demo as demo_mod
     from quanttui.core.binaries import ToolNotFound
@@ -255,7 +279,11 @@ def demo(ctx: click.Context, /, prepare: bool, quants: str, **kw: Any) -> None:
     cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
     if not kw.get("llama_server"):
         kw["llama_server"] = models.server.path
-    _execute(ctx, cfg, kw, kw.get("concurrency"))
+    if headless:
+        _execute(ctx, cfg, kw, kw.get("concurrency"))
+    else:
+        _no_sweep(kw)
+        _tui(ctx, cfg, str(kw["llama_server"]))
 
 
 @main.command()

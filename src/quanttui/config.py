@@ -139,6 +139,7 @@ class LaunchConfig(_Section, frozen=True):
     ctx_size: Annotated[int, msgspec.Meta(ge=0)] = 2048
     parallel: Annotated[int, msgspec.Meta(ge=1)] = 1
     n_gpu_layers: Annotated[int, msgspec.Meta(ge=-2)] = 0
+    cpus: tuple[Annotated[int, msgspec.Meta(ge=0)], ...] = ()
     extra_args: tuple[str, ...] = ()
 
 

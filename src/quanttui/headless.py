@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -70,7 +70,22 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
     )
 
 
-def launch_specs(cfg: Config) -> list[tuple[str, LaunchSpec]]:
+def split_cores(n: int, cores: Sequence[int]) -> list[tuple[int, ...]]:
+    """Disjoint, contiguous blocks of `cores` for `n` servers (the last ones get fewer when
+    the cores don't divide evenly). Fewer cores than servers: each gets one, shared in turn."""
+    cores = sorted(cores)
+    if len(cores) < n:
+        return [(cores[i % len(cores)],) for i in range(n)]
+    size, extra = divmod(len(cores), n)
+    out, start = [], 0
+    for i in range(n):
+        k = size + (1 if i < extra else 0)
+        out.append(tuple(cores[start:start + k]))
+        start += k
+    return out
+
+
+def launch_specs(cfg: Config, pin_cores: bool = False) -> list[tuple[str, LaunchSpec]]:
     out = []
     for s in cfg.servers:
         if s.model is None:
@@ -79,8 +94,14 @@ def launch_specs(cfg: Config) -> list[tuple[str, LaunchSpec]]:
         spec = LaunchSpec(model=Path(s.model)) if lc is None else LaunchSpec(
             model=Path(s.model), threads=lc.threads, ctx_size=lc.ctx_size,
             parallel=lc.parallel, n_gpu_layers=lc.n_gpu_layers,
-            extra_args=tuple(lc.extra_args))
+            cpu_affinity=tuple(lc.cpus) or None, extra_args=tuple(lc.extra_args))
         out.append((s.name, spec))
+    if pin_cores and out:
+        import os
+
+        blocks = split_cores(len(out), sorted(os.sched_getaffinity(0)))
+        out = [(name, replace(spec, cpu_affinity=block)) for (name, spec), block
+               in zip(out, blocks, strict=True)]
     return out
 
 
@@ -149,6 +170,7 @@ class HeadlessRun:
     extra_servers: list[ServerSpec] = field(default_factory=list)
     contention: Callable[[list[Any]], list[str]] | None = None
     force: bool = False  # start servers even when the fit check says they won't fit
+    pin_cores: bool = False  # give each managed server its own cores
     formats: Sequence[str] = ("json",)
     svg: Callable[[RunResults], str] | None = None
     history: bool = True
@@ -252,7 +274,7 @@ class HeadlessRun:
         return EXIT_GATES if any(not g.passed for g in gates) else EXIT_OK
 
     async def _launch(self) -> list[ManagedServer]:
-        todo = launch_specs(self.cfg)
+        todo = launch_specs(self.cfg, self.pin_cores)
         if not todo:
             return []
         from quanttui.core.binaries import find_llama_server
@@ -271,7 +293,10 @@ class HeadlessRun:
         try:
             for s in servers:
                 s.start()
-                self.stderr.write(f"starting {s.label}: {s.spec.model.name} on port {s.port}\n")
+                cores = (f", cores {','.join(map(str, s.spec.cpu_affinity))}"
+                         if s.spec.cpu_affinity else "")
+                self.stderr.write(f"starting {s.label}: {s.spec.model.name} on port {s.port}, "
+                                  f"{s.spec.threads} thread(s){cores}\n")
             await asyncio.gather(*(s.wait_ready() for s in servers))
         except BaseException:
             for s in servers:
