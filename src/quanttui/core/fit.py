@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from quanttui.core.gguf_meta import GGUFError, GGUFHeader, read_gguf_header
+from quanttui.core.models import shard_files
 
 RUNTIME_BYTES = 150 * 1024 * 1024  # compute buffers, context, the process itself
 WARN_SHARE = 0.85  # of free memory
@@ -42,15 +43,8 @@ class FitEstimate:
         return int(self.total_bytes * self.gpu_share)
 
 
-def _shards_size(path: Path, header: GGUFHeader) -> int:
-    import re
-
-    m = re.match(r"(.*)-(\d{5})-of-(\d{5})\.gguf$", path.name)
-    if not m:
-        return header.file_size
-    n = int(m.group(3))
-    return sum((path.parent / f"{m.group(1)}-{i:05d}-of-{n:05d}.gguf").stat().st_size
-               for i in range(1, n + 1))
+def _shards_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in shard_files(path))
 
 
 def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2) -> int | None:
@@ -80,7 +74,7 @@ def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:
         ctx_size = header.get_int(f"{arch}.context_length") or 4096
     # -ngl auto/all (negative): assume everything goes to the GPU; +1 for the output layer
     share = 1.0 if n_gpu_layers < 0 else min(n_gpu_layers / (layers + 1), 1.0) if layers else 0.0
-    return FitEstimate(model, _shards_size(model, header), kv_cache_bytes(header, ctx_size),
+    return FitEstimate(model, _shards_size(model), kv_cache_bytes(header, ctx_size),
                        ctx_size, share)
 
 

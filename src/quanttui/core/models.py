@@ -235,6 +235,12 @@ def _shard_paths(p: Path, m: re.Match[str]) -> tuple[Path, ...]:
     return tuple(p.with_name(f"{base}-{i:05d}-of-{count:05d}{ext}") for i in range(1, count + 1))
 
 
+def shard_files(path: Path) -> tuple[Path, ...]:
+    """All files of a split model (`x-00001-of-00003.gguf` → the three), or just `path`."""
+    m = _shard_match(path)
+    return _shard_paths(path, m) if m is not None else (path,)
+
+
 def _missing_reason(missing: Sequence[Path], count: int) -> str:
     numbers = [int(m["no"]) for s in missing if (m := SHARD_RE.match(s.name))]
     which = ", ".join(str(n) for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")

@@ -7,9 +7,9 @@ each server's memory, because "how much RAM does this quant take" is read agains
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from quanttui.core.hardware.host import HostInfo
@@ -25,15 +25,10 @@ def model_file_bytes(path: str | None) -> Reading[int]:
     """Size on disk of the server's model (all shards of a split model)."""
     if not path:
         return NA("server did not say its model path")
-    try:
-        import re
+    from quanttui.core.models import shard_files  # pulls in gguf and numpy: only when asked
 
-        m = re.match(r"(.*)-(\d{5})-of-(\d{5})\.gguf$", path)
-        if m:
-            n = int(m.group(3))
-            return sum(os.stat(f"{m.group(1)}-{i:05d}-of-{n:05d}.gguf").st_size
-                       for i in range(1, n + 1))
-        return os.stat(path).st_size
+    try:
+        return sum(p.stat().st_size for p in shard_files(Path(path)))
     except OSError:
         return NA("model file not readable from here (remote server?)")
 
