@@ -28,6 +28,7 @@ from quanttui.core.client import Timeouts
 from quanttui.core.events import Event, Notice, Progress, RunStarted
 from quanttui.core.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
+from quanttui.core.hardware.remote_watch import RemoteTarget, RemoteWatcher
 from quanttui.core.hardware.summary import hardware_json
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
@@ -227,15 +228,21 @@ class HeadlessRun:
             session = Session(specs, plan, emit=progress, contention=self.contention)
             poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
                                     interval_s=self.cfg.hardware.poll_interval)
+            remote = RemoteWatcher(self._remote_targets(managed),
+                                   interval_s=self.cfg.hardware.poll_interval)
             poller.start()
+            remote.start()
             try:
                 results = await session.run()
             finally:
                 poller.stop()
+                await remote.stop()
             progress.clear()
             results.hardware = hardware_json(
                 poller.history(), poller.host_info(),
                 [(s.name, s.model_path) for s in results.servers])
+            if remote.targets:
+                results.hardware["remote"] = remote.to_json()
             poller.close()
             for m in managed:
                 for note in m.notes:
@@ -272,6 +279,16 @@ class HeadlessRun:
         if bad:
             return EXIT_FAILED
         return EXIT_GATES if any(not g.passed for g in gates) else EXIT_OK
+
+    def _remote_targets(self, managed: list[ManagedServer]) -> list[RemoteTarget]:
+        """Exporters named in the config, and /metrics of the servers quanttui started (an
+        attached server's /metrics is left alone: a scrape resets its rate gauges for whoever
+        else reads them)."""
+        out = [RemoteTarget(s.name, s.url, s.node_exporter_url, s.dcgm_exporter_url,
+                            scrape_server_metrics=False)
+               for s in self.cfg.servers if s.url and (s.node_exporter_url or s.dcgm_exporter_url)]
+        out += [RemoteTarget(m.label, m.url) for m in managed]
+        return out
 
     async def _launch(self) -> list[ManagedServer]:
         todo = launch_specs(self.cfg, self.pin_cores)
