@@ -13,7 +13,6 @@ import argparse
 import asyncio
 
 from _common import CpuTimer, fake_server_process, median
-
 from quanttui.core.client import LlamaClient, Timeouts
 from quanttui.core.events import Event
 from quanttui.core.params import GenerationParams

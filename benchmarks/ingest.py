@@ -16,8 +16,8 @@ import asyncio
 import json
 
 import httpx
-from _common import CpuTimer, fake_server_process, median
 
+from _common import CpuTimer, fake_server_process, median
 from quanttui.core.client import LlamaClient, Timeouts
 from quanttui.core.params import GenerationParams
 
