@@ -129,7 +129,40 @@ _run_options = [
                  help="CI gate: B's same-top-1 against A must reach this (exit 3 if not)."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                  help="Override a config key, e.g. generation.n_predict=64."),
+    click.option("--quality/--no-quality", default=False,
+                 help="After the run, compare next-token distributions (same-top-1, KLD@K) and "
+                      "score the task suite against the reference server. The run's own "
+                      "outputs are compared either way."),
+    click.option("--quality-reference", metavar="NAME",
+                 help="Reference server for --quality (default: the first)."),
+    click.option("--quality-positions", type=int, metavar="N",
+                 help="Teacher-forced positions per server for --quality (default 256)."),
+    click.option("--mmlu", "mmlu", multiple=True, type=click.Path(path_type=Path),
+                 help="MMLU-format CSV/JSONL file or folder to score instead of the built-in "
+                      "task suite (repeatable)."),
 ]
+
+
+def _quality_options(kw: dict[str, Any], gate: float | None) -> Any:
+    """--quality; --mmlu alone scores tasks, a same-top-1 gate alone needs distributions."""
+    quality, mmlu = bool(kw.get("quality")), bool(kw.get("mmlu"))
+    if not (quality or mmlu) and gate is None:
+        return None
+    from quanttui.core.mmlu import MMLUFormatError, load_mmlu
+    from quanttui.core.quality_run import QualityOptions
+
+    items = None
+    if kw.get("mmlu"):
+        try:
+            items = tuple(load_mmlu(kw["mmlu"]))
+        except MMLUFormatError as e:
+            _fail(str(e))
+    budget = kw.get("quality_positions")
+    if budget is not None and budget < 0:
+        raise click.BadParameter("must be ≥ 0", param_hint="--quality-positions")
+    return QualityOptions(distribution=quality or gate is not None, tasks=quality or mmlu,
+                          task_items=items,
+                          **({"position_budget": budget} if budget is not None else {}))
 
 
 def _apply(options: list[Any]) -> Callable[[F], F]:
@@ -156,6 +189,8 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
                       min_decode_ratio=_first(kw.get("min_decode_ratio"),
                                               cfg.gates.min_decode_ratio),
                       min_same_top1=_first(kw.get("min_same_top1"), cfg.gates.min_same_top1))
+    run.quality = _quality_options(kw, run.min_same_top1)
+    run.quality_reference = kw.get("quality_reference")
     try:
         code = run.execute()
     except Exception as e:  # any other failure: say what, never a bare traceback

@@ -33,6 +33,13 @@ from quanttui.core.hardware.summary import hardware_json
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
 from quanttui.core.provenance import provenance
+from quanttui.core.quality_run import (
+    QualityOptions,
+    compare_quality,
+    format_quality,
+    progress_printer,
+    quality_dict,
+)
 from quanttui.core.records import RunResults
 from quanttui.core.report import format_summary, results_dict
 from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
@@ -177,6 +184,10 @@ class HeadlessRun:
     history: bool = True
     min_decode_ratio: float | None = None
     min_same_top1: float | None = None
+    # --quality: distribution comparison and task accuracy after the run (the run's outputs are
+    # compared in any case); None: outputs only.
+    quality: QualityOptions | None = None
+    quality_reference: str | None = None
     written: list[Path] = field(default_factory=list)
     results: RunResults | None = None
     output_path: Path | None = None
@@ -196,10 +207,12 @@ class HeadlessRun:
         loop = asyncio.get_running_loop()
         session: Session | None = None
         interrupted = False
+        quality_stop = asyncio.Event()
 
         def on_signal() -> None:
             nonlocal interrupted
             interrupted = True
+            quality_stop.set()
             if session is not None:
                 session.stop()
             elif main is not None:
@@ -248,6 +261,8 @@ class HeadlessRun:
                 for note in m.notes:
                     results.notices.append({"level": "warning", "code": "launch",
                                             "message": f"{m.label}: {note}", "server": m.label})
+            if not (results.interrupted or interrupted):  # the servers are still up here
+                await self._quality(results, specs, plan, quality_stop)
         finally:
             for m in managed:
                 m.stop()
@@ -262,6 +277,8 @@ class HeadlessRun:
         self.output_path = out
         self.written = written
         self.stdout.write(format_summary(results))
+        if results.quality is not None and (results.quality.pairs or results.quality.accuracy):
+            self.stdout.write(format_quality(results.quality))
         self.stdout.write("results: " + ", ".join(map(str, written)) + "\n")
         if self.history:
             try:
@@ -289,6 +306,20 @@ class HeadlessRun:
                for s in self.cfg.servers if s.url and (s.node_exporter_url or s.dcgm_exporter_url)]
         out += [RemoteTarget(m.label, m.url) for m in managed]
         return out
+
+    async def _quality(self, results: RunResults, specs: list[ServerSpec], plan: RunPlan,
+                       stop: asyncio.Event) -> None:
+        opts = replace(self.quality or QualityOptions(distribution=False, tasks=False),
+                       run_params=plan.params, timeouts=plan.timeouts)
+        try:
+            report = await compare_quality(
+                results, specs, plan.prompts, reference=self.quality_reference, options=opts,
+                on_progress=progress_printer(self.stderr), stop=stop)
+        except ValueError as e:  # e.g. an unknown --quality-reference
+            self.stderr.write(f"quality: {e}\n")
+            return
+        results.quality = report
+        results.extra["quality"] = quality_dict(report)  # what the gates read
 
     async def _launch(self) -> list[ManagedServer]:
         todo = launch_specs(self.cfg, self.pin_cores)

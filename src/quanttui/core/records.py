@@ -8,11 +8,14 @@ re-rendered later gives the same figures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quanttui.core.metrics import RequestMetrics
 from quanttui.core.result import CompletionResult
 from quanttui.core.stats import PairedDiff, Summary, paired_difference, summarize
+
+if TYPE_CHECKING:
+    from quanttui.core.quality_run import QualityReport
 
 # Per-request figures summarized per server (RequestMetrics field names).
 SUMMARY_METRICS = (
@@ -112,6 +115,7 @@ class RunResults:
     finished_at: float | None = None
     interrupted: bool = False
     hardware: dict[str, Any] | None = None  # core.hardware.summary.hardware_json
+    quality: QualityReport | None = None  # core.quality_run.compare_quality, after the run
     # Sections carried as data into the JSON as they are: "config", "provenance", ...
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from quanttui import __version__
+from quanttui.core.quality_run import quality_dict
 from quanttui.core.records import (
     PAIRED_METRICS,
     SUMMARY_METRICS,
@@ -97,7 +98,7 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
                     for metric in PAIRED_METRICS
                 }
             paired[f"{b} vs {a}"] = per_level
-    return {
+    out: dict[str, Any] = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "quanttui_version": __version__,
@@ -121,6 +122,11 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
         "hardware": results.hardware,
         "records": [record_dict(r) for r in results.records],
     }
+    quality = (quality_dict(results.quality) if results.quality is not None
+               else results.extra.get("quality"))
+    if quality is not None:  # runs with a quality step (core.quality_run) only
+        out["quality"] = quality
+    return out
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,0 +1,121 @@
+"""Output comparison: two servers' greedy outputs for the same prompt, token by token.
+
+Definitions (shared/reference/metrics.md, Quality): exact match, first divergence (index of the
+first differing token id), token agreement (share of equal ids position by position, up to the
+shorter output) and text similarity (1 − Levenshtein distance / length of the longer text). The
+alignment and the first two come from `core.diff`, which the TUI renders as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from statistics import fmean, median
+from typing import TYPE_CHECKING
+
+from quanttui.core.diff import TokenDiff, diff_tokens, units
+from quanttui.core.divergence import MeanUnc, share_and_uncertainty
+
+if TYPE_CHECKING:
+    from quanttui.core.records import RequestRecord, RunResults
+
+
+@dataclass(frozen=True, slots=True)
+class OutputComparison:
+    prompt_id: str
+    exact_match: bool
+    text_similarity: float
+    diff: TokenDiff  # first divergence, agreement, aligned segments
+
+    @property
+    def first_divergence(self) -> int | None:
+        return self.diff.first_divergence
+
+    @property
+    def token_agreement(self) -> float | None:  # None when an output is empty
+        return self.diff.agreement
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insert, delete, substitute: cost 1 each)."""
+    # Greedy outputs usually share a long prefix: strip common ends, then the classic DP.
+    start = 0
+    while start < len(a) and start < len(b) and a[start] == b[start]:
+        start += 1
+    end_a, end_b = len(a), len(b)
+    while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
+        end_a -= 1
+        end_b -= 1
+    a, b = a[start:end_a], b[start:end_b]
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def text_similarity(a: str, b: str) -> float:
+    longest = max(len(a), len(b))
+    return 1.0 if longest == 0 else 1.0 - levenshtein(a, b) / longest
+
+
+def compare_outputs(ref_ids: Sequence[Hashable], other_ids: Sequence[Hashable], ref_text: str,
+                    other_text: str, prompt_id: str = "") -> OutputComparison:
+    d = diff_tokens(ref_ids, other_ids)
+    return OutputComparison(prompt_id, d.identical, text_similarity(ref_text, other_text), d)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSummary:
+    n: int
+    exact_match: MeanUnc  # share of prompts with identical outputs
+    token_agreement_mean: float | None  # over the prompts where both outputs are non-empty
+    text_similarity_mean: float
+    first_divergence_median: float | None  # over the prompts that diverge
+    first_divergence_min: int | None
+
+
+def summarize_outputs(comparisons: Sequence[OutputComparison]) -> OutputSummary | None:
+    if not comparisons:
+        return None
+    divs = [c.first_divergence for c in comparisons if c.first_divergence is not None]
+    agree = [c.token_agreement for c in comparisons if c.token_agreement is not None]
+    return OutputSummary(
+        n=len(comparisons),
+        exact_match=share_and_uncertainty(sum(c.exact_match for c in comparisons),
+                                          len(comparisons)),
+        token_agreement_mean=fmean(agree) if agree else None,
+        text_similarity_mean=fmean(c.text_similarity for c in comparisons),
+        first_divergence_median=float(median(divs)) if divs else None,
+        first_divergence_min=min(divs) if divs else None,
+    )
+
+
+def representative_records(results: RunResults, server: str) -> dict[str, RequestRecord]:
+    """One finished measured record per prompt: the lowest concurrency, first repetition."""
+    out: dict[str, RequestRecord] = {}
+    for r in sorted(results.measured(server), key=lambda r: (r.concurrency, r.repetition,
+                                                              r.request_id)):
+        if r.ok and r.prompt_id not in out:
+            out[r.prompt_id] = r
+    return out
+
+
+def _units(r: RequestRecord) -> Sequence[Hashable]:
+    # Token ids where there is one per event (/completion); the text pieces otherwise (chat).
+    return units(r.token_ids, r.result.event_texts) if r.result is not None else ()
+
+
+def compare_run_outputs(results: RunResults, reference: str, other: str
+                        ) -> list[OutputComparison]:
+    """Every prompt both servers answered, in the run's prompt order."""
+    ref = representative_records(results, reference)
+    oth = representative_records(results, other)
+    return [compare_outputs(_units(ref[p]), _units(oth[p]), ref[p].text, oth[p].text, p)
+            for p in ref if p in oth]

@@ -1,0 +1,533 @@
+"""The quality step after a comparison run: every other server against a reference server.
+
+    report = await compare_quality(results, specs, prompts, reference="Q8_0", options=opts)
+
+Three parts, each optional:
+- output comparison of the run's own outputs (free: no requests);
+- distribution comparison: teacher-forced on the reference's greedy continuation of each prompt
+  (the run's output when the run was greedy, else generated here), same-top-1, Δp, KLD@K;
+- task accuracy on the built-in suite or MMLU-format items, per category and server.
+
+The servers must still be up. Progress goes to `on_progress`; setting `stop` ends the step after
+the current request with what it has (marked interrupted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+from quanttui.core.client import LlamaClient, Timeouts
+from quanttui.core.divergence import DistributionStats, PositionCompare, distribution_stats
+from quanttui.core.errors import ServerError
+from quanttui.core.params import GenerationParams
+from quanttui.core.quality import (
+    OutputComparison,
+    OutputSummary,
+    compare_outputs,
+    compare_run_outputs,
+    representative_records,
+    summarize_outputs,
+)
+from quanttui.core.tasks import (
+    Accuracy,
+    AccuracyDiff,
+    TaskItem,
+    TaskOutcome,
+    accuracy_by,
+    accuracy_diff,
+    builtin_tasks,
+    run_tasks,
+)
+from quanttui.core.teacher_forcing import (
+    ForcedRun,
+    ForcedSequence,
+    Method,
+    TeacherForcingError,
+    force_sequences,
+    pair_runs,
+    plan_positions,
+)
+
+if TYPE_CHECKING:
+    from quanttui.core.prompts import Prompt
+    from quanttui.core.records import RunResults
+    from quanttui.core.session import ServerSpec
+
+Stage = Literal["reference", "distribution", "tasks"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QualityOptions:
+    distribution: bool = True
+    tasks: bool = True
+    # n_probs. KLD@K under-reads the full KLD: on the demo pair (Q8_0 vs Q2_K, Gemma 3 270M)
+    # by 40% at K=10, 16% at K=100, 7% at K=1000 (benchmarks/quality_vs_perplexity.py).
+    k: int = 1000
+    method: Method = "grammar"
+    position_budget: int = 256  # positions per server, over all prompts
+    positions_per_prompt: int = 64
+    task_items: tuple[TaskItem, ...] | None = None  # None: the built-in suite
+    run_params: GenerationParams | None = None  # the run's; greedy outputs are reused
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.position_budget < 0 or self.positions_per_prompt < 1:
+            raise ValueError("quality: K and positions per prompt must be ≥ 1, budget ≥ 0")
+
+
+@dataclass(frozen=True, slots=True)
+class QualityProgress:
+    stage: Stage
+    done: int
+    total: int
+
+
+@dataclass
+class DistributionResult:
+    method: Method
+    k: int
+    stats: DistributionStats | None
+    sequences: list[tuple[str, list[PositionCompare]]]
+    requests_ref: int = 0
+    requests_other: int = 0
+    grammar_fallbacks: int = 0  # sequences where the grammar did not force every token
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def n_positions(self) -> int:
+        return sum(len(p) for _, p in self.sequences)
+
+
+@dataclass
+class PairQuality:
+    reference: str
+    other: str
+    outputs: list[OutputComparison] = field(default_factory=list)
+    output_summary: OutputSummary | None = None
+    distribution: DistributionResult | None = None
+    task_outputs: list[OutputComparison] = field(default_factory=list)
+    task_output_summary: OutputSummary | None = None
+    accuracy_diff: list[AccuracyDiff] = field(default_factory=list)
+    accuracy_diff_by_length: list[AccuracyDiff] = field(default_factory=list)
+
+
+@dataclass
+class QualityReport:
+    reference: str
+    options: QualityOptions
+    pairs: list[PairQuality] = field(default_factory=list)
+    task_outcomes: list[TaskOutcome] = field(default_factory=list)
+    accuracy: list[Accuracy] = field(default_factory=list)
+    accuracy_by_length: list[Accuracy] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+    def pair(self, other: str) -> PairQuality | None:
+        return next((p for p in self.pairs if p.other == other), None)
+
+
+def pick_reference(results: RunResults) -> str:
+    """The first reachable server: the same A as the run's paired figures and the CI gates
+    (order the servers so that the higher-bit quant comes first)."""
+    live = [s for s in results.servers if s.reachable]
+    if not live:
+        raise ValueError("no reachable server to compare")
+    return live[0].name
+
+
+async def _eos_ids(client: LlamaClient) -> frozenset[int]:
+    with contextlib.suppress(ServerError, KeyError, TypeError):
+        eos = (await client.props()).get("eos_token")
+        if isinstance(eos, str) and eos:
+            ids = await client.tokenize(eos, add_special=False)
+            if len(ids) == 1:
+                return frozenset(ids)
+    return frozenset()
+
+
+async def _greedy(client: LlamaClient, prefix: Sequence[int], n: int) -> tuple[int, ...]:
+    body = GenerationParams(n_predict=n).body()
+    body.update(prompt=list(prefix), stream=False, return_tokens=True)
+    data = await client._json("POST", "/completion", json=body)
+    return tuple(int(t) for t in data.get("tokens") or ())
+
+
+async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently, one per server; on a failure let the others finish before raising, so
+    nothing keeps running on clients that are about to close."""
+    done = await asyncio.gather(*coros, return_exceptions=True)
+    for r in done:
+        if isinstance(r, BaseException):
+            raise r
+    return cast("list[T]", done)
+
+
+def _reusable(results: RunResults, options: QualityOptions) -> bool:
+    p = options.run_params
+    return p is not None and p.greedy and not p.stop and results.endpoint == "completion"
+
+
+async def _reference_sequences(
+    results: RunResults, prompts: Sequence[Prompt], ref: str, client: LlamaClient,
+    options: QualityOptions, emit: Callable[[Stage, int, int], None],
+) -> tuple[list[ForcedSequence], dict[str, str]]:
+    """Prompt tokens (BOS included, as /completion adds it to a text prompt) and the
+    reference's greedy continuation of each prompt the run used; and the prompt texts as the
+    model saw them (chat runs: through the server's chat template)."""
+    records = representative_records(results, ref)
+    reuse = _reusable(results, options)
+    todo = [p for p in prompts if p.id in records] or list(prompts)
+    out: list[ForcedSequence] = []
+    texts: dict[str, str] = {}
+    have = 0  # positions planned so far: stop once the budget is covered
+    for i, p in enumerate(todo):
+        if have >= options.position_budget:
+            break
+        text = p.text
+        if results.endpoint == "chat":
+            text = await client.apply_template([{"role": "user", "content": p.text}])
+        texts[p.id] = text
+        prefix = tuple(await client.tokenize(text, add_special=True))
+        targets: tuple[int, ...] = ()
+        rec = records.get(p.id)
+        res = rec.result if rec is not None else None
+        if reuse and res is not None and res.token_ids:
+            # Streamed ids are complete when they add up to the server's count (a token ending
+            # inside a UTF-8 character streams no event; an EOS may or may not be streamed).
+            n = res.n_tokens
+            if len(res.token_ids) == n or (res.stop_type == "eos" and len(res.token_ids) == n - 1):
+                targets = tuple(res.token_ids)
+        if not targets:
+            targets = await _greedy(client, prefix, min(options.positions_per_prompt,
+                                                        options.position_budget - have))
+        if targets:
+            out.append(ForcedSequence(p.id, prefix, targets))
+            have += min(len(targets), options.positions_per_prompt)
+        emit("reference", i + 1, len(todo))
+    return out, texts
+
+
+async def _distribution(
+    clients: dict[str, LlamaClient], ref: str, others: list[str], results: RunResults,
+    prompts: Sequence[Prompt], options: QualityOptions, report: QualityReport,
+    emit: Callable[[Stage, int, int], None], stop: asyncio.Event | None,
+) -> None:
+    seqs, texts = await _reference_sequences(results, prompts, ref, clients[ref], options, emit)
+    seqs = plan_positions(seqs, options.position_budget, options.positions_per_prompt)
+    # Teacher forcing needs one vocabulary: the prompt must tokenize alike on every server.
+    comparable = []
+    for o in others:
+        if seqs and tuple(await clients[o].tokenize(texts[seqs[0].id], add_special=True)
+                          ) != seqs[0].prefix:
+            report.notices.append(f"{o}: tokenizes the prompts differently from {ref}; "
+                                  "distributions cannot be compared position by position")
+            continue
+        comparable.append(o)
+    if not seqs or not comparable:
+        return
+    eos = await _eos_ids(clients[ref])
+    total = sum(len(s.targets) for s in seqs) * (1 + len(comparable))
+    done = 0
+
+    def on_positions(n: int) -> None:
+        nonlocal done
+        done += n
+        emit("distribution", done, total)
+
+    emit("distribution", 0, total)
+    runs: list[ForcedRun] = await _all(
+        force_sequences(clients[name], seqs, k=options.k, method=options.method, eos_ids=eos,
+                        on_positions=on_positions, stop=stop)
+        for name in [ref, *comparable])
+    ref_run = runs[0]
+    for name, run in zip(comparable, runs[1:], strict=True):
+        paired = pair_runs(ref_run, run, options.k)
+        flat = [p for _, ps in paired for p in ps]
+        pq = report.pair(name)
+        assert pq is not None
+        pq.distribution = DistributionResult(
+            method=options.method, k=options.k, stats=distribution_stats(flat, options.k),
+            sequences=paired, requests_ref=ref_run.requests, requests_other=run.requests,
+            grammar_fallbacks=sum(s.grammar_mismatch_at is not None for s in run.sequences),
+            elapsed_s=max(ref_run.elapsed_s, run.elapsed_s),
+            interrupted=ref_run.interrupted or run.interrupted)
+        report.interrupted |= pq.distribution.interrupted
+
+
+async def _tasks(
+    clients: dict[str, LlamaClient], ref: str, others: list[str], options: QualityOptions,
+    report: QualityReport, emit: Callable[[Stage, int, int], None], stop: asyncio.Event | None,
+) -> None:
+    items = list(options.task_items) if options.task_items is not None else builtin_tasks()
+    if not items:
+        return
+    names = [ref, *others]
+    total = len(items) * len(names)
+    done = 0
+
+    def on_item() -> None:
+        nonlocal done
+        done += 1
+        emit("tasks", done, total)
+
+    emit("tasks", 0, total)
+    per_server = await _all(run_tasks(clients[n], items, n, on_item=on_item, stop=stop)
+                            for n in names)
+    outcomes = [o for group in per_server for o in group]
+    report.task_outcomes = outcomes
+    report.accuracy = accuracy_by(outcomes)
+    report.accuracy_by_length = accuracy_by(outcomes, lambda o: o.length)
+    report.interrupted |= any(len(g) < len(items) for g in per_server)
+    by_server = {n: {o.item_id: o for o in g} for n, g in zip(names, per_server, strict=True)}
+    for o in others:
+        pq = report.pair(o)
+        assert pq is not None
+        a, b = by_server[ref], by_server[o]
+        pq.task_outputs = [compare_outputs(a[i].token_ids, b[i].token_ids, a[i].output,
+                                           b[i].output, i)
+                           for i in a if i in b and a[i].error is None and b[i].error is None]
+        pq.task_output_summary = summarize_outputs(pq.task_outputs)
+        pq.accuracy_diff = accuracy_diff(outcomes, ref, o)
+        pq.accuracy_diff_by_length = accuracy_diff(outcomes, ref, o, lambda x: x.length)
+
+
+async def compare_quality(
+    results: RunResults,
+    servers: Sequence[ServerSpec],
+    prompts: Sequence[Prompt] = (),
+    *,
+    reference: str | None = None,
+    options: QualityOptions | None = None,
+    on_progress: Callable[[QualityProgress], None] | None = None,
+    stop: asyncio.Event | None = None,
+    clients: Mapping[str, LlamaClient] | None = None,
+) -> QualityReport:
+    """Compare every reachable server with `reference` (default: `pick_reference`).
+
+    Servers are reached through `servers` (their URLs and keys), or through `clients` by name,
+    which the caller opened and closes. Server failures during the distribution or task parts
+    become notices in the report; the output comparison of the run is always there.
+    """
+    options = options or QualityOptions()
+    t0 = time.monotonic()
+    ref = reference or pick_reference(results)
+    live = [s.name for s in results.servers if s.reachable]
+    if ref not in live:
+        raise ValueError(f"reference server {ref!r} is not among the reachable servers {live}")
+    others = [n for n in live if n != ref]
+    report = QualityReport(reference=ref, options=options)
+    for o in others:
+        comps = compare_run_outputs(results, ref, o)
+        report.pairs.append(PairQuality(ref, o, comps, summarize_outputs(comps)))
+
+    def emit(stage: Stage, done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(QualityProgress(stage, done, total))
+
+    needed = options.distribution or options.tasks
+    specs = {s.name: s for s in servers}
+    given = dict(clients or {})
+    missing = [n for n in live if n not in specs and n not in given]
+    if missing and needed:
+        raise ValueError(f"no address for server(s) {', '.join(missing)}")
+    opened = {n: LlamaClient(specs[n].url, name=n, api_key=specs[n].api_key,
+                             timeouts=options.timeouts)
+              for n in live if n not in given} if needed else {}
+    clients = {**given, **opened}
+    try:
+        if options.distribution and others and prompts:
+            try:
+                await _distribution(clients, ref, others, results, prompts, options, report,
+                                    emit, stop)
+            except (ServerError, TeacherForcingError) as e:
+                report.notices.append(f"distribution comparison failed: {e}")
+        if options.tasks and not (stop is not None and stop.is_set()):
+            try:
+                await _tasks(clients, ref, others, options, report, emit, stop)
+            except ServerError as e:
+                report.notices.append(f"task accuracy failed: {e}")
+    finally:
+        for c in opened.values():
+            with contextlib.suppress(Exception):
+                await c.aclose()
+        report.elapsed_s = time.monotonic() - t0
+    if stop is not None and stop.is_set():
+        report.interrupted = True
+    return report
+
+
+# ------------------------------------------------------------------ export
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return round(x, nd)
+
+
+def _mu(m: Any) -> dict[str, float]:
+    return {"value": _r(m.value), "unc": _r(m.unc)}
+
+
+def stats_dict(s: DistributionStats) -> dict[str, Any]:
+    return {
+        "kld_label": s.kld_label,
+        "same_top1": _mu(s.same_top1),
+        "kld": _mu(s.kld),
+        "kld_percentiles": {k: _r(v) for k, v in s.kld_percentiles.items()},
+        "delta_p": _mu(s.delta_p),
+        "delta_p_percentiles": {k: _r(v) for k, v in s.delta_p_percentiles.items()},
+        "rms_delta_p": _mu(s.rms_delta_p),
+        "ln_ppl_ratio": _mu(s.ln_ppl_ratio),
+        "ppl_ref": _r(s.ppl_ref, 4),
+        "ppl_other": _r(s.ppl_other, 4),
+        "tail_ref_mean": _r(s.tail_ref_mean),
+        "tail_ref_max": _r(s.tail_ref_max),
+    }
+
+
+def _output_dict(c: OutputComparison) -> dict[str, Any]:
+    return {
+        "prompt_id": c.prompt_id,
+        "exact_match": c.exact_match,
+        "first_divergence": c.first_divergence,
+        "token_agreement": None if c.token_agreement is None else _r(c.token_agreement, 4),
+        "text_similarity": _r(c.text_similarity, 4),
+        "n_ref": c.diff.n_a,
+        "n_other": c.diff.n_b,
+        "segments": [[sg.kind, sg.a_start, sg.a_end, sg.b_start, sg.b_end]
+                     for sg in c.diff.segments],
+    }
+
+
+def _summary_dict(s: OutputSummary | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    d = dataclasses.asdict(s)
+    d["exact_match"] = _mu(s.exact_match)
+    d["token_agreement_mean"] = (None if s.token_agreement_mean is None
+                                 else _r(s.token_agreement_mean, 4))
+    d["text_similarity_mean"] = _r(s.text_similarity_mean, 4)
+    return d
+
+
+def _acc_dict(a: Accuracy) -> dict[str, Any]:
+    return {"group": a.group, "server": a.server, "n": a.n, "n_correct": a.n_correct,
+            "accuracy": _mu(a.accuracy)}
+
+
+def _diff_dict(d: AccuracyDiff) -> dict[str, Any]:
+    return {"group": d.group, "n": d.n, "accuracy_ref": _r(d.accuracy_ref, 4),
+            "accuracy_other": _r(d.accuracy_other, 4), "diff": _mu(d.diff),
+            "only_ref_correct": d.only_ref_correct, "only_other_correct": d.only_other_correct}
+
+
+def quality_dict(report: QualityReport) -> dict[str, Any]:
+    """The `quality` section of the results JSON."""
+    o = report.options
+    pairs = []
+    for p in report.pairs:
+        dist = None
+        if p.distribution is not None:
+            d = p.distribution
+            dist = {
+                "method": d.method, "k": d.k, "n_positions": d.n_positions,
+                "requests_ref": d.requests_ref, "requests_other": d.requests_other,
+                "grammar_fallbacks": d.grammar_fallbacks, "elapsed_s": _r(d.elapsed_s, 3),
+                "interrupted": d.interrupted,
+                **(stats_dict(d.stats) if d.stats is not None else {}),
+                "per_prompt": [
+                    {"prompt_id": sid, "n": len(ps),
+                     "same_top1": _r(sum(x.same_top1 for x in ps) / len(ps), 4) if ps else None,
+                     "kld_mean": _r(sum(x.kld for x in ps) / len(ps)) if ps else None}
+                    for sid, ps in d.sequences],
+            }
+        pairs.append({
+            "reference": p.reference,
+            "other": p.other,
+            "outputs": {"summary": _summary_dict(p.output_summary),
+                        "per_prompt": [_output_dict(c) for c in p.outputs]},
+            "distribution": dist,
+            "tasks": {
+                "outputs": {"summary": _summary_dict(p.task_output_summary),
+                            "per_item": [_output_dict(c) for c in p.task_outputs]},
+                "accuracy_diff": [_diff_dict(x) for x in p.accuracy_diff],
+                "accuracy_diff_by_length": [_diff_dict(x) for x in p.accuracy_diff_by_length],
+            },
+        })
+    return {
+        "reference": report.reference,
+        "options": {"distribution": o.distribution, "tasks": o.tasks, "k": o.k,
+                    "method": o.method, "position_budget": o.position_budget,
+                    "positions_per_prompt": o.positions_per_prompt,
+                    "task_items": None if o.task_items is None else len(o.task_items)},
+        "pairs": pairs,
+        "accuracy": [_acc_dict(a) for a in report.accuracy],
+        "accuracy_by_length": [_acc_dict(a) for a in report.accuracy_by_length],
+        "task_outcomes": [{"item_id": t.item_id, "category": t.category, "length": t.length,
+                           "server": t.server, "correct": t.correct, "output": t.output,
+                           "error": t.error} for t in report.task_outcomes],
+        "notices": report.notices,
+        "interrupted": report.interrupted,
+        "elapsed_s": _r(report.elapsed_s, 3),
+    }
+
+
+def format_quality(report: QualityReport) -> str:
+    """Plain-text lines for the headless summary."""
+    lines = [f"quality (reference {report.reference}):"]
+    for p in report.pairs:
+        s = p.output_summary
+        if s is not None:
+            agree = "n/a" if s.token_agreement_mean is None else f"{s.token_agreement_mean:.2f}"
+            lines.append(
+                f"  {p.other}: outputs identical on {s.exact_match.value:.0%} of {s.n} prompts, "
+                f"token agreement {agree}, text similarity {s.text_similarity_mean:.2f}")
+        d = p.distribution
+        if d is not None and d.stats is not None:
+            st = d.stats
+            lines.append(
+                f"  {p.other}: same top-1 {st.same_top1.value:.2%} ± {st.same_top1.unc:.2%}, "
+                f"{st.kld_label} {st.kld.value:.4f} ± {st.kld.unc:.4f}, mean Δp "
+                f"{st.delta_p.value:+.2%} ({st.n} positions, {d.method})")
+    if report.accuracy:
+        lines.append("  task accuracy (category: " + ", ".join(
+            [report.reference, *(p.other for p in report.pairs)]) + "):")
+        groups = sorted({a.group for a in report.accuracy})
+        for g in groups:
+            cells = []
+            for name in [report.reference, *(p.other for p in report.pairs)]:
+                a = next((x for x in report.accuracy if x.group == g and x.server == name), None)
+                cells.append("n/a" if a is None else
+                             f"{a.accuracy.value:.0%} ± {a.accuracy.unc:.0%} (n={a.n})")
+            lines.append(f"    {g}: " + "  ".join(cells))
+    for n in report.notices:
+        lines.append(f"  note: {n}")
+    if report.interrupted:
+        lines.append("  (quality step interrupted: figures cover what finished)")
+    return "\n".join(lines) + "\n"
+
+
+def progress_printer(stream: IO[str], every_s: float = 5.0
+                     ) -> Callable[[QualityProgress], None]:
+    """Plain progress lines for a headless run: at each new stage, at its end, and every few
+    seconds in between."""
+    last: dict[str, float] = {}
+
+    def show(p: QualityProgress) -> None:
+        now = time.monotonic()
+        new = p.stage not in last
+        if new or p.done >= p.total or now - last[p.stage] >= every_s:
+            last[p.stage] = now
+            unit = {"reference": "prompts", "distribution": "positions", "tasks": "items"}
+            stream.write(f"quality: {p.stage} {p.done}/{p.total} {unit[p.stage]}\n")
+            stream.flush()
+
+    return show

@@ -1,0 +1,96 @@
+"""Token-level diff: first divergence, agreement, aligned segments."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quanttui.core.diff import (
+    aligned_text,
+    common_prefix_len,
+    diff_tokens,
+    first_divergence,
+    token_agreement,
+    units,
+)
+
+
+def test_identical_outputs() -> None:
+    d = diff_tokens([1, 2, 3], [1, 2, 3])
+    assert d.identical and d.first_divergence is None
+    assert d.agreement == 1.0
+    assert [s.kind for s in d.segments] == ["equal"]
+    assert d.equal_mask("a") == [True, True, True]
+
+
+def test_first_divergence_and_realignment() -> None:
+    a = [10, 11, 12, 13, 14, 15]
+    b = [10, 11, 99, 13, 14, 15]
+    d = diff_tokens(a, b)
+    assert d.first_divergence == 2
+    assert [(s.kind, s.a_start, s.a_end, s.b_start, s.b_end) for s in d.segments] == [
+        ("equal", 0, 2, 0, 2), ("replace", 2, 3, 2, 3), ("equal", 3, 6, 3, 6)]
+    assert d.equal_mask("b") == [True, True, False, True, True, True]
+    assert d.agreement == 5 / 6
+
+
+def test_shifted_tail_realigns_but_positional_agreement_drops() -> None:
+    a = [1, 2, 3, 4, 5, 6]
+    b = [1, 7, 2, 3, 4, 5]  # one token inserted: the rest is shifted
+    d = diff_tokens(a, b)
+    assert d.first_divergence == 1
+    kinds = [s.kind for s in d.segments]
+    assert kinds == ["equal", "insert", "equal", "delete"]
+    assert d.agreement == 1 / 6
+
+
+def test_prefix_divergence_is_length_of_shorter() -> None:
+    assert first_divergence([1, 2, 3], [1, 2]) == 2
+    d = diff_tokens([1, 2], [1, 2, 3, 4])
+    assert d.first_divergence == 2
+    assert d.segments[-1].kind == "insert" and (d.segments[-1].b_start, d.segments[-1].b_end) \
+        == (2, 4)
+    assert d.agreement == 1.0  # up to the shorter output
+
+
+def test_empty_outputs() -> None:
+    assert first_divergence([], []) is None
+    assert token_agreement([], [1]) is None
+    d = diff_tokens([], [5])
+    assert d.first_divergence == 0 and d.agreement is None
+
+
+def test_common_prefix_len_resumes() -> None:
+    a, b = [1, 2, 3, 4], [1, 2, 3, 9]
+    assert common_prefix_len(a, b) == 3
+    assert common_prefix_len(a, b, start=2) == 3
+    assert common_prefix_len(a[:2], b) == 2
+
+
+def test_units_prefers_ids_when_one_per_piece() -> None:
+    assert units([5, 6], ["a", "b"]) == [5, 6]
+    assert units([], ["a", "b"]) == ["a", "b"]  # chat: no ids
+    assert units([5, 6, 7], ["ab", "c"]) == ["ab", "c"]
+
+
+def test_aligned_text() -> None:
+    a_ids, a_txt = [1, 2, 3], [" the", " cat", " sat"]
+    b_ids, b_txt = [1, 4, 3], [" the", " dog", " sat"]
+    out = aligned_text(diff_tokens(a_ids, b_ids), a_txt, b_txt)
+    assert out == [("equal", " the", " the"), ("replace", " cat", " dog"),
+                   ("equal", " sat", " sat")]
+
+
+@given(st.lists(st.integers(0, 5), max_size=40), st.lists(st.integers(0, 5), max_size=40))
+def test_segments_cover_both_sides(a: list[int], b: list[int]) -> None:
+    d = diff_tokens(a, b)
+    ai = bi = 0
+    for s in d.segments:
+        assert (s.a_start, s.b_start) == (ai, bi)
+        if s.kind == "equal":
+            assert a[s.a_start:s.a_end] == b[s.b_start:s.b_end]
+        ai, bi = s.a_end, s.b_end
+    assert (ai, bi) == (len(a), len(b))
+    assert d.first_divergence == first_divergence(a, b)
+    if d.first_divergence is not None:
+        assert a[:d.first_divergence] == b[:d.first_divergence]

@@ -1,0 +1,105 @@
+"""Output comparison: exact match, first divergence, agreement, text similarity, per run."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quanttui.core.quality import (
+    compare_outputs,
+    compare_run_outputs,
+    levenshtein,
+    summarize_outputs,
+    text_similarity,
+)
+from quanttui.core.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.result import CompletionResult
+
+
+def naive_levenshtein(a: str, b: str) -> int:
+    @cache
+    def d(i: int, j: int) -> int:
+        if i == 0 or j == 0:
+            return i + j
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+    return d(len(a), len(b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text("abc ", max_size=12), st.text("abc ", max_size=12))
+def test_levenshtein_matches_the_definition(a: str, b: str) -> None:
+    assert levenshtein(a, b) == naive_levenshtein(a, b)
+    assert 0.0 <= text_similarity(a, b) <= 1.0
+
+
+def test_identical_outputs() -> None:
+    c = compare_outputs([1, 2, 3], [1, 2, 3], "abc", "abc", "p")
+    assert c.exact_match and c.first_divergence is None and c.token_agreement == 1.0
+    assert c.text_similarity == 1.0 and [s.kind for s in c.diff.segments] == ["equal"]
+
+
+def test_divergence_agreement_and_similarity() -> None:
+    c = compare_outputs([1, 2, 3, 4, 5], [1, 2, 9, 4, 5, 6], "the cat sat", "the cat sit")
+    assert not c.exact_match and c.first_divergence == 2
+    assert c.token_agreement == pytest.approx(4 / 5)  # positionally, up to the shorter
+    assert c.text_similarity == pytest.approx(1 - 1 / 11)
+    kinds = [s.kind for s in c.diff.segments]
+    assert kinds[0] == "equal" and "replace" in kinds and kinds[-1] == "insert"
+
+
+def test_prefix_output_diverges_where_the_shorter_ends() -> None:
+    c = compare_outputs([1, 2], [1, 2, 3], "ab", "abc")
+    assert c.first_divergence == 2 and c.token_agreement == 1.0 and not c.exact_match
+
+
+def test_summary() -> None:
+    cs = [compare_outputs([1, 2], [1, 2], "ab", "ab"), compare_outputs([1, 2], [1, 3], "ab", "ac"),
+          compare_outputs([], [4], "", "d")]
+    s = summarize_outputs(cs)
+    assert s is not None and s.n == 3
+    assert s.exact_match.value == pytest.approx(1 / 3)
+    assert s.token_agreement_mean == pytest.approx(0.75)  # the empty output has none
+    assert s.first_divergence_min == 0 and s.first_divergence_median == 0.5
+    assert summarize_outputs([]) is None
+
+
+def _record(rid: int, server: str, prompt: str, ids: list[int], text: str, *, rep: int = 0,
+            warmup: bool = False, ok: bool = True) -> RequestRecord:
+    res = CompletionResult(server=server, endpoint="completion", t_sent_ns=0, t_done_ns=1,
+                           event_times_ns=list(range(len(ids))), event_ntokens=[1] * len(ids),
+                           event_texts=list(text) if len(text) == len(ids) else [text],
+                           token_ids=ids)
+    from quanttui.core.metrics import request_metrics
+
+    rec = RequestRecord(rid, server, prompt, "chat", rep, warmup, 1, 0, 0.0, result=res)
+    if ok:
+        rec.metrics = request_metrics(res)
+    else:
+        rec.error = "boom"
+    return rec
+
+
+def run_results(records: list[RequestRecord]) -> RunResults:
+    return RunResults(servers=[ServerInfo("A", "http://a"), ServerInfo("B", "http://b")],
+                      schedule="sequential", endpoint="completion", repetitions=2, warmup=1,
+                      concurrency_levels=(1,), records=records)
+
+
+def test_run_outputs_pair_prompts_and_skip_warmups_and_failures() -> None:
+    res = run_results([
+        _record(0, "A", "p1", [9, 9], "zz", warmup=True),
+        _record(1, "A", "p1", [1, 2], "ab"),
+        _record(2, "A", "p1", [1, 5], "ae", rep=1),
+        _record(3, "B", "p1", [1, 3], "ac"),
+        _record(4, "A", "p2", [4], "d"),
+        _record(5, "B", "p2", [4], "d", ok=False),
+        _record(6, "B", "p2", [4], "d", rep=1),
+        _record(7, "A", "p3", [4], "d"),
+    ])
+    cs = compare_run_outputs(res, "A", "B")
+    assert [c.prompt_id for c in cs] == ["p1", "p2"]  # p3: B has none
+    assert cs[0].first_divergence == 1 and cs[1].exact_match  # first repetition that finished
