@@ -56,7 +56,7 @@ async def test_grammar_and_per_position_agree(real_pair: tuple[ManagedServer, ..
         for p in PROMPTS:
             prefix = tuple(await c.tokenize(p.text))
             body = P24.body() | {"prompt": list(prefix), "stream": False, "return_tokens": True}
-            out = await c._json("POST", "/completion", json=body)
+            out = await c.post_json("/completion", body)
             seqs.append(ForcedSequence(p.id, prefix, tuple(out["tokens"])))
     runs = {}
     for method in ("per-position", "grammar"):

@@ -325,6 +325,12 @@ class HeadlessRun:
         todo = launch_specs(self.cfg, self.pin_cores)
         if not todo:
             return []
+        if self.quality is not None and self.quality.distribution:
+            # Flash attention on the CPU makes log-probs depend on batch layout (~2e-3 KLD
+            # between two runs of one model): off, so the noise floor stays near zero.
+            todo = [(n, s if {"-fa", "--flash-attn"} & set(s.extra_args)
+                     else replace(s, extra_args=(*s.extra_args, "-fa", "off")))
+                    for n, s in todo]
         from quanttui.core.binaries import find_llama_server
 
         binary = find_llama_server(self.llama_server)

@@ -336,6 +336,11 @@ class LlamaClient:
         except msgspec.DecodeError as e:
             raise MalformedEvent(self.label, f"{path} returned no JSON: {e}") from e
 
+    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """A non-streaming POST (e.g. `/completion` with `stream: false` and `n_probs`): whole
+        tokens' probabilities, which a stream drops for tokens ending mid-UTF-8."""
+        return await self._json("POST", path, json=body)
+
     async def health(self) -> Health:
         """200 `{"status":"ok"}` when ready; raises ServerLoading (503) while loading."""
         response = await self._request("GET", "/health")

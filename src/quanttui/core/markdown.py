@@ -131,7 +131,54 @@ def render(results: RunResults) -> str:
                       f"logical cores, RAM {_mb(host.get('ram_total_bytes'))}; GPUs: "
                       + (f"n/a ({hw['gpus']['n/a']})" if isinstance(hw.get("gpus"), dict)
                          else ", ".join(str(g.get("name")) for g in hw.get("gpus") or []))]
+    quality = results.extra.get("quality")
+    if results.quality is not None:
+        from quanttui.core.quality_run import quality_dict
+
+        quality = quality_dict(results.quality)
+    if quality:
+        lines += _quality_lines(quality)
     notes = [n for n in results.notices if n["level"] != "info"]
     if notes:
         lines += ["", "## Notices", ""] + [f"- **{n['level']}**: {n['message']}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _mu(v: Any, pct: bool = False) -> str:
+    """A {"value", "unc"} figure as "v ± u"."""
+    if not isinstance(v, dict) or v.get("value") is None:
+        return "n/a"
+    if pct:
+        return f"{v['value']:.1%} ± {v['unc']:.1%}"
+    return f"{v['value']:.4f} ± {v['unc']:.4f}"
+
+
+def _quality_lines(q: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Quality (reference: {q.get('reference')})", ""]
+    rows = []
+    for p in q.get("pairs", []):
+        out = (p.get("outputs") or {}).get("summary") or {}
+        dist = p.get("distribution") or {}
+        rows.append([
+            p.get("other", "?"),
+            _mu(out.get("exact_match"), pct=True),
+            f"{out['token_agreement_mean']:.2f}" if out.get("token_agreement_mean") is not None
+            else "n/a",
+            _mu(dist.get("same_top1"), pct=True) if dist else "not measured",
+            (f"{_mu(dist.get('kld'))} ({dist.get('kld_label', 'KLD')})") if dist else "n/a",
+            _mu(dist.get("delta_p"), pct=True) if dist else "n/a",
+            str(dist.get("n_positions", "")) if dist else "",
+        ])
+    lines += _table(["server", "identical outputs", "token agreement", "same top-1",
+                     "KLD (truncated)", "mean Δp", "positions"], rows)
+    acc = q.get("accuracy") or []
+    if acc:
+        groups = sorted({a["group"] for a in acc})
+        servers = list(dict.fromkeys(a["server"] for a in acc))
+        by = {(a["group"], a["server"]): a for a in acc}
+        lines += ["", "Task accuracy per category (± one standard error):", ""]
+        lines += _table(["category", *servers], [
+            [g, *(f"{by[(g, s)]['n_correct']}/{by[(g, s)]['n']} "
+                  f"({_mu(by[(g, s)]['accuracy'], pct=True)})" if (g, s) in by else "n/a"
+                  for s in servers)] for g in groups])
+    return lines

@@ -157,7 +157,7 @@ async def _eos_ids(client: LlamaClient) -> frozenset[int]:
 async def _greedy(client: LlamaClient, prefix: Sequence[int], n: int) -> tuple[int, ...]:
     body = GenerationParams(n_predict=n).body()
     body.update(prompt=list(prefix), stream=False, return_tokens=True)
-    data = await client._json("POST", "/completion", json=body)
+    data = await client.post_json("/completion", body)
     return tuple(int(t) for t in data.get("tokens") or ())
 
 

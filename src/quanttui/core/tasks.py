@@ -307,7 +307,7 @@ async def run_tasks(
         body: dict[str, Any] = GenerationParams(n_predict=item.n_predict).body()
         body.update(prompt=item.prompt, stream=False, return_tokens=True)
         try:
-            data = await client._json("POST", "/completion", json=body)
+            data = await client.post_json("/completion", body)
         except ServerError as e:
             out.append(TaskOutcome(item.id, item.category, item.length, server, "", (), None,
                                    str(e)))

@@ -146,7 +146,7 @@ def _position(entry: Any, server: str) -> PositionDist:
 
 async def _post(client: LlamaClient, body: dict[str, Any]) -> dict[str, Any]:
     # Non-stream /completion (see the module docstring); the client maps errors to ServerError.
-    data: dict[str, Any] = await client._json("POST", "/completion", json=body)
+    data: dict[str, Any] = await client.post_json("/completion", body)
     return data
 
 
