@@ -167,3 +167,12 @@ def test_plan_validation() -> None:
         RunPlan(prompts=PROMPTS, schedule="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="≥ 1"):
         RunPlan(prompts=PROMPTS, concurrency_levels=(0,))
+
+
+def test_no_contention_warning_for_one_process_on_two_ports(pair: tuple[FakeLlamaServer, ...]
+                                                            ) -> None:
+    from quanttui.core.contention import assess
+    from quanttui.core.records import ServerInfo
+
+    a, b = pair  # both fakes live in this test process
+    assert assess([ServerInfo("A", a.url), ServerInfo("B", b.url)]) == []

@@ -87,5 +87,8 @@ def assess_cpus(cpus: Sequence[ServerCPU]) -> list[str]:
 
 
 def assess(servers: Sequence[ServerInfo]) -> list[str]:
-    cpus = [c for c in (server_cpu(s) for s in servers if s.reachable) if c is not None]
-    return assess_cpus(cpus)
+    cpus: dict[int, ServerCPU] = {}
+    for c in (server_cpu(s) for s in servers if s.reachable):
+        if c is not None:
+            cpus.setdefault(c.pid, c)  # one process serving two URLs competes with nobody
+    return assess_cpus(list(cpus.values()))
