@@ -45,6 +45,18 @@ class ServerInfo:
     error: str | None = None
     launch_args: list[str] | None = None
 
+    def update_from(self, props: dict[str, Any], models: dict[str, Any]) -> None:
+        """Fill in what the server says about itself in /props and /v1/models."""
+        self.model_path = props.get("model_path")
+        self.model_ftype = props.get("model_ftype")
+        self.total_slots = props.get("total_slots")
+        self.build_info = props.get("build_info")
+        self.n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
+        meta = ((models.get("data") or [{}])[0]).get("meta") or {}
+        self.model_size = meta.get("size")
+        self.n_params = meta.get("n_params")
+        self.model_ftype = self.model_ftype or meta.get("ftype")
+
 
 @dataclass(eq=False)
 class RequestRecord:

@@ -207,17 +207,7 @@ class Session:
                 self._down[info.name] = e.detail
                 self._notice("error", "server-unreachable", str(e), info.name)
                 return
-            info.model_path = props.get("model_path")
-            info.model_ftype = props.get("model_ftype")
-            info.total_slots = props.get("total_slots")
-            info.build_info = props.get("build_info")
-            dgs = props.get("default_generation_settings") or {}
-            info.n_ctx = dgs.get("n_ctx")
-            data = models.get("data") or [{}]
-            meta = data[0].get("meta") or {}
-            info.model_size = meta.get("size")
-            info.n_params = meta.get("n_params")
-            info.model_ftype = info.model_ftype or meta.get("ftype")
+            info.update_from(props, models)
 
         await asyncio.gather(*(one(i) for i in self.results.servers))
 
