@@ -228,13 +228,16 @@ def _svg_renderer(size: tuple[int, int] = (160, 48)) -> Any:
     return render
 
 
-def _tui(ctx: click.Context, cfg: Any, llama_server: str | None) -> None:
+def _tui(ctx: click.Context, cfg: Any, llama_server: str | None,
+         kw: dict[str, Any] | None = None) -> None:
     """Open the TUI (starting the config's managed servers first); Textual loads only here."""
     from quanttui.core.binaries import ToolNotFound
     from quanttui.tui.app import run_tui
 
+    kw = kw or {}
     try:
-        code = run_tui(cfg, llama_server=llama_server)
+        code = run_tui(cfg, llama_server=llama_server, force=kw.get("force", False),
+                       pin_cores=kw.get("pin_cores", False))
     except ToolNotFound as e:
         _fail(str(e))
     ctx.exit(code)
@@ -278,14 +281,14 @@ def run(ctx: click.Context, /, headless: bool, **kw: Any) -> None:
         _execute(ctx, cfg, kw, kw.get("concurrency"))
     else:
         _no_sweep(kw)
-        _tui(ctx, cfg, str(kw["llama_server"]) if kw.get("llama_server") else None)
+        _tui(ctx, cfg, str(kw["llama_server"]) if kw.get("llama_server") else None, kw)
 
 
 @main.command()
 @click.option("--headless", is_flag=True, help="No UI: progress on stderr, results to JSON.")
 @click.option("--prepare", is_flag=True, help="Only make the demo models, then exit.")
-@click.option("--quants", default="Q4_K_M,Q8_0", show_default=True,
-              help="Which demo quants to compare (from Q4_K_M, Q8_0, Q2_K).")
+@click.option("--quants", default="Q8_0,Q4_K_M", show_default=True,
+              help="Which demo quants to compare, reference first (Q8_0, Q4_K_M, Q2_K).")
 @_apply(_run_options)
 @click.pass_context
 def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw: Any) -> None:
@@ -318,7 +321,7 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw
         _execute(ctx, cfg, kw, kw.get("concurrency"))
     else:
         _no_sweep(kw)
-        _tui(ctx, cfg, str(kw["llama_server"]))
+        _tui(ctx, cfg, str(kw["llama_server"]), kw)
 
 
 @main.command()

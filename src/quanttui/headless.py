@@ -224,7 +224,7 @@ class HeadlessRun:
                 loop.add_signal_handler(sig, on_signal)
         try:
             try:
-                managed = await self._launch()
+                managed = await self.launch_servers()
             except asyncio.CancelledError:
                 self.stderr.write("stopped while starting servers\n")
                 return EXIT_INTERRUPTED
@@ -321,7 +321,7 @@ class HeadlessRun:
         results.quality = report
         results.extra["quality"] = quality_dict(report)  # what the gates read
 
-    async def _launch(self) -> list[ManagedServer]:
+    async def launch_servers(self) -> list[ManagedServer]:
         todo = launch_specs(self.cfg, self.pin_cores)
         if not todo:
             return []

@@ -1,0 +1,51 @@
+"""The TUI's screen for a finished run, as SVG, without a terminal (`--format svg`).
+
+Called from the headless run (inside its event loop) and from `quanttui snapshot` (outside
+one): the app runs headless on its own loop in a short-lived thread either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from quanttui.config import Config
+from quanttui.core.records import RunResults
+
+
+def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
+               config: Config | None = None) -> str:
+    from textual.pilot import Pilot
+
+    from quanttui.core.session import ServerSpec
+    from quanttui.tui.app import build_app
+
+    out: list[str] = []
+    errors: list[BaseException] = []
+
+    async def shoot(pilot: Pilot[object]) -> None:
+        app.show_results(results)
+        await pilot.pause()
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+        out.append(app.export_screenshot(simplify=True))
+        app.exit()
+
+    app = build_app(config or Config(), [ServerSpec(s.name, s.url) for s in results.servers],
+                    animations=False, probe_on_start=False)
+
+    def work() -> None:
+        try:
+            asyncio.run(app.run_async(headless=True, size=size, auto_pilot=shoot))
+        except BaseException as e:  # re-raised on the caller's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=work, name="quanttui-svg")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    if not out:
+        raise RuntimeError("the screen could not be rendered")
+    return out[0]

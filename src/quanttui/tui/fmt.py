@@ -1,0 +1,51 @@
+"""Number formatting for the screen: short, fixed units, and n/a instead of a made-up 0."""
+
+from __future__ import annotations
+
+from quanttui.core.stats import Summary
+
+
+def size(n: float) -> str:
+    """Bytes, decimal units as the CLI prints them (MB = 10⁶)."""
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.0f} kB"
+    return f"{n:.0f} B"
+
+
+def count(n: float) -> str:
+    """Parameter counts: 268M, 8.0B."""
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    return f"{n:.0f}"
+
+
+def num(v: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def ms(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1000:.2f} s" if v >= 10_000 else f"{v:.0f} ms"
+
+
+def mean(s: Summary | None, fmt: str = ".1f") -> str:
+    return "n/a" if s is None else format(s.mean, fmt)
+
+
+def hms(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def escape(text: str) -> str:
+    """Text for Content markup: square brackets would otherwise be read as tags."""
+    return text.replace("[", r"\[")

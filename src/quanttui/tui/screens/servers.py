@@ -1,0 +1,183 @@
+"""Model selection: the configured servers and any typed URL, what each serves, its health, and
+which ones to compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+
+from quanttui.tui import fmt
+from quanttui.tui.messages import ServersChanged
+from quanttui.tui.state import ServerEntry
+from quanttui.tui.widgets.line import Line
+from quanttui.tui.widgets.server_column import HEALTH_MARK
+
+if TYPE_CHECKING:
+    from quanttui.tui.app import QuantTUI
+
+# The place where launching llama-server from a GGUF file will live (its own issue).
+LAUNCH_NOTE = ("[$text-muted]Start llama-server from a GGUF file: not in the TUI yet. Meanwhile "
+               "run [b]quanttui run --model FILE.gguf[/b] (repeatable) or [b]quanttui demo[/b]."
+               "[/]")
+COLUMNS = ("", "name", "health", "quant", "model file", "size", "params", "ctx", "slots", "url")
+REFRESH_S = 5.0
+
+
+class ServersScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_server", "Select"),
+        Binding("a", "add", "Add URL"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("d,delete", "remove", "Remove", show=False),
+        Binding("l", "launch", "Launch", show=False),
+        Binding("escape,s", "close", "Done"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="servers")
+        self._cursor_to: str | None = None  # a server just added: put the cursor on it
+
+    @property
+    def qapp(self) -> QuantTUI:
+        return cast("QuantTUI", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Line("[b]Servers[/b] · space, Enter or a click on the marked row selects; the "
+                   "first selected (A) is the reference", id="servers-title")
+        yield DataTable(id="servers-table", cursor_type="row")
+        yield Line(id="server-detail", grow=True)
+        yield Input(id="add-url", compact=True,
+                    placeholder="a to add a running llama-server: http://host:port, Enter")
+        yield Line(LAUNCH_NOTE, id="launch", grow=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        self.query_one("#add-url", Input).cursor_blink = self.qapp.blink
+        self.draw()
+        table.focus()
+        # Health changes (a server restarted, finished loading): re-ask while this screen shows.
+        self.set_interval(REFRESH_S, self.qapp.probe_all)
+
+    def on_servers_changed(self, _: ServersChanged) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        app = self.qapp
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        # Columns too: an auto width keeps the widest text it ever saw ("checking").
+        table.clear(columns=True)
+        table.add_columns(*COLUMNS)
+        for entry in app.entries.values():
+            table.add_row(*self._cells(entry), key=entry.name)
+        names = list(app.entries)
+        if self._cursor_to in names:
+            row = names.index(self._cursor_to)
+            self._cursor_to = None
+        if table.row_count:
+            table.move_cursor(row=min(max(row, 0), table.row_count - 1))
+        self._detail()
+
+    def _cells(self, entry: ServerEntry) -> list[str | Text]:
+        # DataTable cells take Rich text, which knows no theme variables: look the colours up.
+        colours = self.app.theme_variables
+        info = entry.info
+        app = self.qapp
+        if entry.name in app.selected:
+            mark = Text(chr(ord("A") + app.selected.index(entry.name)),
+                        style=Style(bold=True, color=colours["accent"]))
+        else:
+            mark = Text("·", style="dim")
+        health_colour = {"ok": "success", "loading": "warning", "down": "error"}.get(entry.health)
+        health = Text(entry.health, style=Style(color=colours[health_colour]) if health_colour
+                      else "dim")
+        return [
+            mark,
+            Text(entry.name),
+            health,
+            Text(info.model_ftype or "?"),
+            Text(Path(info.model_path).name if info.model_path else "?"),
+            fmt.size(info.model_size) if info.model_size else "?",
+            fmt.count(info.n_params) if info.n_params else "?",
+            str(info.n_ctx) if info.n_ctx else "?",
+            str(info.total_slots) if info.total_slots else "?",
+            Text(entry.spec.url),
+        ]
+
+    def _current(self) -> ServerEntry | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.qapp.entries.get(key or "")
+
+    def _detail(self) -> None:
+        e = self._current()
+        detail = self.query_one("#server-detail", Line)
+        if e is None:
+            detail.set("No servers yet: press [b]a[/b] and type the URL of a running "
+                       "llama-server.")
+            return
+        i = e.info
+        facts = [x for x in (
+            i.model_ftype, fmt.size(i.model_size) if i.model_size else None,
+            f"{fmt.count(i.n_params)} params" if i.n_params else None,
+            f"ctx {i.n_ctx}" if i.n_ctx else None,
+            f"{i.total_slots} slot(s)" if i.total_slots else None,
+            f"build {i.build_info}" if i.build_info else None,
+            f"pid {e.spec.pid}" if e.spec.pid else None,
+        ) if x]
+        lines = [f"[b]{fmt.escape(e.name)}[/b] {fmt.escape(e.spec.url)} ({e.source}) · "
+                 f"{HEALTH_MARK[e.health]} {e.health}",
+                 f"model {fmt.escape(i.model_path or 'unknown')}",
+                 fmt.escape(" · ".join(facts)) if facts else ""]
+        if e.error:
+            lines.append(f"[$error]{fmt.escape(e.error)}[/]")
+        detail.set("\n".join(x for x in lines if x))
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.qapp.toggle_selected(event.row_key.value)
+
+    def action_toggle_server(self) -> None:
+        e = self._current()
+        if e is not None:
+            self.qapp.toggle_selected(e.name)
+
+    def action_add(self) -> None:
+        self.query_one("#add-url", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        before = set(self.qapp.entries)
+        if self.qapp.add_server(event.value.strip()):
+            self._cursor_to = next(iter(set(self.qapp.entries) - before), None)
+            event.input.clear()
+            self.query_one(DataTable).focus()
+
+    def action_refresh(self) -> None:
+        self.qapp.probe_all()
+
+    def action_remove(self) -> None:
+        e = self._current()
+        if e is not None:
+            self.qapp.remove_server(e.name)
+
+    def action_launch(self) -> None:
+        self.notify(LAUNCH_NOTE, title="Launch from GGUF")
+
+    def action_close(self) -> None:
+        if self.query_one("#add-url", Input).has_focus:
+            self.query_one(DataTable).focus()
+            return
+        self.app.pop_screen()

@@ -1,0 +1,217 @@
+"""One compared server: what it serves, its live speed, its memory, and its output.
+
+A column is two widgets in the compare screen's grid, the figures (one widget drawing header,
+sparkline, speed and memory lines) and the output, plus `ServerColumn`, which keeps them up to
+date. Two widgets and no containers on purpose: Textual redraws every widget whose container
+overlaps a change, at full height, so each container level or extra line widget costs at every
+refresh tick while text streams. Nothing is redrawn when its text didn't change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widget import Widget
+
+from quanttui.core.hardware import NA, HwSample, Reading
+from quanttui.tui import fmt
+from quanttui.tui.live import Key, LiveRun, Stream, unit_name
+from quanttui.tui.state import ServerEntry
+from quanttui.tui.widgets.figures import Run, Runs, ServerFigures
+from quanttui.tui.widgets.gauges import bar
+from quanttui.tui.widgets.stream_view import DIFF, FIRST, NORMAL, NOTE, StreamView
+
+HEALTH_RUN: dict[str, Run] = {
+    "ok": ("●", "ok"), "checking": ("○", "muted"), "unknown": ("○", "muted"),
+    "loading": ("◐", "warn"), "down": ("✗", "bad"),
+}
+HEALTH_MARK = {
+    "ok": "[$success]●[/]",
+    "checking": "[$text-muted]○[/]",
+    "unknown": "[$text-muted]○[/]",
+    "loading": "[$warning]◐[/]",
+    "down": "[$error]✗[/]",
+}
+
+
+class ServerColumn:
+    """Keeps one server's figures and output up to date from the live run."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.figures = ServerFigures()
+        self.output = StreamView(classes="col-out")
+        self._stream: Stream | None = None
+        self._key: Key | None = None
+        self._shown = 0
+        self._div: int | None = None
+        self._final: tuple[int, bool] | None = None
+
+    @property
+    def widgets(self) -> tuple[Widget, Widget]:
+        return self.figures, self.output
+
+    def has_class(self, name: str) -> bool:
+        return self.output.has_class(name)
+
+    # ------------------------------------------------------------------ header, stats, memory
+
+    def show_entry(self, entry: ServerEntry, state: Runs | None = None) -> None:
+        info = entry.info
+        runs: Runs = [HEALTH_RUN[entry.health], (" ", None), (entry.name, "b")]
+        for part in (info.model_ftype, fmt.size(info.model_size) if info.model_size else None):
+            if part:
+                runs.append((f" · {part}", None))
+        if state:
+            runs.append((" · ", None))
+            runs += state
+        tip = [f"{entry.name}: {entry.spec.url}"]
+        if info.model_path:
+            tip.append(f"model: {Path(info.model_path).name}")
+        if entry.error:
+            tip.append(f"error: {entry.error}")
+        self.figures.put_head(runs, "\n".join(tip))
+
+    def show_stats(self, current: float | None, mean: str, n: int, ttft: float | None,
+                   prompt_tps: float | None) -> None:
+        self.figures.put_stats(
+            [("decode ", None), (fmt.num(current), "b"), (f" t/s  mean {mean} ", None),
+             (f"(n {n})", "muted")],
+            [(f"TTFT {fmt.ms(ttft)}  prompt {fmt.num(prompt_tps, '.0f')} t/s", None)])
+
+    def show_rate(self, values: list[int]) -> None:
+        self.figures.put_rate(values)
+
+    def show_memory(self, sample: HwSample | None, off_reason: str | None) -> None:
+        if sample is None:
+            reason = off_reason or "waiting for the first sample"
+            self.figures.put_memory([("RAM ", None), (f"n/a ({reason})", "muted")], reason)
+            return
+        proc = sample.process(self.server)
+        if proc is None:
+            self.figures.put_memory([("RAM ", None), ("n/a (not watched)", "muted")])
+            return
+        gpus = sample.gpus
+        gpu_total: Reading[int] = gpus if isinstance(gpus, NA) else sum(
+            g.memory_total_bytes for g in gpus if not isinstance(g.memory_total_bytes, NA))
+        runs = [*_gauge("RAM", proc.rss_bytes, sample.host.ram_total_bytes), ("  ", None),
+                *_gauge("VRAM", proc.vram_bytes, gpu_total)]
+        # The tooltip says why a figure is n/a; it stays put (a new tooltip every sample costs).
+        tips = [f"{k}: {v.reason}" for k, v in (("RAM", proc.rss_bytes),
+                                                ("VRAM", proc.vram_bytes)) if isinstance(v, NA)]
+        self.figures.put_memory(runs, "\n".join(tips) or None)
+
+    def mark_failed(self, failed: int, down: str | None, last_error: str | None) -> None:
+        self.output.set_class(bool(failed or down), "-failed")
+        tip = down or last_error
+        if tip:
+            self.output.tooltip = tip
+
+    # ------------------------------------------------------------------ output
+
+    def reset(self) -> None:
+        self._stream, self._key, self._shown, self._div, self._final = None, None, 0, None, None
+        self.output.clear()
+        self.output.border_title = None
+        self.output.set_class(False, "-failed")
+        self.show_rate([])
+
+    def sync(self, live: LiveRun) -> None:
+        """Show the focused key's output: append what arrived, restyle, finish when done."""
+        key = live.focus
+        stream = live.stream_for(self.server, key) if key is not None else None
+        view = self.output
+        if key != self._key or stream is not self._stream:
+            self._key, self._stream = key, stream
+            self._shown, self._div, self._final = 0, None, None
+            view.clear()
+            if stream is None and key is not None:
+                view.append(f"waiting for {self.server} to run {key[0]} …", NOTE)
+        if stream is None or key is None:
+            self._title(key, None, live)
+            return
+        if stream.done:
+            exact = live.exact_diff(key, self.server)
+            state = (stream.request_id, exact is not None)
+            if self._final != state:
+                if self._div is None:
+                    self._div = live.live_divergence(key, self.server)
+                self._render_final(stream, live)
+                self._final = state
+            self._title(key, stream, live)
+            return
+        new = stream.chunks[self._shown:]
+        if new:
+            view.extend((c.text, self._chunk_style(c.c_start, c.c_end)) for c in new)
+            self._shown = len(stream.chunks)
+        if self._div is None:
+            self._div = live.live_divergence(key, self.server)
+            if self._div is not None:
+                div = self._div
+                first = next((i for i, c in enumerate(stream.chunks[:self._shown])
+                              if c.c_end > div), None)
+                if first is not None:
+                    view.restyle(first, first, FIRST)
+                    view.restyle(first + 1, self._shown - 1, DIFF)
+        self._title(key, stream, live)
+
+    def _chunk_style(self, c_start: int, c_end: int) -> int:
+        div = self._div
+        if div is None or c_end <= div:
+            return NORMAL
+        return FIRST if c_start <= div else DIFF
+
+    def _render_final(self, stream: Stream, live: LiveRun) -> None:
+        rec = stream.record
+        assert rec is not None and self._key is not None
+        pieces, exact = live.final_view(self._key, self.server)
+        if exact is not None:
+            mask = exact.equal_mask("a" if self.server == live.reference else "b")
+            styles = [NORMAL if m else DIFF for m in mask]
+            if exact.first_divergence is not None and exact.first_divergence < len(styles):
+                styles[exact.first_divergence] = FIRST
+        else:  # no finished counterpart: keep the live (character) divergence
+            styles, pos = [], 0
+            for t in pieces:
+                styles.append(self._chunk_style(pos, pos + len(t)))
+                pos += len(t)
+        out = list(zip(pieces, styles, strict=True))
+        if rec.error is not None:
+            out.append((f"\n✗ {rec.error}", NOTE))
+        self.output.set_pieces(out)
+
+    def _title(self, key: Key | None, stream: Stream | None, live: LiveRun) -> None:
+        """Prompt, divergence, tokens, stop reason (most telling first: a narrow column cuts
+        the end) on the output's top border."""
+        parts: list[str] = []
+        if key is not None:
+            prompt, rep, warm = key
+            parts.append(f"{prompt} #{rep + 1}" + (" warm-up" if warm else ""))
+        if stream is not None:
+            rec = stream.record
+            exact = live.exact_diff(stream.key, self.server) if rec is not None else None
+            if exact is not None and rec is not None:
+                fd = exact.first_divergence
+                parts.append("identical" if fd is None else f"≠ {unit_name(rec)} {fd}")
+            elif self._div is not None:
+                parts.append("diverged")
+            if rec is None:  # no running count here: a new title repaints the whole pane
+                parts.append("streaming …")
+            else:
+                n = rec.metrics.n_out if rec.metrics is not None else stream.n_tokens
+                stop = rec.result.stop_reason if rec.result is not None else None
+                parts += [f"{n} tok", rec.error_kind or stop or "done"]
+        title = " · ".join(parts) or None
+        if self.output.border_title != title:
+            self.output.border_title = title
+
+
+def _gauge(label: str, value: Reading[int], total: Reading[int], width: int = 4) -> Runs:
+    """`RAM 402 MB ▎─── 2%`: the bar and share are of the machine's RAM (or its GPUs')."""
+    if isinstance(value, NA):
+        return [(f"{label} ", None), (f"n/a ({value.reason})", "muted")]
+    if isinstance(total, NA) or total <= 0:
+        return [(f"{label} {fmt.size(value)}", None)]
+    filled, empty = bar(value / total, width)
+    return [(f"{label} {fmt.size(value)} ", None), (filled, "accent"), (empty, "muted"),
+            (f" {value / total:.0%}", None)]

@@ -1,0 +1,418 @@
+"""The TUI's flows, driven with Pilot against the real core (sessions, clients, probes) and fake
+or real llama-servers: select servers, run a prompt, stop, switch schedule, snapshot, failures,
+the command palette, themes, hardware, and the CLI's routing into the app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+from textual.widgets._footer import FooterKey
+
+from quanttui.config import Config, load_config
+from quanttui.core.hardware import NA, GpuSample, HostSample, HwSample, ProcessSample
+from quanttui.core.servers import ManagedServer
+from quanttui.core.session import ServerSpec
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
+from quanttui.tui.app import QuantTUI, build_app
+from quanttui.tui.messages import HardwareSampled
+from quanttui.tui.screens.servers import ServersScreen
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[FakeLlamaServer, FakeLlamaServer]]:
+    with FakeLlamaServer(token_delay=0.002) as a, \
+            FakeLlamaServer(token_delay=0.003, model="fake-Q8_0.gguf", ftype="Q8_0") as b:
+        yield a, b
+
+
+def config(tmp_path: Path, **over: Any) -> Config:
+    base: dict[str, Any] = {"generation.n_predict": 12, "run.warmup": 0,
+                            "run.export_dir": str(tmp_path / "exports")}
+    base.update(over)
+    return load_config(None, base)
+
+
+def app_for(cfg: Config, *servers: tuple[str, str], **kw: Any) -> QuantTUI:
+    return build_app(cfg, [ServerSpec(n, u) for n, u in servers], animations=False, **kw)
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {cond}")
+        await pilot.pause(0.05)
+
+
+def toasts(app: QuantTUI) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications]
+
+
+async def probed(pilot: Pilot[Any], app: QuantTUI) -> None:
+    await until(pilot, lambda: all(e.health not in ("unknown", "checking")
+                                   for e in app.entries.values()))
+
+
+async def run_prompt(pilot: Pilot[Any], app: QuantTUI, text: str, timeout: float = 60) -> None:
+    before = app.results
+    await pilot.press("slash")
+    await pilot.press(*text)
+    await pilot.press("enter")
+    await until(pilot, lambda: app.results is not before and not app.running, timeout)
+    await pilot.pause(0.1)
+
+
+def status(app: QuantTUI) -> str:
+    return str(app.compare.query_one("#status").render())
+
+
+# ---------------------------------------------------------------------- flows
+
+
+async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path
+                              ) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url), ("C", "http://127.0.0.1:9"),
+                  selected=["A"])
+    async with app.run_test(size=SIZE) as pilot:
+        assert list(app.compare.columns) == ["A"]
+        await pilot.press("s")
+        assert isinstance(app.screen, ServersScreen)
+        await probed(pilot, app)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 3
+        assert app.entries["A"].info.model_ftype == "Q4_K - Medium"
+        assert app.entries["B"].info.model_path == "/models/fake-Q8_0.gguf"
+        assert app.entries["C"].health == "down" and app.entries["C"].error
+        await pilot.press("down", "space")  # B, by keyboard
+        assert app.selected == ["A", "B"]
+        await pilot.click(DataTable, offset=(2, 3))  # C's row, by mouse: highlight,
+        await pilot.click(DataTable, offset=(2, 3))  # and select
+        await pilot.pause()
+        assert app.selected == ["A", "B", "C"]
+        await pilot.press("space")  # and off again
+        assert app.selected == ["A", "B"]
+        detail = str(app.screen.query_one("#server-detail").render())
+        assert "C" in detail and "127.0.0.1:9" in detail
+        # a typed URL is probed and selected
+        await pilot.press("a")
+        await pilot.press(*a.url.removeprefix("http://").replace("127.0.0.1", "localhost"))
+        await pilot.press("enter")
+        name = a.url.removeprefix("http://").replace("127.0.0.1", "localhost")
+        await probed(pilot, app)
+        assert app.entries[name].health == "ok" and app.selected[-1] == name
+        await pilot.press("d")  # remove it again
+        await pilot.pause()
+        assert name not in app.entries and name not in app.selected
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.compare
+        assert list(app.compare.columns) == ["A", "B"]
+        head = app.compare.columns["B"].figures.text().splitlines()[0]
+        assert "B" in head and "Q8_0" in head
+
+
+async def test_run_a_typed_prompt(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                  tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await run_prompt(pilot, app, "Hello there")
+        res = app.results
+        assert res is not None and not res.interrupted
+        recs = {r.server: r for r in res.measured()}
+        assert set(recs) == {"A", "B"} and all(r.ok for r in recs.values())
+        assert [r["body"]["prompt"] for r in a.requests if r["path"] == "/completion"] == [
+            "Hello there"]
+        for name, col in app.compare.columns.items():
+            assert col.output.text == recs[name].text  # streamed, then redrawn per token
+            assert "identical" in str(col.output.border_title)
+            stats = col.figures.text().splitlines()[2]  # header, sparkline, speed
+            assert "decode" in stats and "n/a" not in stats
+        assert "done 2/2" in status(app)
+        assert "same output 1/1" in str(app.compare.query_one("#paired").render())
+
+
+async def test_run_suite_with_repetitions_shows_paired_difference(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path, **{"generation.n_predict": 6}), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("u")  # config → quick
+        assert app.options.suite == "quick" and "quick (6)" in status(app)
+        await pilot.press("plus")
+        assert app.options.repetitions == 2 and "×2" in status(app)
+        await pilot.press("r")
+        await until(pilot, lambda: app.results is not None and not app.running, 60)
+        await pilot.pause(0.1)
+        assert app.results is not None and len(app.results.measured()) == 2 * 6 * 2
+        paired = str(app.compare.query_one("#paired").render())
+        assert "B−A decode" in paired and "n 6" in paired and "same output 12/12" in paired
+        assert app.compare.columns["A"].figures.rate  # the tok/s sparkline has data
+
+
+async def test_stop_a_run(tmp_path: Path) -> None:
+    with FakeLlamaServer(token_delay=0.02) as a, FakeLlamaServer(token_delay=0.02) as b:
+        app = app_for(config(tmp_path, **{"generation.n_predict": 2000}), ("A", a.url),
+                      ("B", b.url))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("r")
+            await until(pilot, lambda: app.running)
+            col = app.compare.columns["B"]
+            await until(pilot, lambda: len(col.output.text) > 20)  # streaming, shown live
+            bindings = {b.binding.action for b in app.screen.active_bindings.values()}
+            assert "app.stop" in bindings and "app.run_suite" not in bindings
+            await pilot.press("x")
+            await until(pilot, lambda: not app.running, 10)
+            await pilot.pause(0.1)
+            assert app.results is not None and app.results.interrupted
+            assert all(r.error_kind == "cancelled" for r in app.results.records)
+            assert "stopped at 2/12" in status(app)  # the two cancelled ones
+            assert any("stopped" in t for t in toasts(app))
+            # still alive and usable: the next run starts
+            await pilot.press("r")
+            await until(pilot, lambda: app.running)
+            await pilot.press("x")
+            await until(pilot, lambda: not app.running, 10)
+
+
+async def test_switch_schedule(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                               tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        assert "simultaneous" in status(app)
+        await pilot.press("t")
+        assert app.options.schedule == "alternating" and "alternating" in status(app)
+        await run_prompt(pilot, app, "One at a time")
+        assert app.results is not None and app.results.schedule == "alternating"
+        recs = sorted(app.results.measured(), key=lambda r: r.started_at)
+        first, second = recs
+        assert first.result and second.result and first.result.t_done_ns
+        assert second.result.t_sent_ns >= first.result.t_done_ns  # not overlapping
+        await pilot.press("t", "t")
+        assert app.options.schedule == "simultaneous"
+
+
+async def test_snapshot_key_writes_svg_and_json(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                                tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await pilot.press("ctrl+s")  # before any run: the servers, no records
+        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        await run_prompt(pilot, app, "Snap")
+        await pilot.press("slash")  # works from inside the prompt too
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: sum("snapshot saved" in t for t in toasts(app)) == 2)
+        out = tmp_path / "exports"
+        svgs, jsons = sorted(out.glob("*.svg")), sorted(out.glob("*.json"))
+        assert len(svgs) == len(jsons) == 2
+        saved = [t for t in toasts(app) if "snapshot saved" in t][-1]
+        assert str(svgs[-1]) in saved and str(jsons[-1]) in saved
+        assert "<svg" in svgs[-1].read_text() and "quanttui" in svgs[-1].read_text()
+        first, last = (json.loads(p.read_text()) for p in jsons)
+        assert first["schema"] == "quanttui.run" and first["records"] == []
+        assert [s["name"] for s in first["servers"]] == ["A", "B"]
+        assert len(last["records"]) == 2 and last["config"]["generation"]["n_predict"] == 12
+
+
+async def test_failures_toast_and_mark_the_pane(tmp_path: Path) -> None:
+    with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.002) as b:
+        b.fault = Fault("drop", after=3)
+        app = app_for(config(tmp_path), ("A", a.url), ("B", b.url),
+                      ("C", "http://127.0.0.1:9"))
+        async with app.run_test(size=SIZE) as pilot:
+            await run_prompt(pilot, app, "Fail please")
+            await pilot.pause(0.3)
+            said = "\n".join(toasts(app))
+            assert "request failed" in said and "server unreachable" in said
+            assert app.compare.columns["B"].has_class("-failed")
+            assert not app.compare.columns["A"].has_class("-failed")
+            assert "✗" in app.compare.columns["B"].output.text  # the error, in the pane
+            assert "fail" in app.compare.columns["B"].figures.text().splitlines()[0]
+            first = app.results
+            assert first is not None and first.records
+            await pilot.press("r")  # the app goes on
+            await until(pilot, lambda: app.results is not first and not app.running)
+
+
+async def test_command_palette_and_footer_mouse(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                                tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Schedule: sequential")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.options.schedule == "sequential")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Prompt suite: long")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.options.suite == "long")
+        status_text = status(app)
+        await pilot.click("#status", offset=(status_text.index("sequential") + 2, 0))
+        await until(pilot, lambda: app.options.schedule == "simultaneous")  # a click cycles it
+        servers_key = next(k for k in app.screen.query(FooterKey) if k.action == "app.servers")
+        await pilot.click(servers_key)
+        await pilot.pause()
+        assert isinstance(app.screen, ServersScreen)
+
+
+async def test_themes_from_config_and_palette(tmp_path: Path) -> None:
+    app = app_for(config(tmp_path, **{"run.theme": "quanttui-light"}), probe_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "quanttui-light"
+        assert {"quanttui-dark", "quanttui-light", "quanttui-256"} <= set(app.available_themes)
+        app.theme = "quanttui-256"
+        await pilot.pause()
+        assert app.current_theme.name == "quanttui-256"
+    app = app_for(config(tmp_path, **{"run.theme": "no-such-theme"}), probe_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "quanttui-dark"
+        assert any("no-such-theme" in t for t in toasts(app))
+
+
+def sample(names: list[str]) -> HwSample:
+    host = HostSample(37.5, (30.0, 45.0), (0.5, 0.4, 0.3), 24_000_000_000, 4_200_000_000,
+                      19_000_000_000, 0, 0)
+    procs = tuple(ProcessSample(n, 1000 + i, 310_000_000 + i * 80_000_000, 60_000_000,
+                                200_000_000, 99.0, 4, (0, 1), NA("flags"),
+                                NA("GPU sampling is off")) for i, n in enumerate(names))
+    gpus = (GpuSample(0, "NVIDIA H100", 45.0, 12_100_000_000, 80_000_000_000, 60.0, 300.0),)
+    return HwSample(1, 0, 1000, host, procs, gpus)
+
+
+async def test_hardware_samples_fill_the_gauges(tmp_path: Path) -> None:
+    app = app_for(config(tmp_path), ("A", "http://127.0.0.1:9"), ("B", "http://127.0.0.1:9/b"),
+                  probe_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "hardware sampling off" in str(app.compare.query_one("#host").render())
+        app.post_message(HardwareSampled(sample(["A", "B"])))
+        await pilot.pause()
+        host = str(app.compare.query_one("#host").render())
+        assert "RAM" in host and "4.2/24.0 GB" in host and "GPU0 NVIDIA H100" in host
+        mem = app.compare.columns["B"].figures.text().splitlines()[-1]
+        assert "RAM 390 MB" in mem and "VRAM n/a (GPU sampling is off)" in mem
+
+
+async def test_real_poller_reads_our_own_process(tmp_path: Path) -> None:
+    import os
+
+    from quanttui.core.hardware import HardwarePoller
+
+    poller = HardwarePoller(interval_s=0.2, gpu=False)
+    app = build_app(config(tmp_path), [ServerSpec("self", "http://127.0.0.1:9", pid=os.getpid())],
+                    poller=poller, animations=False, probe_on_start=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.hw is not None and app.hw.process("self") is not None)
+        await pilot.pause(0.1)
+        mem = app.compare.columns["self"].figures.text().splitlines()[-1]
+        assert "RAM " in mem and "MB" in mem
+    assert not poller.running  # closed with the app
+
+
+@pytest.mark.real
+async def test_real_servers_stream_side_by_side(real_pair: tuple[ManagedServer, ManagedServer],
+                                                tmp_path: Path) -> None:
+    q4, q8 = real_pair
+    cfg = config(tmp_path, **{"generation.n_predict": 24})
+    app = build_app(cfg, [ServerSpec(q4.label, q4.url, pid=q4.pid),
+                          ServerSpec(q8.label, q8.url, pid=q8.pid)], animations=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await probed(pilot, app)
+        assert app.entries[q4.label].info.model_ftype == "Q4_K - Medium"
+        await run_prompt(pilot, app, "The capital of France is", timeout=120)
+        res = app.results
+        assert res is not None and all(r.ok for r in res.measured())
+        for name, col in app.compare.columns.items():
+            rec = next(r for r in res.measured() if r.server == name)
+            assert col.output.text == rec.text and rec.text
+            assert rec.metrics is not None and rec.metrics.decode_tps_client
+            assert f"mean {rec.metrics.decode_tps_client:.1f}" in col.figures.text()
+        live = app.live
+        assert live is not None
+        d = live.exact_diff(("inline-1", 0, False), q8.label)
+        assert d is not None and d.n_a and d.n_b  # token-level diff of the real outputs
+        title = str(app.compare.columns[q8.label].output.border_title)
+        assert ("identical" in title) == (d.first_divergence is None)
+
+
+# ---------------------------------------------------------------------- CLI, export
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Config, dict[str, Any]]]:
+    calls: list[tuple[Config, dict[str, Any]]] = []
+
+    def fake_run_tui(cfg: Config, **kw: Any) -> int:
+        calls.append((cfg, kw))
+        return 0
+
+    monkeypatch.setattr("quanttui.tui.app.run_tui", fake_run_tui)
+    return calls
+
+
+def test_cli_opens_the_tui(opened: list[tuple[Config, dict[str, Any]]], tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from quanttui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(main, []).exit_code == 0
+    r = runner.invoke(main, ["run", "--server", "A=http://127.0.0.1:1", "--server",
+                             "B=http://127.0.0.1:2", "--schedule", "alternating", "-n", "7"])
+    assert r.exit_code == 0, r.output
+    cfg = opened[-1][0]
+    assert [s.name for s in cfg.servers] == ["A", "B"]
+    assert cfg.run.schedule == "alternating" and cfg.generation.n_predict == 7
+    r = runner.invoke(main, ["run", "--server", "A=http://x:1", "--concurrency", "1,2"])
+    assert r.exit_code == 2 and "--headless" in r.output
+    assert len(opened) == 2
+
+
+def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str, Any]]],
+                                             tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from quanttui import demo
+    from quanttui.cli import main
+    from quanttui.core.binaries import Tool
+
+    paths = {}
+    for q in ("Q4_K_M", "Q8_0"):
+        paths[q] = tmp_path / f"m-{q}.gguf"
+        paths[q].write_bytes(b"GGUF")
+    tool = Tool("llama-server", tmp_path / "llama-server", "test")
+    monkeypatch.setattr(demo, "prepare", lambda **kw: demo.DemoModels(tool, paths))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["demo"])
+    assert r.exit_code == 0, r.output
+    cfg, kw = opened[-1]
+    assert [s.name for s in cfg.servers] == ["m-Q8_0", "m-Q4_K_M"]  # reference first
+    assert all(s.model for s in cfg.servers) and kw["llama_server"] == str(tool.path)
+
+
+async def test_render_svg_of_a_stored_run_inside_a_running_loop() -> None:
+    from quanttui.core.load import load_run
+    from quanttui.tui.export import render_svg
+
+    results = load_run(Path(__file__).parent / "data" / "recorded-run.json")
+    svg = await asyncio.to_thread(render_svg, results, (80, 24))  # headless run: in a thread
+    assert svg.startswith("<svg") and "gemma3" in svg
+    assert render_svg(results, (100, 30)).startswith("<svg")  # and called from a loop

@@ -1,0 +1,179 @@
+"""SVG snapshots of the TUI at 80×24 and 160×48 (animations and cursor blink off).
+
+Figures that depend on timing can't be snapshotted from a live run, so the compare screen shows
+a run built here from fixed records, replayed through the same path a live run takes (events →
+live buffer → widgets), with a fixed hardware sample. The servers screen probes fake servers on
+fixed ports through the real client. Update with `pytest --snapshot-update` and look at the
+report before committing.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from quanttui.config import load_config
+from quanttui.core.hardware import NA, HostSample, HwSample, ProcessSample
+from quanttui.core.metrics import request_metrics
+from quanttui.core.protocol import Timings
+from quanttui.core.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.result import CompletionResult
+from quanttui.core.session import ServerSpec
+from quanttui.testing.fake_server import FakeLlamaServer
+from quanttui.tui.app import QuantTUI, build_app
+from quanttui.tui.messages import HardwareSampled
+
+SIZES = [(80, 24), (160, 48)]
+PORTS = (47811, 47812)
+
+OUTPUTS = {
+    "quick-1": ([" Tokyo", ".", " The", " capital", " of", " Italy", " is", " Rome", "."],
+                [" Tokyo", ".", " The", " capital", " of", " Italy", " is", " Rome", "."]),
+    "quick-2": ([" 42", ".", "\n", "Question", ":", " What", " is", " 9", " +", " 10", "?"],
+                [" 42", ".", "\n", "Question", ":", " What", " is", " 12", " +", " 7", "?"]),
+    "quick-4": ([" a", " young", " fisherman", " named", " Tom", ".", " Every", " morning", ",",
+                 " he", " sailed", " out", " to", " sea", " and", " came", " back", " with",
+                 " a", " full", " net", "."],
+                [" a", " young", " fisher", "woman", " named", " Tom", ".", " Every", " day",
+                 ",", " he", " sailed", " out", " to", " sea", " and", " came", " back",
+                 " with", " a", " full", " basket", "."]),
+}
+
+
+def _ids(pieces: list[str]) -> list[int]:
+    return [sum(map(ord, p)) for p in pieces]
+
+
+def fixed_results() -> RunResults:
+    servers = [
+        ServerInfo("Q8_0", "http://127.0.0.1:8080", model_path="/models/gemma3-270m-Q8_0.gguf",
+                   model_ftype="Q8_0", model_size=285_000_000, n_params=268_098_176,
+                   n_ctx=2048, total_slots=1, build_info="b11434"),
+        ServerInfo("Q4_K_M", "http://127.0.0.1:8081",
+                   model_path="/models/gemma3-270m-Q4_K_M.gguf", model_ftype="Q4_K - Medium",
+                   model_size=253_000_000, n_params=268_098_176, n_ctx=2048, total_slots=1,
+                   build_info="b11434"),
+    ]
+    res = RunResults(servers=servers, schedule="simultaneous", endpoint="completion",
+                     repetitions=1, warmup=0, concurrency_levels=(1,), started_at=1.7e9,
+                     finished_at=1.7e9 + 9)
+    t0 = 10**12
+    rid = 0
+    for k, (prompt, outs) in enumerate(OUTPUTS.items()):
+        for s, (server, per_token_ms) in enumerate([("Q8_0", 22.0), ("Q4_K_M", 18.0)]):
+            pieces = outs[s]
+            start = t0 + k * 3_000_000_000
+            r = CompletionResult(server=server, endpoint="completion", t_sent_ns=start)
+            first = start + 60_000_000 + s * 5_000_000
+            r.t_first_event_ns = first
+            r.event_times_ns = [first + int(i * per_token_ms * 1e6) for i in range(len(pieces))]
+            r.event_ntokens = [1] * len(pieces)
+            r.event_texts = list(pieces)
+            r.token_ids = _ids(pieces)
+            r.t_done_ns = r.event_times_ns[-1] + 1_000_000
+            n = len(pieces)
+            r.timings = Timings(prompt_n=14, prompt_ms=50.0 + s * 5,
+                                prompt_per_second=280.0 - s * 20, predicted_n=n,
+                                predicted_ms=(n - 1) * per_token_ms,
+                                predicted_per_second=1000 / per_token_ms)
+            r.stop_type = "limit" if k < 2 else "eos"
+            rec = RequestRecord(rid, server, prompt, "chat", 0, False, 1, k, 1.7e9 + k * 3 + s,
+                                result=r)
+            rec.metrics = request_metrics(r)
+            res.records.append(rec)
+            rid += 1
+    return res
+
+
+def fixed_sample() -> HwSample:
+    host = HostSample(61.0, (58.0, 64.0), (1.2, 0.9, 0.7), 24_000_000_000, 3_900_000_000,
+                      19_600_000_000, 0, 0)
+    procs = (
+        ProcessSample("Q8_0", 4101, 402_000_000, 118_000_000, 260_000_000, 99.0, 3, (0, 1),
+                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found")),
+        ProcessSample("Q4_K_M", 4102, 371_000_000, 96_000_000, 233_000_000, 98.0, 3, (0, 1),
+                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found")),
+    )
+    return HwSample(7, 0, 2_000_000, host, procs, NA("NVML: libnvidia-ml.so.1 not found"))
+
+
+def compare_app(theme: str = "quanttui-dark") -> QuantTUI:
+    cfg = load_config(None, {"run.theme": theme, "prompts.suites": ["quick"]})
+    return build_app(cfg, [ServerSpec("Q8_0", "http://127.0.0.1:8080"),
+                           ServerSpec("Q4_K_M", "http://127.0.0.1:8081")],
+                     animations=False, probe_on_start=False)
+
+
+async def show_fixed_run(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, QuantTUI)
+    app.show_results(fixed_results())
+    app.post_message(HardwareSampled(fixed_sample()))
+    await pilot.pause()
+    await pilot.pause()
+    app.clear_notifications()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_after_a_run(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(compare_app(), terminal_size=size, run_before=show_fixed_run)
+
+
+def test_compare_light_theme(snap_compare: Any) -> None:
+    assert snap_compare(compare_app("quanttui-light"), terminal_size=(80, 24),
+                        run_before=show_fixed_run)
+
+
+def test_compare_256_colour_theme(snap_compare: Any) -> None:
+    assert snap_compare(compare_app("quanttui-256"), terminal_size=(80, 24),
+                        run_before=show_fixed_run)
+
+
+def test_compare_before_any_run_with_prompt_focused(snap_compare: Any) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("slash")
+        await pilot.press(*"Why is the sky blue?")
+
+    assert snap_compare(compare_app(), terminal_size=(80, 24), run_before=before)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def fixed_fakes() -> Iterator[tuple[FakeLlamaServer, FakeLlamaServer]]:
+    if not all(_free(p) for p in PORTS):
+        pytest.skip(f"ports {PORTS} are taken; the servers screen shows URLs")
+    with FakeLlamaServer(port=PORTS[0], model="gemma3-270m-Q8_0.gguf", ftype="Q8_0") as a, \
+            FakeLlamaServer(port=PORTS[1], model="gemma3-270m-Q4_K_M.gguf") as b:
+        yield a, b
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_servers_screen(snap_compare: Any, fixed_fakes: tuple[FakeLlamaServer, ...],
+                        size: tuple[int, int]) -> None:
+    a, b = fixed_fakes
+    cfg = load_config(None, {})
+    app = build_app(cfg, [ServerSpec("Q8_0", a.url), ServerSpec("Q4_K_M", b.url),
+                          ServerSpec("old", "http://127.0.0.1:9")],
+                    selected=["Q8_0", "Q4_K_M"], animations=False)
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("down", "down")  # the unreachable one: its error in the details
+        await pilot.pause()
+        app.clear_notifications()
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
