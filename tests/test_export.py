@@ -198,3 +198,24 @@ def test_cli_snapshot_history_compare_gates(tmp_path: Path) -> None:
     stored = Store().get(1)
     assert stored["records"] == json.loads((tmp_path / "r1.json").read_text())["records"]
     assert json.loads(json.dumps(results_dict(results_from_dict(stored)))) == stored
+
+
+def test_svg_of_the_screen_shows_the_panes(tmp_path: Path) -> None:
+    import html
+    import re
+
+    from quanttui.tui.export import render_svg
+
+    results = load_run(RECORDED)
+    (path,) = write_snapshot(results, tmp_path, "s", ["svg"],
+                             svg=lambda r: render_svg(r, (160, 48)))
+    svg = path.read_text()
+    assert svg.startswith("<svg")
+    text = html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+    for pane in ("gemma3-270m-Q8_0", "gemma3-270m-Q2_K",  # one column per server
+                 "decode", "TTFT",  # throughput figures
+                 "done 24/24",  # status bar
+                 "same output"):  # paired line
+        assert pane in text, pane
+    last = [r for r in results.records if r.server == "gemma3-270m-Q8_0"][-1]
+    assert last.text.split()[1] in text  # the streamed output is on screen
