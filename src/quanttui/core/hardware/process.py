@@ -29,6 +29,9 @@ GpuLayers: TypeAlias = int | Literal["auto", "all"]
 
 # A port lookup scans every process's sockets; while no server is found, retry at most this often.
 LOOKUP_RETRY_S = 2.0
+# USS/PSS walk the whole address map (smaps_rollup, 2-3 ms per server): refreshed this often,
+# the last values kept in between. They change slowly (weights are mapped at load).
+FULL_MEMORY_EVERY_S = 5.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +360,8 @@ class ProcessSampler:
         self._port: int | None = None
         self._next_lookup = 0.0
         self._last_lookup: NA = NA("not looked up yet")
+        self._full: tuple[int, Reading[int], Reading[int]] | None = None  # (pid, uss, pss)
+        self._next_full = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -433,7 +438,11 @@ class ProcessSampler:
                 # read as zeros, which must not show up as a real 0 B RSS.
                 raise psutil.NoSuchProcess(proc.pid)
             rss = _read(lambda: int(proc.memory_info().rss))
-            uss, pss = self._full_memory(proc)
+            now = self._clock()
+            if self._full is None or self._full[0] != proc.pid or now >= self._next_full:
+                self._full = (proc.pid, *self._full_memory(proc))
+                self._next_full = now + FULL_MEMORY_EVERY_S
+            _, uss, pss = self._full
             cpu = _read(lambda: float(proc.cpu_percent(interval=None)))
             if not isinstance(cpu, NA) and not self._primed:
                 # psutil's first call has no previous reading to compare with and returns 0.0.
