@@ -58,20 +58,17 @@ _LONG = [
     ) + "\ndef parse_bool(text):\n"),
 ]
 
-# Checkable items; scoring and the larger task suite live with the quality code.
-_TASKS = [
-    ("math", "Question: What is 12 multiplied by 3?\nAnswer:"),
-    ("math", "Question: What is 100 minus 37?\nAnswer:"),
-    ("facts", "Question: What is the chemical symbol for gold?\nAnswer:"),
-    ("facts", "Question: How many days are there in a week?\nAnswer:"),
-    ("code", "# Python\nprint(len([1, 2, 3, 4]))\n# Output:"),
-    ("chat", "A friendly greeting for a new colleague:"),
-]
-
-BUILTIN: dict[str, list[tuple[str, str]]] = {"quick": _QUICK, "long": _LONG, "tasks": _TASKS}
+BUILTIN: dict[str, list[tuple[str, str]]] = {"quick": _QUICK, "long": _LONG, "tasks": []}
 
 
 def builtin_suite(name: str) -> list[Prompt]:
+    if name == "tasks":
+        # The prompts of the task suite that quality scoring uses: one list of items, their
+        # checkable answers stay with it in core.tasks.
+        from quanttui.core.tasks import builtin_tasks
+
+        return [Prompt(id=t.id, text=t.prompt, category=t.category, suite="tasks")
+                for t in builtin_tasks()]
     try:
         items = BUILTIN[name]
     except KeyError:
