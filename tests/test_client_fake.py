@@ -63,9 +63,65 @@ async def test_progress_callback_sees_every_event(fake: FakeLlamaServer) -> None
     fake.token_delay = 0.002
     seen: list[int] = []
     async with LlamaClient(fake.url) as c:
-        r = await c.complete("x", P10, on_progress=lambda res, i: seen.extend(
-            range(i, res.n_events)))
+        r = await c.complete("x", P10, on_progress=lambda res, i, end: seen.extend(
+            range(i, end)))
     assert seen == list(range(10)) and r.n_events == 10
+
+
+async def test_progress_arrives_while_streaming(fake: FakeLlamaServer) -> None:
+    """The loop hears of new events a few times a second, not only at the end."""
+    fake.token_delay = 0.05
+    calls: list[tuple[int, int, bool]] = []
+    async with LlamaClient(fake.url) as c:
+        r = await c.complete("x", GenerationParams(n_predict=20), on_progress=lambda res, i, end:
+                             calls.append((i, end, res.done)))
+    assert len(calls) >= 2 and not calls[0][2]  # the first came before the stream ended
+    assert [i for i, _, _ in calls] == [0] + [end for _, end, _ in calls[:-1]]  # no gap, no overlap
+    assert calls[-1][1] == r.n_events == 20
+
+
+async def test_keep_alive_connection_is_reused(fake: FakeLlamaServer) -> None:
+    async with LlamaClient(fake.url) as c:
+        for _ in range(3):
+            r = await c.complete("x", P10)
+            assert r.n_events == 10 and r.done
+    assert fake.connections == 1
+
+
+async def test_stale_keep_alive_connection_is_retried(fake: FakeLlamaServer) -> None:
+    """A server that closed the idle connection costs a reconnect, not the request."""
+    async with LlamaClient(fake.url) as c:
+        await c.complete("x", P10)
+        fake.close_connections()
+        await asyncio.sleep(0.1)
+        r = await c.complete("x", P10)
+    assert r.n_events == 10 and r.done and fake.connections == 2
+
+
+async def test_cancel_closes_the_stream_at_once(fake: FakeLlamaServer) -> None:
+    """Cancelling (the user's stop) shuts the socket: the server sees the client go and the
+    partial result stays as it was when cancelled."""
+    fake.token_delay = 0.05
+    result = None
+    async with LlamaClient(fake.url) as c:
+        result = c.new_result()
+        task = asyncio.create_task(c.complete("x", GenerationParams(n_predict=400),
+                                              result=result))
+        await asyncio.sleep(0.4)
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t0 < 1.0
+        n = result.n_events
+        assert 0 < n < 400 and not result.done
+        for _ in range(50):
+            if fake.open_connections == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert fake.open_connections == 0
+        await asyncio.sleep(0.2)
+        assert result.n_events == n  # the thread stopped writing into it
 
 
 async def test_connection_refused_names_server() -> None:

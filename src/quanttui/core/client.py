@@ -9,6 +9,10 @@ the closest the client gets to the socket without a thread of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from quanttui.core.blocking_http import STALE_ERRORS, ConnectionPool
 from quanttui.core.errors import (
     AuthenticationError,
     HTTPStatusError,
@@ -42,8 +47,10 @@ from quanttui.core.protocol import (
 from quanttui.core.result import ENDPOINT_PATHS, CompletionResult, Endpoint
 from quanttui.core.sse import SSEDecoder
 
-# Called after each network read that added events; the int is the index of the first new event.
-ProgressCallback = Callable[[CompletionResult, int], None]
+# Called a few times a second while events arrive, and once at the end: (result, first new
+# event's index, index past the last). Events below the second index are complete in every list.
+ProgressCallback = Callable[[CompletionResult, int, int], None]
+PROGRESS_INTERVAL_S = 0.25  # the TUI draws at 2 Hz by default: 4 Hz keeps each frame fresh
 Prompt = str | Sequence[int]
 
 _DONE = b"[DONE]"
@@ -77,7 +84,10 @@ class LlamaClient:
         self.name = name or parts.netloc
         self.timeouts = timeouts or Timeouts()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = headers
         t = self.timeouts
+        self._pool = ConnectionPool(self.url, connect_timeout=t.connect, read_timeout=t.read)
+        self._jobs: set[StreamJob] = set()
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
@@ -99,6 +109,9 @@ class LlamaClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        for job in list(self._jobs):
+            job.abort()
+        self._pool.close()
         await self._http.aclose()
 
     # ----------------------------------------------------------------- streaming
@@ -170,60 +183,118 @@ class LlamaClient:
     async def _stream(
         self, body: dict[str, Any], result: CompletionResult, on_progress: ProgressCallback | None
     ) -> None:
-        path = ENDPOINT_PATHS[result.endpoint]
-        native = result.endpoint == "completion"
-        request = self._http.build_request("POST", path, content=msgspec.json.encode(body),
-                                           headers={"Content-Type": "application/json"})
-        clock = time.perf_counter_ns
-        result.t_sent_ns = clock()
+        loop = asyncio.get_running_loop()
+        job = StreamJob(ENDPOINT_PATHS[result.endpoint], msgspec.json.encode(body), result, loop)
+        thread = threading.Thread(target=self._run_job, args=(job,), daemon=True,
+                                  name=f"quanttui-stream {self.name}")
+        self._jobs.add(job)
+        thread.start()
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as e:
-            raise self._transport_error(e, result, "before the response headers") from e
+            if on_progress is None:
+                await asyncio.wait((job.done,))
+            else:
+                # The loop looks a few times a second instead of the thread waking it per read.
+                while not job.done.done():
+                    await asyncio.wait((job.done,), timeout=PROGRESS_INTERVAL_S)
+                    job.deliver(on_progress)
+        except asyncio.CancelledError:
+            job.abort()
+            # The thread stops at once when its socket is shut; wait so the partial result is
+            # final before the caller reads it.
+            await asyncio.wait((job.done,), timeout=2.0)
+            raise
+        finally:
+            self._jobs.discard(job)
+        if on_progress is not None:
+            job.deliver(on_progress)
+        if job.error is not None:
+            raise job.error
+
+    def _run_job(self, job: StreamJob) -> None:
+        """Thread body: the request, start to end; whatever it raises goes to the loop."""
+        try:
+            self._stream_blocking(job)
+        except BaseException as e:  # handed to the awaiting coroutine
+            job.error = e
+        finally:
+            job.finish()
+
+    def _stream_blocking(self, job: StreamJob) -> None:
+        result, pool = job.result, self._pool
+        clock = time.perf_counter_ns
+        headers = dict(self._headers)
+        headers["Content-Type"] = "application/json"
+        while True:
+            try:
+                conn, reused = pool.take()
+            except TimeoutError as e:
+                raise ServerTimeout(
+                    self.label, f"no connection within {self.timeouts.connect:g} s") from e
+            except OSError as e:
+                raise ServerUnreachable(self.label, f"cannot connect ({e})") from e
+            job.conn = conn
+            if job.aborted:
+                conn.close()
+                return
+            try:
+                result.t_sent_ns = clock()
+                conn.request("POST", pool.base_path + job.path, body=job.body, headers=headers)
+                response = conn.getresponse()
+                break
+            except STALE_ERRORS as e:
+                conn.close()
+                if reused and not job.aborted:
+                    continue  # a kept-alive connection the server had closed: nothing was lost
+                raise self._socket_error(e, result, "before the response headers") from e
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise self._socket_error(e, result, "before the response headers") from e
+        reusable = False
         try:
             result.t_headers_ns = clock()
-            if response.status_code >= 400:
-                await response.aread()
-                raise self._status_error(response.status_code, response.content)
+            if response.status >= 400:
+                try:
+                    content = response.read()
+                except (OSError, http.client.HTTPException):
+                    content = b""
+                raise self._status_error(response.status, content)
+            handle = self._native if result.endpoint == "completion" else self._oai
             decoder = SSEDecoder()
             finished = False
-            chunks = response.aiter_raw()
-            while True:
+            while not finished:
                 try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
+                    chunk = response.read1(65536)
+                except (OSError, http.client.HTTPException) as e:
+                    raise self._socket_error(e, result, "mid-stream") from e
+                if not chunk:
                     break
-                except httpx.HTTPError as e:
-                    raise self._transport_error(e, result, "mid-stream") from e
                 now = clock()
                 if result.t_first_event_ns is None:
                     result.t_first_event_ns = now
-                first_new = len(result.event_times_ns)
                 for payload in decoder.feed(chunk):
-                    if native:
-                        finished = self._native(payload, result, now)
-                    else:
-                        finished = self._oai(payload, result, now)
-                    if finished:
+                    if handle(payload, result, now):
+                        result.t_done_ns = now
+                        finished = True
                         break
-                if on_progress is not None and len(result.event_times_ns) > first_new:
-                    on_progress(result, first_new)
-                if finished:
-                    result.t_done_ns = now
-                    break
+                job.n_ready = len(result.event_times_ns)
             if not finished:
                 for payload in decoder.flush():
                     now = clock()
-                    if native and self._native(payload, result, now):
+                    if result.endpoint == "completion" and self._native(payload, result, now):
                         result.t_done_ns = now
+                        job.n_ready = len(result.event_times_ns)
                         return
                 raise StreamEndedEarly(
                     self.label,
                     f"stream ended before the final event after {len(result.event_times_ns)} "
                     "events (server stopped or crashed?)",
                 )
+            reusable = _drain(response, conn)
         finally:
-            await response.aclose()
+            if reusable:
+                pool.give_back(conn)
+            else:
+                conn.close()
 
     def _native(self, payload: bytes, result: CompletionResult, now: int) -> bool:
         try:
@@ -317,6 +388,28 @@ class LlamaClient:
             )
         return ServerError(self.label, f"{type(e).__name__} {when}: {e}")
 
+    def _socket_error(self, e: BaseException, result: CompletionResult, when: str
+                      ) -> ServerError:
+        """The stream thread's failures (http.client and sockets), said as `_transport_error`."""
+        n = len(result.event_times_ns)
+        if isinstance(e, TimeoutError):
+            if result.t_headers_ns is None:
+                what = (f"no response headers within {self.timeouts.read:g} s "
+                        "(server busy, all slots taken, or hung)")
+            else:
+                what = f"stream stalled: nothing for {self.timeouts.read:g} s after {n} events"
+            return ServerTimeout(self.label, what)
+        if isinstance(e, (http.client.HTTPException, ConnectionError)):
+            detail = str(e) or type(e).__name__
+            if isinstance(e, http.client.IncompleteRead):
+                detail = "the response body was cut short"
+            return StreamEndedEarly(
+                self.label,
+                f"connection dropped {when} after {n} events (server stopped or crashed?): "
+                f"{detail}",
+            )
+        return ServerError(self.label, f"{type(e).__name__} {when}: {e}")
+
     # ----------------------------------------------------------------- utility calls
 
     async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -398,3 +491,65 @@ def _error_text(content: bytes) -> tuple[str, str | None]:
         return env.error.message, env.error.type
     except msgspec.DecodeError:
         return content[:200].decode("utf-8", "replace").strip(), None
+
+
+class StreamJob:
+    """One streamed request: its thread fills `result`; the event loop awaits `done`.
+
+    Shared state is handed over one way: the thread appends to the result and then advances
+    `n_ready`; the loop reads only events below `n_ready`.
+    """
+
+    def __init__(self, path: str, body: bytes, result: CompletionResult,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.path = path
+        self.body = body
+        self.result = result
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.conn: http.client.HTTPConnection | None = None
+        self.aborted = False
+        self.error: BaseException | None = None
+        self.n_ready = 0
+        self.n_delivered = 0
+
+    def deliver(self, on_progress: ProgressCallback) -> None:
+        """On the loop: pass on the events that arrived since the last call."""
+        n = self.n_ready
+        if n > self.n_delivered:
+            first, self.n_delivered = self.n_delivered, n
+            on_progress(self.result, first, n)
+
+    def abort(self) -> None:
+        """From the loop: stop the thread by shutting its socket (a blocked read returns)."""
+        self.aborted = True
+        conn = self.conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """From the thread, last: wake the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            self.loop.call_soon_threadsafe(self._set_done)
+
+    def _set_done(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _drain(response: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> bool:
+    """Read what follows the final event (the chunked body's end) so the connection can carry
+    the next request; False when it can't be reused."""
+    if response.will_close or conn.sock is None:
+        return False
+    sock = conn.sock
+    try:
+        timeout = sock.gettimeout()
+        sock.settimeout(1.0)  # the end of the body follows the final event at once
+        response.read()
+        sock.settimeout(timeout)
+    except (OSError, http.client.HTTPException):
+        return False
+    return response.isclosed() and conn.sock is not None

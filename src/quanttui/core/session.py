@@ -263,15 +263,17 @@ class Session:
         self._emit(RequestStarted(rid, s.name, prompt.id, rep, warmup))
         emit = self._emit_cb
 
-        def progress(res: CompletionResult, first: int) -> None:
+        n_ids = 0  # token ids passed on so far (one per event on /completion, none on chat)
+
+        def progress(res: CompletionResult, first: int, end: int) -> None:
+            nonlocal n_ids
             if emit is None:
                 return
-            n = res.n_events
-            # token ids: on /completion one per event, so the new ids are the tail
-            k = sum(res.event_ntokens[first:n])
-            ids = tuple(res.token_ids[-k:]) if k else ()
-            emit(TokenBatch(rid, s.name, res.event_times_ns[n - 1],
-                            "".join(res.event_texts[first:n]), ids, n - first, warmup))
+            k = sum(res.event_ntokens[first:end])
+            ids = tuple(res.token_ids[n_ids:n_ids + k]) if len(res.token_ids) >= n_ids + k else ()
+            n_ids += len(ids)
+            emit(TokenBatch(rid, s.name, res.event_times_ns[end - 1],
+                            "".join(res.event_texts[first:end]), ids, end - first, warmup))
 
         try:
             await client.complete(prompt.text, params, endpoint=self.plan.endpoint,

@@ -85,6 +85,7 @@ class FakeLlamaServer:
     fault: Fault | None = None
     batch: int = 64  # events per write at full speed
     requests: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0  # TCP connections accepted so far
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
     _thread: threading.Thread | None = None
@@ -135,6 +136,17 @@ class FakeLlamaServer:
             self._thread.join(5)
         self._loop = None
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._writers)
+
+    def close_connections(self) -> None:
+        """Close every open connection, as a server does to idle keep-alive connections."""
+        loop = self._loop
+        if loop is not None:
+            for w in list(self._writers):
+                loop.call_soon_threadsafe(w.transport.abort)
+
     def __enter__(self) -> FakeLlamaServer:
         return self.start()
 
@@ -154,6 +166,7 @@ class FakeLlamaServer:
     # ------------------------------------------------------------- HTTP
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         self._writers.add(writer)
         try:
             while await self._one_request(reader, writer):
