@@ -160,6 +160,31 @@ async def test_stop_keeps_finished_requests(pair: tuple[FakeLlamaServer, ...]) -
     assert any(n["code"] == "interrupted" for n in res.notices)
 
 
+async def test_stop_records_every_request_in_flight(pair: tuple[FakeLlamaServer, ...]) -> None:
+    """Stopping mid-stream records each server's cancelled request before run() returns, even
+    when one stream thread takes longer to wind down than the other (a cancelled gather
+    returns as soon as its first child ends)."""
+    a, b = pair
+    a.token_delay = b.token_delay = 0.02
+    for _ in range(8):
+        streamed: dict[str, int] = {}
+
+        def emit(e: Event) -> None:
+            if isinstance(e, TokenBatch):
+                streamed[e.server] = streamed.get(e.server, 0) + e.n_events
+
+        session = Session(specs(a, b), plan(warmup=0, params=GenerationParams(n_predict=2000)),
+                          emit=emit)
+        task = asyncio.create_task(session.run())
+        while len(streamed) < 2:
+            await asyncio.sleep(0.01)
+        session.stop()
+        res = await asyncio.wait_for(task, 10)
+        assert sorted(r.server for r in res.records) == ["A", "B"], res.records
+        assert all(r.error_kind == "cancelled" and r.result is not None
+                   and r.result.n_events > 0 for r in res.records)
+
+
 def test_plan_validation() -> None:
     with pytest.raises(ValueError, match="at least one prompt"):
         RunPlan(prompts=())

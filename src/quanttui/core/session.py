@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from quanttui.core.client import LlamaClient, Timeouts
 from quanttui.core.errors import ServerError
@@ -112,6 +112,7 @@ class Session:
         self._t0 = 0.0
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
+        self._inflight: set[asyncio.Task[Any]] = set()
         self.results = RunResults(
             servers=[ServerInfo(name=s.name, url=s.url, pid=s.pid, managed=s.pid is not None,
                                 launch_args=list(s.launch_args) if s.launch_args else None)
@@ -137,6 +138,10 @@ class Session:
         try:
             await self._main
         except asyncio.CancelledError:
+            # A cancelled gather returns as soon as one child ends; the others' clean-up (their
+            # stream threads stopping) may still run: wait so every request is recorded.
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=5.0)
             if not self._stopping:
                 raise
             self.results.interrupted = True
@@ -262,6 +267,9 @@ class Session:
             params = _replace_n_predict(params, self.plan.warmup_n_predict)
         self._emit(RequestStarted(rid, s.name, prompt.id, rep, warmup))
         emit = self._emit_cb
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
 
         n_ids = 0  # token ids passed on so far (one per event on /completion, none on chat)
 
@@ -288,6 +296,8 @@ class Session:
             raise
         else:
             rec.metrics = request_metrics(result)
+        finally:
+            self._inflight.discard(task)
         self._finish(s, rec, warmup)
         return rec
 
