@@ -26,6 +26,7 @@ from quanttui.config import (
     GenerationConfig,
     HardwareConfig,
     LaunchConfig,
+    ModelsConfig,
     PromptsConfig,
     RunConfig,
     ServerConfig,
@@ -97,6 +98,8 @@ def _defaults_by_section() -> dict[str, dict[str, Any]]:
         "gates": GatesConfig,
         "servers": ServerConfig,
         "servers.launch": LaunchConfig,
+        "models": ModelsConfig,
+        "models.launch": LaunchConfig,
     }
     result: dict[str, dict[str, Any]] = {}
     for section, cls in sections.items():

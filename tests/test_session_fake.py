@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -160,6 +161,18 @@ async def test_stop_keeps_finished_requests(pair: tuple[FakeLlamaServer, ...]) -
     assert any(n["code"] == "interrupted" for n in res.notices)
 
 
+def _when_both_stream() -> tuple[asyncio.Event, Callable[[Event], None]]:
+    ready, seen = asyncio.Event(), set()
+
+    def emit(e: Event) -> None:
+        if isinstance(e, TokenBatch):
+            seen.add(e.server)
+            if len(seen) == 2:
+                ready.set()
+
+    return ready, emit
+
+
 async def test_stop_records_every_request_in_flight(pair: tuple[FakeLlamaServer, ...]) -> None:
     """Stopping mid-stream records each server's cancelled request before run() returns, even
     when one stream thread takes longer to wind down than the other (a cancelled gather
@@ -167,17 +180,11 @@ async def test_stop_records_every_request_in_flight(pair: tuple[FakeLlamaServer,
     a, b = pair
     a.token_delay = b.token_delay = 0.02
     for _ in range(8):
-        streamed: dict[str, int] = {}
-
-        def emit(e: Event) -> None:
-            if isinstance(e, TokenBatch):
-                streamed[e.server] = streamed.get(e.server, 0) + e.n_events
-
+        both_streaming, emit = _when_both_stream()
         session = Session(specs(a, b), plan(warmup=0, params=GenerationParams(n_predict=2000)),
                           emit=emit)
         task = asyncio.create_task(session.run())
-        while len(streamed) < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(both_streaming.wait(), 10)
         session.stop()
         res = await asyncio.wait_for(task, 10)
         assert sorted(r.server for r in res.records) == ["A", "B"], res.records

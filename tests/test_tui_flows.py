@@ -176,10 +176,11 @@ async def test_stop_a_run(tmp_path: Path) -> None:
             assert "app.stop" in bindings and "app.run_suite" not in bindings
             await pilot.press("x")
             await until(pilot, lambda: not app.running, 10)
-            await pilot.pause(0.1)
             assert app.results is not None and app.results.interrupted
             assert all(r.error_kind == "cancelled" for r in app.results.records)
-            assert "stopped at 2/12" in status(app)  # the two cancelled ones
+            # the next refresh tick draws it
+            await until(pilot, lambda: "stopped at" in status(app), 5)
+            assert "stopped at 2/12" in status(app), status(app)  # the two cancelled ones
             assert any("stopped" in t for t in toasts(app))
             # still alive and usable: the next run starts
             await pilot.press("r")

@@ -177,3 +177,40 @@ def test_servers_screen(snap_compare: Any, fixed_fakes: tuple[FakeLlamaServer, .
         app.clear_notifications()
 
     assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+def fixed_discovery() -> Any:
+    """Two models and a bad file, at fixed paths (discovery itself is tested on real files)."""
+    from pathlib import Path
+
+    from quanttui.core.models import DiscoveryResult, ModelInfo, ModelProblem
+
+    def model(q: str, ftype: int, size: int) -> ModelInfo:
+        p = Path(f"/models/gemma3-270m-{q}.gguf")
+        return ModelInfo(path=p, shards=(p,), size_bytes=size, architecture="gemma3",
+                         name="Gemma 3 270m", quant=q, file_type=ftype, size_label="270M",
+                         n_params=268_098_176, context_length=32768, vocab_size=262144)
+
+    return DiscoveryResult(
+        models=(model("Q4_K_M", 15, 253_000_000), model("Q8_0", 7, 292_000_000)),
+        problems=(ModelProblem(Path("/models/notes.gguf"),
+                               "not a GGUF file (starts with b'not ')"),),
+        searched=(Path("/models"),))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_models_screen(snap_compare: Any, size: tuple[int, int],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import quanttui.tui.screens.models as pane
+
+    monkeypatch.setattr(pane, "discover", lambda dirs, include_default_places: fixed_discovery())
+    app = build_app(load_config(None, {}), [], animations=False, probe_on_start=False)
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("l")  # no servers: the servers screen is open; l opens the pane
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("down", "space")  # Q8_0 marked, highlighted: its details below
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=before)

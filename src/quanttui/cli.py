@@ -328,14 +328,22 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-default-places", is_flag=True,
-              help="Scan only DIRS, not ~/models, the llama.cpp and Hugging Face caches, ...")
-def models(dirs: tuple[Path, ...], as_json: bool, no_default_places: bool) -> None:
-    """List the GGUF models found on disk, with what each is."""
+              help="Scan only DIRS (and [models] dirs), not ~/models, the llama.cpp and Hugging "
+                   "Face caches, ...")
+@click.pass_context
+def models(ctx: click.Context, /, dirs: tuple[Path, ...], as_json: bool,
+           no_default_places: bool) -> None:
+    """List the GGUF models found on disk, with what each is.
+
+    Looks in DIRS, the config's [models] dirs and (unless told not to) the usual places.
+    """
     import json
 
     from quanttui.core.models import discover, format_table, to_json
 
-    result = discover(list(dirs), include_default_places=not no_default_places)
+    cfg = _load(ctx.obj["config"], (), {}).models
+    result = discover([*dirs, *cfg.dirs],
+                      include_default_places=cfg.default_places and not no_default_places)
     if as_json:
         click.echo(json.dumps(to_json(result), indent=1))
     else:

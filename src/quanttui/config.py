@@ -54,6 +54,7 @@ __all__ = [
     "GenerationConfig",
     "HardwareConfig",
     "LaunchConfig",
+    "ModelsConfig",
     "PromptsConfig",
     "RunConfig",
     "ServerConfig",
@@ -101,6 +102,8 @@ class RunConfig(_Section, frozen=True):
     order_seed: int = 0
     export_dir: _NonEmptyStr = "quanttui-exports"
     theme: _NonEmptyStr = "quanttui-dark"
+    # TUI frames per second while text streams (figures update once a second regardless).
+    refresh_hz: Annotated[float, msgspec.Meta(ge=0.5, le=20.0)] = 2.0
 
 
 class GenerationConfig(_Section, frozen=True):
@@ -141,6 +144,15 @@ class LaunchConfig(_Section, frozen=True):
     n_gpu_layers: Annotated[int, msgspec.Meta(ge=-2)] = 0
     cpus: tuple[Annotated[int, msgspec.Meta(ge=0)], ...] = ()
     extra_args: tuple[str, ...] = ()
+
+
+class ModelsConfig(_Section, frozen=True):
+    """``[models]``: where GGUF files are looked for, and how the TUI's model pane starts them."""
+
+    dirs: tuple[_NonEmptyStr, ...] = ()
+    default_places: bool = True  # also ~/models, the llama.cpp / Hugging Face / LM Studio caches
+    launch: LaunchConfig = msgspec.field(default_factory=LaunchConfig)
+    pin_cores: bool = False  # servers started together get disjoint blocks of cores
 
 
 class ServerConfig(_Section, frozen=True):
@@ -185,6 +197,7 @@ class Config(_Section, frozen=True):
     hardware: HardwareConfig = msgspec.field(default_factory=HardwareConfig)
     servers: Annotated[tuple[ServerConfig, ...], msgspec.Meta(max_length=MAX_SERVERS)] = ()
     prompts: PromptsConfig = msgspec.field(default_factory=PromptsConfig)
+    models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     gates: GatesConfig = msgspec.field(default_factory=GatesConfig)
 
     def server(self, name: str) -> ServerConfig:
@@ -782,7 +795,15 @@ def _finish(
     prompts = msgspec.structs.replace(
         prompts, files=tuple(_resolve(f, files_base) for f in prompts.files)
     )
-    return msgspec.structs.replace(config, servers=tuple(servers), prompts=prompts)
+    models = config.models
+    if models.launch.threads == 0:
+        raise ctx.error(("models", "launch", "threads"),
+                        "out of range: must be ≥ 1, or -1 for llama-server's default, got 0")
+    dirs_base = base_for(("models", "dirs"))
+    models = msgspec.structs.replace(
+        models, dirs=tuple(_resolve(d, dirs_base) for d in models.dirs))
+    return msgspec.structs.replace(config, servers=tuple(servers), prompts=prompts,
+                                   models=models)
 
 
 def _finish_server(

@@ -30,6 +30,7 @@ from quanttui.core.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.remote_watch import RemoteTarget, RemoteWatcher
 from quanttui.core.hardware.summary import hardware_json
+from quanttui.core.launcher import free_vram, split_cores
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
 from quanttui.core.provenance import provenance
@@ -76,21 +77,6 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
         timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
         order_seed=cfg.run.order_seed,
     )
-
-
-def split_cores(n: int, cores: Sequence[int]) -> list[tuple[int, ...]]:
-    """Disjoint, contiguous blocks of `cores` for `n` servers (the last ones get fewer when
-    the cores don't divide evenly). Fewer cores than servers: each gets one, shared in turn."""
-    cores = sorted(cores)
-    if len(cores) < n:
-        return [(cores[i % len(cores)],) for i in range(n)]
-    size, extra = divmod(len(cores), n)
-    out, start = [], 0
-    for i in range(n):
-        k = size + (1 if i < extra else 0)
-        out.append(tuple(cores[start:start + k]))
-        start += k
-    return out
 
 
 def launch_specs(cfg: Config, pin_cores: bool = False) -> list[tuple[str, LaunchSpec]]:
@@ -335,7 +321,7 @@ class HeadlessRun:
 
         binary = find_llama_server(self.llama_server)
         report = fit.check([(spec.model, spec.ctx_size, spec.n_gpu_layers) for _, spec in todo],
-                           vram_free=_free_vram() if any(s.n_gpu_layers for _, s in todo)
+                           vram_free=free_vram() if any(s.n_gpu_layers for _, s in todo)
                            else None)
         for w in report.warnings:
             self.stderr.write(f"warning: {w}\n")
@@ -357,25 +343,6 @@ class HeadlessRun:
                 s.stop()
             raise
         return servers
-
-
-def _free_vram() -> int | None:
-    from quanttui.core.hardware import NvmlReader
-    from quanttui.core.hardware.reading import NA
-
-    reader = NvmlReader()
-    try:
-        gpus = reader.sample([]).gpus
-    finally:
-        reader.close()
-    if isinstance(gpus, NA):
-        return None
-    free = 0
-    for g in gpus:
-        if isinstance(g.memory_total_bytes, NA) or isinstance(g.memory_used_bytes, NA):
-            return None
-        free += g.memory_total_bytes - g.memory_used_bytes
-    return free
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -5,9 +5,10 @@ optional hardware poller. Cost rules, because the app runs beside the servers it
 
 - the session runs as an async worker on the app's loop and emits into a `LiveRun` buffer; no
   message per token;
-- a timer draws the buffer `FLUSH_HZ` times a second, only while a run is on, and only what
-  changed: appended text every tick, the figures (sparklines, speed, memory, status) once a
-  second in the same frame, paired statistics when a prompt has finished everywhere;
+- a timer draws the buffer `run.refresh_hz` times a second (2 by default: every frame costs
+  Textual a few ms), only while a run is on, and only what changed: appended text every tick,
+  the figures (sparklines, speed, memory, status) once a second in the same frame, paired
+  statistics when a prompt has finished everywhere;
 - hardware samples arrive as one replaceable message per poll;
 - hidden screens are not drawn; they catch up from the buffer when shown again.
 """
@@ -31,11 +32,13 @@ from quanttui.config import Config
 from quanttui.core.events import Event, Notice
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.poller import HwSample
+from quanttui.core.launcher import Launch, Launcher, defaults_from, free_vram
 from quanttui.core.records import RunResults
 from quanttui.core.session import SCHEDULES, ServerSpec, Session
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import HardwareSampled, ServersChanged
 from quanttui.tui.screens.compare import CompareScreen
+from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.servers import ServersScreen
 from quanttui.tui.state import (
     SUITES,
@@ -48,7 +51,6 @@ from quanttui.tui.state import (
 )
 from quanttui.tui.themes import DEFAULT_THEME, THEME_256, load_themes
 
-FLUSH_HZ = 4  # outputs stream at this rate; each frame costs ~1-2 ms of Textual's time
 REPETITION_CHOICES = (1, 3, 5, 10)
 N_PREDICT_CHOICES = (32, 64, 128, 256, 512)
 
@@ -77,8 +79,11 @@ class QuantTUI(App[None]):
         contention: Callable[[list[Any]], list[str]] | None = None,
         notes: Sequence[str] = (),
         few_colours: bool = False,
+        launcher: Launcher | None = None,
     ) -> None:
         super().__init__()
+        # Servers started from the model pane; stopped when the app ends (and by run_tui).
+        self.launcher = launcher or Launcher(defaults_from(config.models), vram_free=free_vram)
         self._notes = list(notes)
         self.few_colours = few_colours  # the terminal shows 256 colours or fewer
         self.config = config
@@ -130,7 +135,8 @@ class QuantTUI(App[None]):
             self.notify(err, title="theme file skipped", severity="warning")
         for note in self._notes:
             self.notify(note, title="server start", severity="warning", markup=False)
-        self._flush_timer = self.set_interval(1 / FLUSH_HZ, self._tick, pause=True)
+        self._flush_timer = self.set_interval(1 / self.config.run.refresh_hz, self._tick,
+                                             pause=True)
         if self.poller is not None:
             def hand_over(sample: HwSample) -> None:  # on the poller's thread
                 self.post_message(HardwareSampled(sample))
@@ -146,6 +152,7 @@ class QuantTUI(App[None]):
     def on_unmount(self) -> None:
         if self.session is not None:
             self.session.stop()
+        self.launcher.stop_all()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.poller is not None:
@@ -206,13 +213,31 @@ class QuantTUI(App[None]):
         self._selection_changed()
         return True
 
-    def add_launched(self, spec: ServerSpec) -> None:
-        """Register a llama-server quanttui started (its pid set). The GGUF launcher issue
-        calls this; the CLI does for `quanttui demo` and managed servers in the config."""
-        self.entries[spec.name] = ServerEntry(spec, source="launched")
+    def add_launched(self, launch: Launch) -> None:
+        """A server the model pane started and is now healthy: listed, probed, and selected
+        for the next run."""
+        s = launch.server
+        spec = ServerSpec(launch.name, launch.url, pid=s.pid, launch_args=tuple(s.spawned_args))
+        entry = ServerEntry(spec, source="launched")
+        self.entries[spec.name] = entry
+        self.run_worker(self._probe(entry), group="probe", exit_on_error=False)
         if not self.running:
             self.selected.append(spec.name)
         self._selection_changed()
+
+    def stop_launched(self, name: str) -> bool:
+        """Stop a server the model pane started and take it off the list."""
+        if self.running and name in self.selected:
+            self.notify("Stop the run (x) before stopping a compared server.",
+                        severity="warning")
+            return False
+        self.launcher.stop(name)
+        self.entries.pop(name, None)
+        if name in self.selected:
+            self.selected.remove(name)
+        self._selection_changed()
+        self.notify(f"{name}: llama-server stopped.", markup=False)
+        return True
 
     def remove_server(self, name: str) -> None:
         entry = self.entries.get(name)
@@ -400,6 +425,10 @@ class QuantTUI(App[None]):
         if not isinstance(self.screen, ServersScreen):
             self.push_screen(ServersScreen())
 
+    def action_models(self) -> None:
+        if not isinstance(self.screen, ModelsScreen):
+            self.push_screen(ModelsScreen())
+
     def action_cycle_schedule(self) -> None:
         self.set_schedule(self.options.next_schedule())
 
@@ -481,6 +510,8 @@ class QuantTUI(App[None]):
                                 "servers", self.action_run_suite)
         yield SystemCommand("Servers", "Choose the servers to compare, add a URL",
                             self.action_servers)
+        yield SystemCommand("Models", "GGUF files on disk: start llama-server for them",
+                            self.action_models)
         yield SystemCommand("Save snapshot", "Screen as SVG and results as JSON in "
                             f"{self.config.run.export_dir}", self.action_snapshot)
         for s in SCHEDULES:
@@ -510,14 +541,17 @@ def build_app(
     contention: Callable[[list[Any]], list[str]] | None = None,
     notes: Sequence[str] = (),
     few_colours: bool = False,
+    llama_server: str | Path | None = None,
 ) -> QuantTUI:
     """The app from its parts; `servers` defaults to the config's servers reached by URL."""
     entries = (entries_from_config(config) if servers is None
                else [ServerEntry(s) for s in servers])
     entries += [ServerEntry(s, source="launched") for s in launched]
+    launcher = Launcher(defaults_from(config.models), llama_server=llama_server,
+                        vram_free=free_vram)
     return QuantTUI(config, entries, selected=selected, poller=poller, animations=animations,
                     probe_on_start=probe_on_start, theme_dirs=theme_dirs, contention=contention,
-                    notes=notes, few_colours=few_colours)
+                    notes=notes, few_colours=few_colours, launcher=launcher)
 
 
 def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False,
@@ -535,6 +569,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
 
     managed: list[ManagedServer] = []
     poller: HardwarePoller | None = None
+    app: QuantTUI | None = None
     try:
         # The headless run's own start-up (fit check, core pinning, readiness, SIGILL retry),
         # progress on stderr before the screen opens.
@@ -546,7 +581,8 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
                                                   launch_args=tuple(m.args)) for m in managed],
                         poller=poller, contention=assess,
                         notes=[f"{m.label}: {n}" for m in managed for n in m.notes],
-                        few_colours=Console().color_system in ("256", "standard"))
+                        few_colours=Console().color_system in ("256", "standard"),
+                        llama_server=llama_server)
         app.run()
     except ServerStartError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -555,6 +591,8 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         print("stopped while starting servers", file=sys.stderr)
         return 130
     finally:
+        if app is not None:
+            app.launcher.stop_all()
         for m in managed:
             m.stop()
         if poller is not None:

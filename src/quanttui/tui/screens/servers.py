@@ -22,10 +22,8 @@ from quanttui.tui.widgets.server_column import HEALTH_MARK
 if TYPE_CHECKING:
     from quanttui.tui.app import QuantTUI
 
-# The place where launching llama-server from a GGUF file will live (its own issue).
-LAUNCH_NOTE = ("[$text-muted]Start llama-server from a GGUF file: not in the TUI yet. Meanwhile "
-               "run [b]quanttui run --model FILE.gguf[/b] (repeatable) or [b]quanttui demo[/b]."
-               "[/]")
+LAUNCH_NOTE = ("[$text-muted][b]l[/b]: pick GGUF files on this machine and start llama-server "
+               "for them.[/]")
 COLUMNS = ("", "name", "health", "quant", "model file", "size", "params", "ctx", "slots", "url")
 REFRESH_S = 5.0
 
@@ -36,7 +34,7 @@ class ServersScreen(Screen[None]):
         Binding("a", "add", "Add URL"),
         Binding("r", "refresh", "Refresh"),
         Binding("d,delete", "remove", "Remove", show=False),
-        Binding("l", "launch", "Launch", show=False),
+        Binding("l", "launch", "Models"),
         Binding("escape,s", "close", "Done"),
     ]
 
@@ -124,7 +122,7 @@ class ServersScreen(Screen[None]):
         detail = self.query_one("#server-detail", Line)
         if e is None:
             detail.set("No servers yet: press [b]a[/b] and type the URL of a running "
-                       "llama-server.")
+                       "llama-server, or [b]l[/b] to start one for a GGUF file.")
             return
         i = e.info
         facts = [x for x in (
@@ -174,7 +172,7 @@ class ServersScreen(Screen[None]):
             self.qapp.remove_server(e.name)
 
     def action_launch(self) -> None:
-        self.notify(LAUNCH_NOTE, title="Launch from GGUF")
+        self.qapp.action_models()
 
     def action_close(self) -> None:
         if self.query_one("#add-url", Input).has_focus:

@@ -1,0 +1,340 @@
+"""The model pane: GGUF files found on disk, what each is, and llama-server started for the chosen.
+
+Opened with `l` on the servers screen (or from the command palette). Discovery runs on a thread
+(it reads every file's header); space or a click marks files, Enter starts llama-server for the
+marked ones (or the highlighted one) with the config's `[models.launch]` flags, after the fit
+check; `x` stops a server started here. A started server joins the server list, selected for
+the comparison. Everything about starting and stopping is `core.launcher`; this only shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from quanttui.core.launcher import Launch
+from quanttui.core.models import DiscoveryResult, ModelInfo, discover
+from quanttui.core.servers import LaunchSpec
+from quanttui.tui import fmt
+from quanttui.tui.widgets.line import Line
+
+if TYPE_CHECKING:
+    from quanttui.tui.app import QuantTUI
+
+# (label, key): cells are updated by key (a loading server's time, a mark)
+COLUMNS = (("", "mark"), ("model", "model"), ("quant", "quant"), ("params", "params"),
+           ("size", "size"), ("ctx", "ctx"), ("arch", "arch"), ("status", "status"),
+           ("file", "file"))
+PROGRESS_S = 0.5  # how often a loading server's row shows its time
+
+
+class ModelsScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "mark", "Mark"),
+        Binding("enter", "launch", "Start", priority=True),
+        Binding("x,delete", "stop", "Stop"),
+        Binding("f", "force", "Start anyway", show=False),
+        Binding("r", "rescan", "Rescan"),
+        Binding("escape,l", "close", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="models")
+        self.result: DiscoveryResult | None = None
+        self.marked: set[Path] = set()
+        self._refused: list[tuple[str, LaunchSpec]] | None = None  # held for `f`
+        self._shown_at: dict[str, float] = {}
+
+    @property
+    def qapp(self) -> QuantTUI:
+        return cast("QuantTUI", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Line("[b]Models[/b] · space marks · [b]Enter[/b] starts llama-server for the "
+                   "marked files (or the highlighted one) · [b]x[/b] stops one started here",
+                   id="models-title")
+        yield Line(id="models-flags")
+        yield DataTable(id="models-table", cursor_type="row")
+        yield Line(id="model-detail", grow=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#models-flags", Line).set(
+            f"[$text-muted]starts with[/] {fmt.escape(self.qapp.launcher.defaults.describe())}"
+            " [$text-muted]([models.launch] in the config)[/]")
+        self.query_one(DataTable).focus()
+        self.action_rescan()
+
+    # ------------------------------------------------------------------ discovery
+
+    def action_rescan(self) -> None:
+        self.query_one("#model-detail", Line).set("[$text-muted]looking for GGUF files …[/]")
+        cfg = self.qapp.config.models
+        dirs, default_places = list(cfg.dirs), cfg.default_places
+
+        def work() -> None:  # a thread: discovery reads file headers
+            result = discover(dirs, include_default_places=default_places)
+            self.app.call_from_thread(self._discovered, result)
+
+        self.run_worker(work, thread=True, group="discover", exclusive=True,
+                        exit_on_error=False)
+
+    def _discovered(self, result: DiscoveryResult) -> None:
+        self.result = result
+        self.draw()
+
+    # ------------------------------------------------------------------ drawing
+
+    def draw(self) -> None:
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear(columns=True)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+        result = self.result
+        if result is None:
+            return
+        for m in result.models:
+            table.add_row(*self._cells(m), key=str(m.path))
+        muted = Style(dim=True)
+        for p in result.problems:
+            table.add_row(Text("✗", style=muted), Text(p.path.name, style=muted), "", "", "",
+                          "", "", Text(p.reason, style=muted), Text(str(p.path), style=muted),
+                          key=f"problem:{p.path}")
+        if table.row_count:
+            table.move_cursor(row=min(max(row, 0), table.row_count - 1))
+        self._detail()
+
+    def _cells(self, m: ModelInfo) -> list[str | Text]:
+        colours = self.app.theme_variables
+        mark = (Text("✓", style=Style(bold=True, color=colours["accent"]))
+                if m.path in self.marked else Text("·", style="dim"))
+        return [
+            mark,
+            Text(m.display_name),
+            m.quant or "?",
+            m.params_label or "?",
+            fmt.size(m.size_bytes),
+            str(m.context_length) if m.context_length else "?",
+            m.architecture or "?",
+            self._status(m.path),
+            Text(m.path.name + (f" (+{len(m.shards) - 1} shards)" if m.is_split else "")),
+        ]
+
+    def _status(self, path: Path) -> Text:
+        colours = self.app.theme_variables
+        launch = self._launch_of(path)
+        if launch is not None:
+            if launch.state == "starting":
+                return Text(f"loading {launch.elapsed:.0f} s",
+                            style=Style(color=colours["warning"]))
+            if launch.state == "ready":
+                port = launch.url.rsplit(":", 1)[-1]
+                return Text(f"● {launch.name} :{port}", style=Style(color=colours["success"]))
+            if launch.state == "failed":
+                return Text("✗ failed to start", style=Style(color=colours["error"]))
+        serving = self._served_by(path)
+        if serving:
+            return Text(f"● {serving}", style=Style(color=colours["success"]))
+        return Text("")
+
+    def _launch_of(self, path: Path) -> Launch | None:
+        launcher = self.qapp.launcher
+        live = launcher.by_model(path)
+        if live is not None:
+            return live
+        failed = [la for la in launcher.launches.values()
+                  if la.state == "failed" and la.model == path]
+        return failed[-1] if failed else None
+
+    def _served_by(self, path: Path) -> str | None:
+        """A server in the list (configured, demo, added) that has this file loaded."""
+        real = str(path.resolve())
+        for e in self.qapp.entries.values():
+            mp = e.info.model_path
+            if mp and (mp == str(path) or str(Path(mp).resolve()) == real):
+                return e.name
+        return None
+
+    def _current(self) -> ModelInfo | None:
+        table = self.query_one(DataTable)
+        if self.result is None or not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+        return next((m for m in self.result.models if str(m.path) == key), None)
+
+    def _detail(self) -> None:
+        detail = self.query_one("#model-detail", Line)
+        result = self.result
+        if result is None:
+            return
+        if not result.models and not result.problems:
+            where = ", ".join(str(p) for p in result.searched) or "nowhere (no such directories)"
+            detail.set(f"No GGUF files found. Searched: {fmt.escape(where)}. Add directories "
+                       "under [b][models] dirs[/b] in the config.")
+            return
+        table = self.query_one(DataTable)
+        key = (table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+               if table.row_count else "")
+        if key.startswith("problem:"):
+            problem = next(p for p in result.problems if f"problem:{p.path}" == key)
+            detail.set(f"[$error]{fmt.escape(str(problem.path))}[/]: "
+                       f"{fmt.escape(problem.reason)}. Not started.")
+            return
+        m = self._current()
+        if m is None:
+            return
+        facts = [x for x in (
+            m.architecture, m.quant, f"{m.params_label} params" if m.params_label else None,
+            fmt.size(m.size_bytes), f"trained ctx {m.context_length}" if m.context_length
+            else None, f"vocab {m.vocab_size}" if m.vocab_size else None,
+            f"{len(m.shards)} shards" if m.is_split else None) if x]
+        lines = [f"[b]{fmt.escape(m.display_name)}[/b] · {fmt.escape(' · '.join(facts))}",
+                 fmt.escape(str(m.path))]
+        launch = self._launch_of(m.path)
+        if launch is not None and launch.state in ("starting", "ready"):
+            s = launch.server
+            lines.append(f"llama-server pid {s.pid} at {fmt.escape(launch.url)} · log "
+                         f"{fmt.escape(str(s.log_path))}")
+        elif launch is not None and launch.error:
+            lines.append(f"[$error]{fmt.escape(launch.error)}[/]")
+        detail.set("\n".join(lines))
+
+    def _refresh_row(self, path: Path) -> None:
+        table = self.query_one(DataTable)
+        key = str(path)
+        if key in table.rows:
+            table.update_cell(key, "status", self._status(path), update_width=True)
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # A click (or Enter, which the screen takes first) on a row: mark it.
+        self._toggle(event.row_key.value)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_mark(self) -> None:
+        m = self._current()
+        if m is not None:
+            self._toggle(str(m.path))
+
+    def _toggle(self, key: str | None) -> None:
+        if self.result is None or key is None:
+            return
+        m = next((x for x in self.result.models if str(x.path) == key), None)
+        if m is None:
+            return
+        self.marked.symmetric_difference_update({m.path})
+        table = self.query_one(DataTable)
+        colours = self.app.theme_variables
+        table.update_cell(key, "mark",
+                          Text("✓", style=Style(bold=True, color=colours["accent"]))
+                          if m.path in self.marked else Text("·", style="dim"))
+
+    def action_launch(self) -> None:
+        if self.result is None:
+            return
+        chosen = [m for m in self.result.models if m.path in self.marked]
+        if not chosen and (m := self._current()) is not None:
+            chosen = [m]
+        launcher = self.qapp.launcher
+        busy = [m for m in chosen if launcher.by_model(m.path) is not None]
+        for m in busy:
+            self.notify(f"{m.path.name} is already running here.", severity="warning")
+        chosen = [m for m in chosen if m not in busy]
+        if not chosen:
+            return
+        chosen.sort(key=lambda m: -m.size_bytes)  # the most precise first: the reference
+        todo = launcher.plan(chosen, taken=self.qapp.entries.keys())
+        report = launcher.check_fit(todo)
+        for w in report.warnings:
+            self.notify(w, title="fit check", severity="warning", markup=False, timeout=10)
+        if report.refuse:
+            self._refused = todo
+            self.notify(f"{report.refuse} Press f to start anyway.", title="not started",
+                        severity="error", markup=False, timeout=15)
+            return
+        self._start(todo)
+
+    def action_force(self) -> None:
+        if self._refused:
+            todo, self._refused = self._refused, None
+            self._start(todo)
+
+    def _start(self, todo: list[tuple[str, LaunchSpec]]) -> None:
+        launcher = self.qapp.launcher
+        started: list[Launch] = []
+        for name, spec in todo:
+            launch = launcher.start(name, spec)  # on the loop's (main) thread: see core.launcher
+            self.marked.discard(spec.model)
+            if launch.state == "failed":
+                self.notify(launch.error or "failed", title=f"{name} not started",
+                            severity="error", markup=False, timeout=15)
+            else:
+                started.append(launch)
+        if started:
+            self.run_worker(self._wait(started), group="launch", exit_on_error=False)
+        self.draw()
+
+    async def _wait(self, launches: list[Launch]) -> None:
+        """Wait for servers started together; add the healthy ones in the order they were
+        started (largest file first: the reference, A, is the most precise quant)."""
+        def progress(la: Launch) -> None:
+            now = time.monotonic()
+            if now - self._shown_at.get(la.name, 0.0) >= PROGRESS_S:
+                self._shown_at[la.name] = now
+                self._refresh_row(la.model)
+
+        async def one(launch: Launch) -> bool:
+            try:
+                return await self.qapp.launcher.wait_ready(launch, on_progress=progress)
+            except Exception as e:  # never leave a server half-started and unowned
+                self.qapp.launcher.stop(launch.name)
+                launch.state, launch.error = "failed", f"{launch.name}: {e!r}"
+                return False
+            finally:
+                if self.is_attached:
+                    self._refresh_row(launch.model)
+
+        t0 = time.monotonic()
+        oks = await asyncio.gather(*(one(la) for la in launches))
+        for launch, ok in zip(launches, oks, strict=True):
+            if ok:
+                self.qapp.add_launched(launch)
+                # One toast per server: the start, and what happened on the way (a restart).
+                notes = "".join(f"\n{n}" for n in launch.notes)
+                self.notify(f"{launch.name}: {launch.model.name} at {launch.url}, ready in "
+                            f"{time.monotonic() - t0:.1f} s; selected for the comparison."
+                            f"{notes}", title="server started", markup=False,
+                            severity="warning" if notes else "information")
+            elif launch.state == "failed":
+                self.notify(launch.error or "failed", title=f"{launch.name} did not start",
+                            severity="error", markup=False, timeout=20)
+        if self.is_attached:
+            self._detail()
+
+    def action_stop(self) -> None:
+        m = self._current()
+        if m is None:
+            return
+        launch = self.qapp.launcher.by_model(m.path)
+        if launch is None:
+            self.notify("Only servers started here can be stopped here.", severity="warning")
+            return
+        if self.qapp.stop_launched(launch.name):
+            self._refresh_row(m.path)
+            self._detail()
+
+    def action_close(self) -> None:
+        self.app.pop_screen()
