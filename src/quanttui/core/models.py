@@ -18,6 +18,7 @@ import re
 import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
 SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})(?P<ext>\.gguf)$", re.I)
 
 _CACHE_MAX = 4096
+READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -338,13 +340,20 @@ def discover(dirs: Sequence[Path | str], include_default_places: bool = True) ->
         _walk(root, visited, files, problems)
 
     models: list[ModelInfo] = []
-    for path, shards in _units(files):
-        try:
-            models.append(_read_unit(path, shards))
-        except GGUFError as e:
-            problems.append(ModelProblem(path, e.reason))
-        except Exception as e:  # a bug here must not cost the user the whole list
-            problems.append(ModelProblem(path, f"unexpected error: {type(e).__name__}: {e}"))
+    units = _units(files)
+    # Headers are read on a few threads: a cold read waits on the disk, and the vocabulary
+    # skipping runs in numpy, which lets go of the GIL.
+    workers = min(READ_THREADS, len(units))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="quanttui-discover") as pool:
+            outcomes = list(pool.map(_try_unit, units))
+    else:
+        outcomes = [_try_unit(u) for u in units]
+    for outcome in outcomes:
+        if isinstance(outcome, ModelInfo):
+            models.append(outcome)
+        else:
+            problems.append(outcome)
     models.sort(key=lambda m: (m.display_name.casefold(), m.size_bytes, str(m.path)))
     problems.sort(key=lambda p: (str(p.path), p.reason))
     return DiscoveryResult(tuple(models), tuple(problems), tuple(roots))
@@ -412,6 +421,16 @@ def _units(files: list[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
         if identity not in best or rank < best[identity][0]:
             best[identity] = (rank, path, shards)
     return [(path, shards) for _, path, shards in best.values()]
+
+
+def _try_unit(unit: tuple[Path, tuple[Path, ...]]) -> ModelInfo | ModelProblem:
+    path, shards = unit
+    try:
+        return _read_unit(path, shards)
+    except GGUFError as e:
+        return ModelProblem(path, e.reason)
+    except Exception as e:  # a bug here must not cost the user the whole list
+        return ModelProblem(path, f"unexpected error: {type(e).__name__}: {e}")
 
 
 def _read_unit(path: Path, shards: tuple[Path, ...]) -> ModelInfo:
