@@ -219,3 +219,14 @@ def test_svg_of_the_screen_shows_the_panes(tmp_path: Path) -> None:
         assert pane in text, pane
     last = [r for r in results.records if r.server == "gemma3-270m-Q8_0"][-1]
     assert last.text.split()[1] in text  # the streamed output is on screen
+    # the run's own memory (peak RSS per server, from its hardware section) and settings,
+    # not "n/a (hardware sampling off)" and the config's next run
+    hw = results.hardware
+    assert hw is not None
+    for name in ("gemma3-270m-Q8_0", "gemma3-270m-Q2_K"):
+        rss = hw["servers"][name]["rss_peak"]
+        assert f"RAM {rss / 1e6:.0f} MB" in text
+    assert "hardware sampling off" not in text
+    n_predict = results.extra["config"]["generation"]["n_predict"]
+    status = next(line for line in text.splitlines() if "done 24/24" in line)
+    assert re.search(rf"×{results.repetitions}\W+{n_predict} tok", status), status

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ from quanttui.config import Config
 from quanttui.core.events import Event, Notice
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.poller import HwSample
+from quanttui.core.hardware.summary import summary_sample
 from quanttui.core.launcher import Launch, Launcher, defaults_from, free_vram
 from quanttui.core.records import RunResults
 from quanttui.core.session import SCHEDULES, ServerSpec, Session
@@ -364,10 +366,21 @@ class QuantTUI(App[None]):
             entry.error = info.error
         self.selected = list(results.server_names)
         self._selection_changed()
+        # The status bar states the shown run's settings, not the config's next run.
+        gen = (results.extra.get("config") or {}).get("generation") or {}
+        n_predict = gen.get("n_predict")
+        schedule = next((x for x in SCHEDULES if x == results.schedule), self.options.schedule)
+        self.options = replace(
+            self.options, schedule=schedule, repetitions=results.repetitions,
+            n_predict=n_predict if isinstance(n_predict, int) else self.options.n_predict)
         self.results = results
         self.live = replay(results)
         self._drawn_version = -1
         self.compare.call_later(self._tick)
+        if results.hardware and self.poller is None:
+            # A stored run: its memory peaks instead of "n/a (hardware sampling off)".
+            self.hw_off_reason = None
+            self.post_message(HardwareSampled(summary_sample(results.hardware)))
 
     def _tick(self) -> None:
         live = self.live

@@ -106,3 +106,53 @@ def hardware_json(history: Sequence[HwSample], host: HostInfo,
         "servers": {name: server_hardware(history, name, path).to_json()
                     for name, path in servers},
     }
+
+
+def _reading(value: Any, kind: type) -> Reading[Any]:
+    """`reading_json` backwards: a value of `kind`, or n/a with the stored reason."""
+    if isinstance(value, dict) and "n/a" in value:
+        return NA(str(value["n/a"]))
+    if kind is str and isinstance(value, str):
+        return value
+    if kind is not str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return kind(value)
+    return NA("not in the stored run")
+
+
+def summary_sample(hw: dict[str, Any]) -> HwSample:
+    """A stored run's hardware section as one sample of its peaks, so a re-rendered screen
+    shows each server's peak RSS / VRAM and the host's peak RAM (the gauges' "last" figures
+    are gone once the run is over)."""
+    from quanttui.core.hardware.host import HostSample
+    from quanttui.core.hardware.nvml import GpuSample
+    from quanttui.core.hardware.process import ProcessSample
+
+    h = hw.get("host") or {}
+    total = _reading(h.get("ram_total_bytes"), int)
+    used = _reading(h.get("ram_used_peak_bytes"), int)
+    na = NA("not kept in a stored run")
+    host = HostSample(cpu_percent=_reading(h.get("cpu_percent_mean"), float),
+                      cpu_percent_per_core=na, load_avg=na, ram_total_bytes=total,
+                      ram_used_bytes=used, ram_available_bytes=na, swap_total_bytes=na,
+                      swap_used_bytes=na)
+    procs = []
+    for name, s in (hw.get("servers") or {}).items():
+        procs.append(ProcessSample(
+            name=name, pid=_reading(s.get("pid"), int), rss_bytes=_reading(s.get("rss_peak"), int),
+            uss_bytes=_reading(s.get("uss_peak"), int), pss_bytes=_reading(s.get("pss_peak"), int),
+            cpu_percent=_reading(s.get("cpu_percent_mean"), float),
+            num_threads=_reading(s.get("threads"), int), cpu_affinity=na, flags=na,
+            vram_bytes=_reading(s.get("vram_peak"), int)))
+    stored = hw.get("gpus")
+    gpus: Reading[tuple[GpuSample, ...]]
+    if isinstance(stored, list):
+        gpus = tuple(GpuSample(
+            index=int(g.get("index", i)), name=_reading(g.get("name"), str),
+            util_percent=_reading(g.get("util_percent"), float),
+            memory_used_bytes=_reading(g.get("memory_used_bytes"), int),
+            memory_total_bytes=_reading(g.get("memory_total_bytes"), int),
+            temperature_c=_reading(g.get("temperature_c"), float),
+            power_w=_reading(g.get("power_w"), float)) for i, g in enumerate(stored))
+    else:
+        gpus = _reading(stored, int) if isinstance(stored, dict) else NA("not in the stored run")
+    return HwSample(seq=0, t_ns=0, duration_ns=0, host=host, processes=tuple(procs), gpus=gpus)
