@@ -15,7 +15,9 @@ optional hardware poller. Cost rules, because the app runs beside the servers it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -82,8 +84,11 @@ class QuantTUI(App[None]):
         notes: Sequence[str] = (),
         few_colours: bool = False,
         launcher: Launcher | None = None,
+        handle_signals: bool = False,
     ) -> None:
         super().__init__()
+        self._handle_signals = handle_signals
+        self.exit_signal: int | None = None
         # Servers started from the model pane; stopped when the app ends (and by run_tui).
         self.launcher = launcher or Launcher(defaults_from(config.models), vram_free=free_vram)
         self._notes = list(notes)
@@ -150,6 +155,19 @@ class QuantTUI(App[None]):
             self.probe_all()
         if not self.entries:
             self.push_screen(ServersScreen())
+        if self._handle_signals:
+            # SIGTERM, and SIGHUP when an SSH connection drops: leave like `q` does (terminal
+            # restored, run stopped, servers stopped), instead of dying mid-screen.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.exit_signal = sig
+        if self.session is not None:
+            self.session.stop()
+        self.exit()
 
     def on_unmount(self) -> None:
         if self.session is not None:
@@ -555,6 +573,7 @@ def build_app(
     notes: Sequence[str] = (),
     few_colours: bool = False,
     llama_server: str | Path | None = None,
+    handle_signals: bool = False,
 ) -> QuantTUI:
     """The app from its parts; `servers` defaults to the config's servers reached by URL."""
     entries = (entries_from_config(config) if servers is None
@@ -564,14 +583,14 @@ def build_app(
                         vram_free=free_vram)
     return QuantTUI(config, entries, selected=selected, poller=poller, animations=animations,
                     probe_on_start=probe_on_start, theme_dirs=theme_dirs, contention=contention,
-                    notes=notes, few_colours=few_colours, launcher=launcher)
+                    notes=notes, few_colours=few_colours, launcher=launcher,
+                    handle_signals=handle_signals)
 
 
 def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False,
             pin_cores: bool = False) -> int:
     """`quanttui` / `quanttui run` / `quanttui demo`: start the config's managed servers (if
     any) as the headless run starts them, open the app, stop them when it closes."""
-    import asyncio
     import sys
 
     from rich.console import Console
@@ -595,7 +614,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
                         poller=poller, contention=assess,
                         notes=[f"{m.label}: {n}" for m in managed for n in m.notes],
                         few_colours=Console().color_system in ("256", "standard"),
-                        llama_server=llama_server)
+                        llama_server=llama_server, handle_signals=True)
         app.run()
     except ServerStartError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -610,4 +629,8 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
             m.stop()
         if poller is not None:
             poller.close()
+    if app is not None and app.exit_signal is not None:
+        print(f"stopped by signal {signal.Signals(app.exit_signal).name}; servers stopped",
+              file=sys.stderr)
+        return 128 + app.exit_signal
     return 0
