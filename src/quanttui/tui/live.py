@@ -1,8 +1,9 @@
 """A run as the UI sees it: the session's events, buffered until the UI's next refresh tick.
 
-`LiveRun.on_event` is the session's emit callback. It runs once per network read per request,
-on the event loop that also stamps token times, so it only appends and marks what changed; the
-UI reads the buffers on a timer (a few Hz) and draws only what changed. No Textual here, so this
+`LiveRun.on_event` is the session's emit callback. It runs on the event loop, a few times a
+second per streaming request (token times are stamped on the stream threads), so it only appends
+and marks what changed; the UI reads the buffers on a timer (a few Hz) and draws only what
+changed. No Textual here, so this
 is tested without an app.
 
 Outputs are grouped by key (prompt, repetition, warm-up): the columns show the same key side by
