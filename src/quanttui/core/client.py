@@ -368,47 +368,42 @@ class LlamaClient:
 
     def _transport_error(self, e: httpx.HTTPError, result: CompletionResult, when: str
                          ) -> ServerError:
-        n = len(result.event_times_ns)
         if isinstance(e, httpx.ConnectTimeout):
             return ServerTimeout(self.label, f"no connection within {self.timeouts.connect:g} s")
         if isinstance(e, httpx.ConnectError):
             return ServerUnreachable(self.label, f"cannot connect ({e or 'connection refused'})")
         if isinstance(e, httpx.TimeoutException):
-            if result.t_headers_ns is None:
-                what = (f"no response headers within {self.timeouts.read:g} s "
-                        "(server busy, all slots taken, or hung)")
-            else:
-                what = f"stream stalled: nothing for {self.timeouts.read:g} s after {n} events"
-            return ServerTimeout(self.label, what)
+            return self._read_timeout(result)
         if isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-            return StreamEndedEarly(
-                self.label,
-                f"connection dropped {when} after {n} events "
-                f"(server stopped or crashed?): {e or type(e).__name__}",
-            )
+            return self._dropped(result, when, str(e) or type(e).__name__)
         return ServerError(self.label, f"{type(e).__name__} {when}: {e}")
 
     def _socket_error(self, e: BaseException, result: CompletionResult, when: str
                       ) -> ServerError:
         """The stream thread's failures (http.client and sockets), said as `_transport_error`."""
-        n = len(result.event_times_ns)
         if isinstance(e, TimeoutError):
-            if result.t_headers_ns is None:
-                what = (f"no response headers within {self.timeouts.read:g} s "
-                        "(server busy, all slots taken, or hung)")
-            else:
-                what = f"stream stalled: nothing for {self.timeouts.read:g} s after {n} events"
-            return ServerTimeout(self.label, what)
+            return self._read_timeout(result)
         if isinstance(e, (http.client.HTTPException, ConnectionError)):
             detail = str(e) or type(e).__name__
             if isinstance(e, http.client.IncompleteRead):
                 detail = "the response body was cut short"
-            return StreamEndedEarly(
-                self.label,
-                f"connection dropped {when} after {n} events (server stopped or crashed?): "
-                f"{detail}",
-            )
+            return self._dropped(result, when, detail)
         return ServerError(self.label, f"{type(e).__name__} {when}: {e}")
+
+    def _read_timeout(self, result: CompletionResult) -> ServerTimeout:
+        if result.t_headers_ns is None:
+            what = (f"no response headers within {self.timeouts.read:g} s "
+                    "(server busy, all slots taken, or hung)")
+        else:
+            what = (f"stream stalled: nothing for {self.timeouts.read:g} s after "
+                    f"{len(result.event_times_ns)} events")
+        return ServerTimeout(self.label, what)
+
+    def _dropped(self, result: CompletionResult, when: str, detail: str) -> StreamEndedEarly:
+        return StreamEndedEarly(
+            self.label,
+            f"connection dropped {when} after {len(result.event_times_ns)} events "
+            f"(server stopped or crashed?): {detail}")
 
     # ----------------------------------------------------------------- utility calls
 
