@@ -206,7 +206,8 @@ class Launcher:
             await launch.server.wait_ready(timeout, on_progress=tick)
         except ServerStartError as e:
             launch.server.stop()
-            launch.state, launch.error = "failed", str(e)
+            if launch.state == "starting":  # not stopped by the user while it loaded
+                launch.state, launch.error = "failed", str(e)
         else:
             if launch.state == "starting":  # not stopped meanwhile
                 launch.state = "ready"
