@@ -176,3 +176,21 @@ async def test_fit_check_refuses_then_f_starts_anyway(model_dir: Path, tmp_path:
         assert started == []
         await pilot.press("f")
         assert started == ["Q4_K_M"]
+
+
+async def test_launch_settings_keys(model_dir: Path, tmp_path: Path) -> None:
+    """t, c and p change the flags of the next start, and the pane says them."""
+    app = build_app(cfg_for(tmp_path, model_dir), [], animations=False)
+    async with app.run_test(size=(160, 36)) as pilot:
+        pane = await open_pane(pilot, app)
+        flags = pane.query_one("#models-flags")
+        assert "-t 1 -c 2048" in str(flags.render())
+        await pilot.press("t", "c", "c", "p")
+        d = app.launcher.defaults
+        assert (d.threads, d.ctx_size, d.pin_cores) != (1, 2048, False)
+        assert d.ctx_size == 8192 and d.pin_cores
+        shown = str(flags.render())
+        assert f"-t {d.threads} -c 8192" in shown and "split between the servers" in shown
+        assert pane.result is not None
+        ((_, spec),) = app.launcher.plan([pane.result.models[0]], taken=())
+        assert spec.ctx_size == 8192 and spec.threads == d.threads

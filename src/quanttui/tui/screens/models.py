@@ -10,7 +10,9 @@ the comparison. Everything about starting and stopping is `core.launcher`; this 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
@@ -21,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from quanttui.core.launcher import Launch
+from quanttui.core.launcher import Launch, LaunchDefaults
 from quanttui.core.models import DiscoveryResult, ModelInfo, discover
 from quanttui.core.servers import LaunchSpec
 from quanttui.tui import fmt
@@ -35,6 +37,15 @@ COLUMNS = (("", "mark"), ("model", "model"), ("quant", "quant"), ("params", "par
            ("size", "size"), ("ctx", "ctx"), ("arch", "arch"), ("status", "status"),
            ("file", "file"))
 PROGRESS_S = 0.5  # how often a loading server's row shows its time
+# What t and c step through; -1: llama-server's default threads, 0: the model's trained context.
+_CORES = os.cpu_count() or 1
+THREAD_CHOICES = tuple(sorted({n for n in (1, 2, 4, 8) if n <= _CORES} | {_CORES, -1}))
+CTX_CHOICES = (512, 2048, 4096, 8192, 16384, 0)
+
+
+def _next(choices: tuple[int, ...], current: int) -> int:
+    return choices[(choices.index(current) + 1) % len(choices)] if current in choices \
+        else choices[0]
 
 
 class ModelsScreen(Screen[None]):
@@ -43,6 +54,9 @@ class ModelsScreen(Screen[None]):
         Binding("enter", "launch", "Start", priority=True),
         Binding("x,delete", "stop", "Stop"),
         Binding("f", "force", "Start anyway", show=False),
+        Binding("t", "threads", "Threads", show=False),
+        Binding("c", "context", "Context", show=False),
+        Binding("p", "pin", "Pin cores", show=False),
         Binding("r", "rescan", "Rescan"),
         Binding("escape,l", "close", "Back"),
     ]
@@ -68,11 +82,34 @@ class ModelsScreen(Screen[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#models-flags", Line).set(
-            f"[$text-muted]starts with[/] {fmt.escape(self.qapp.launcher.defaults.describe())}"
-            " [$text-muted]([models.launch] in the config)[/]")
+        self._draw_flags()
         self.query_one(DataTable).focus()
         self.action_rescan()
+
+    def _draw_flags(self) -> None:
+        self.query_one("#models-flags", Line).set(
+            f"[$text-muted]starts with[/] {fmt.escape(self.qapp.launcher.defaults.describe())}"
+            " [$text-muted](t threads · c context · p pin cores; defaults: [models.launch] in "
+            "the config)[/]")
+
+    # ------------------------------------------------------------------ launch settings
+
+    def action_threads(self) -> None:
+        d = self.qapp.launcher.defaults
+        self._set_defaults(replace(d, threads=_next(THREAD_CHOICES, d.threads)))
+
+    def action_context(self) -> None:
+        d = self.qapp.launcher.defaults
+        self._set_defaults(replace(d, ctx_size=_next(CTX_CHOICES, d.ctx_size)))
+
+    def action_pin(self) -> None:
+        d = self.qapp.launcher.defaults
+        self._set_defaults(replace(d, pin_cores=not d.pin_cores))
+
+    def _set_defaults(self, defaults: LaunchDefaults) -> None:
+        """For the servers started from now on; running ones keep the flags they have."""
+        self.qapp.launcher.defaults = defaults
+        self._draw_flags()
 
     # ------------------------------------------------------------------ discovery
 
