@@ -28,6 +28,13 @@ from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.messages import HardwareSampled
 
 SIZES = [(80, 24), (160, 48)]
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let queued messages and the tables' column sizing (done on a later refresh) finish:
+    one pause is not always enough on a loaded machine."""
+    for _ in range(4):
+        await pilot.pause(0.05)
 PORTS = (47811, 47812)
 
 OUTPUTS = {
@@ -171,9 +178,9 @@ def test_servers_screen(snap_compare: Any, fixed_fakes: tuple[FakeLlamaServer, .
     async def before(pilot: Pilot[Any]) -> None:
         await pilot.press("s")
         await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("down", "down")  # the unreachable one: its error in the details
-        await pilot.pause()
+        await settle(pilot)
         app.clear_notifications()
 
     assert snap_compare(app, terminal_size=size, run_before=before)
@@ -209,8 +216,8 @@ def test_models_screen(snap_compare: Any, size: tuple[int, int],
     async def before(pilot: Pilot[Any]) -> None:
         await pilot.press("l")  # no servers: the servers screen is open; l opens the pane
         await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("down", "space")  # Q8_0 marked, highlighted: its details below
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)

@@ -83,9 +83,10 @@ def _pdeathsig_and_affinity(affinity: tuple[int, ...] | None) -> Callable[[], No
     def pre() -> None:
         if sys.platform.startswith("linux"):
             if deathsig:
-                # PR_SET_PDEATHSIG=1: SIGTERM when quanttui dies, even by SIGKILL.
+                # PR_SET_PDEATHSIG=1: SIGKILL when quanttui dies, even by SIGKILL. Not SIGTERM:
+                # b11434 can hang in its own clean-up after a second SIGTERM and live on.
                 libc = ctypes.CDLL(None, use_errno=True)
-                libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+                libc.prctl(1, signal.SIGKILL, 0, 0, 0)
             if affinity:
                 os.sched_setaffinity(0, affinity)
 
