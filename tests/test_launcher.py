@@ -83,3 +83,24 @@ async def test_stop_while_loading(demo_models: dict[str, Path], tmp_path: Path) 
     assert not await asyncio.wait_for(waiting, 10)
     assert launch.state == "stopped" and launch.error is None  # the user's stop, not a failure
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_server_that_dies_later_is_marked(demo_models: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    """Started fine, then gone (crashed, killed): no longer "running", and the log says why."""
+    fake = script(tmp_path, "echo 'ggml_abort: out of memory'\nexec sleep 60\n")
+    launcher = Launcher(llama_server=fake)
+    (name, spec), = launcher.plan([read_gguf_info(demo_models["Q2_K"])], taken=())
+    launch = launcher.start(name, spec)
+    launch.state = "ready"  # as if /health had answered
+    assert launcher.running() == [launch]
+    assert launch.server.proc is not None and launch.server.log_path is not None
+    for _ in range(100):  # the "server" has written its line
+        if "out of memory" in launch.server.log_path.read_text():
+            break
+        await asyncio.sleep(0.05)
+    launch.server.proc.kill()
+    launch.server.proc.wait(5)
+    assert launcher.running() == [] and launcher.by_model(spec.model) is None
+    assert launch.state == "exited" and "exited with code -9" in (launch.error or "")
+    assert "out of memory" in (launch.error or "")

@@ -21,7 +21,7 @@ from quanttui.core.binaries import Tool, find_llama_server
 from quanttui.core.models import ModelInfo
 from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
 
-State = Literal["starting", "ready", "failed", "stopped"]
+State = Literal["starting", "ready", "failed", "exited", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,14 @@ class Launcher:
         return self._binary
 
     def running(self) -> list[Launch]:
+        """Launches starting or serving; one whose process has since ended turns "exited"."""
+        for la in self.launches.values():
+            proc = la.server.proc
+            if la.state == "ready" and proc is not None and proc.poll() is not None:
+                la.state = "exited"
+                la.error = (f"{la.name}: llama-server exited with code {proc.returncode} after "
+                            f"it had started. Last log lines ({la.server.log_path}):\n"
+                            f"{la.server.log_tail()}")
         return [la for la in self.launches.values() if la.state in ("starting", "ready")]
 
     def by_model(self, model: Path) -> Launch | None:

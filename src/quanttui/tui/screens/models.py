@@ -179,6 +179,8 @@ class ModelsScreen(Screen[None]):
                 return Text(f"● {launch.name} :{port}", style=Style(color=colours["success"]))
             if launch.state == "failed":
                 return Text("✗ failed to start", style=Style(color=colours["error"]))
+            if launch.state == "exited":
+                return Text("✗ exited", style=Style(color=colours["error"]))
         serving = self._served_by(path)
         if serving:
             return Text(f"● {serving}", style=Style(color=colours["success"]))
@@ -190,7 +192,7 @@ class ModelsScreen(Screen[None]):
         if live is not None:
             return live
         failed = [la for la in launcher.launches.values()
-                  if la.state == "failed" and la.model == path]
+                  if la.state in ("failed", "exited") and la.model == path]
         return failed[-1] if failed else None
 
     def _served_by(self, path: Path) -> str | None:
