@@ -120,6 +120,17 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         await until(pilot, lambda: "Q2_K" not in app.entries and app.selected == ["Q4_K_M"])
         await until(pilot, lambda: not alive(q2_pid))
         assert rows(pane)[q2][7] == ""
+
+        # a server that dies on its own: its row says so, and x takes it off the list
+        q4_launch = app.launcher.launches["Q4_K_M"]
+        assert q4_launch.server.proc is not None
+        q4_launch.server.proc.kill()
+        q4_launch.server.proc.wait(10)
+        pane.draw()
+        await until(pilot, lambda: rows(pane)[q4][7] == "✗ exited")
+        table.move_cursor(row=table.get_row_index(q4))
+        await pilot.press("x")
+        await until(pilot, lambda: "Q4_K_M" not in app.entries and not app.selected)
     # the app has ended: nothing it started is running
     assert pids and not any(alive(p) for p in pids)
 

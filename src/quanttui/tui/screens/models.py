@@ -367,8 +367,9 @@ class ModelsScreen(Screen[None]):
         m = self._current()
         if m is None:
             return
-        launch = self.qapp.launcher.by_model(m.path)
-        if launch is None:
+        launch = self._launch_of(m.path)
+        if launch is None or (launch.state not in ("starting", "ready")
+                              and launch.name not in self.qapp.entries):
             self.notify("Only servers started here can be stopped here.", severity="warning")
             return
         if self.qapp.stop_launched(launch.name):
