@@ -23,14 +23,13 @@ from typing import IO, Any
 import msgspec
 
 from quanttui.config import Config
-from quanttui.core import fit
 from quanttui.core.client import Timeouts
 from quanttui.core.events import Event, Notice, Progress, RunStarted
 from quanttui.core.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.remote_watch import RemoteTarget, RemoteWatcher
 from quanttui.core.hardware.summary import hardware_json
-from quanttui.core.launcher import free_vram, split_cores
+from quanttui.core.launcher import check_fit, split_cores
 from quanttui.core.params import GenerationParams
 from quanttui.core.prompts import Prompt, collect
 from quanttui.core.provenance import provenance
@@ -320,9 +319,7 @@ class HeadlessRun:
         from quanttui.core.binaries import find_llama_server
 
         binary = find_llama_server(self.llama_server)
-        report = fit.check([(spec.model, spec.ctx_size, spec.n_gpu_layers) for _, spec in todo],
-                           vram_free=free_vram() if any(s.n_gpu_layers for _, s in todo)
-                           else None)
+        report = check_fit(todo)
         for w in report.warnings:
             self.stderr.write(f"warning: {w}\n")
         if report.refuse:

@@ -96,6 +96,15 @@ class Launch:
         return self.server.url
 
 
+def check_fit(todo: Sequence[tuple[str, LaunchSpec]],
+              vram_free: Callable[[], int | None] | None = free_vram) -> fit.FitReport:
+    """Will these servers, started together, fit in what is free now (servers already running
+    count as used)? Free VRAM is only asked for when layers are offloaded."""
+    offload = any(s.n_gpu_layers for _, s in todo)
+    vram = vram_free() if offload and vram_free is not None else None
+    return fit.check([(s.model, s.ctx_size, s.n_gpu_layers) for _, s in todo], vram_free=vram)
+
+
 def split_cores(n: int, cores: Sequence[int]) -> list[tuple[int, ...]]:
     """Disjoint, contiguous blocks of `cores` for `n` servers (the last ones get fewer when
     the cores don't divide evenly). Fewer cores than servers: each gets one, shared in turn."""
@@ -178,11 +187,7 @@ class Launcher:
         return out
 
     def check_fit(self, todo: Sequence[tuple[str, LaunchSpec]]) -> fit.FitReport:
-        """Will they fit in what is free now (servers already running are counted as used)?"""
-        offload = any(s.n_gpu_layers for _, s in todo)
-        vram = self._vram_free() if offload and self._vram_free is not None else None
-        return fit.check([(s.model, s.ctx_size, s.n_gpu_layers) for _, s in todo],
-                         vram_free=vram)
+        return check_fit(todo, self._vram_free)
 
     def start(self, name: str, spec: LaunchSpec) -> Launch:
         """Spawn one server (returns at once; then `wait_ready`). A failure to spawn comes back

@@ -83,14 +83,15 @@ class QuantTUI(App[None]):
         contention: Callable[[list[Any]], list[str]] | None = None,
         notes: Sequence[str] = (),
         few_colours: bool = False,
-        launcher: Launcher | None = None,
+        llama_server: str | Path | None = None,
         handle_signals: bool = False,
     ) -> None:
         super().__init__()
         self._handle_signals = handle_signals
         self.exit_signal: int | None = None
         # Servers started from the model pane; stopped when the app ends (and by run_tui).
-        self.launcher = launcher or Launcher(defaults_from(config.models), vram_free=free_vram)
+        self.launcher = Launcher(defaults_from(config.models), llama_server=llama_server,
+                                 vram_free=free_vram)
         self._notes = list(notes)
         self.few_colours = few_colours  # the terminal shows 256 colours or fewer
         self.config = config
@@ -225,12 +226,7 @@ class QuantTUI(App[None]):
             self.notify(f"{url} is already in the list.", severity="warning")
             return False
         name = url.split("://", 1)[1]
-        entry = ServerEntry(ServerSpec(name, url), source="added")
-        self.entries[name] = entry
-        self.run_worker(self._probe(entry), group="probe", exit_on_error=False)
-        if not self.running:
-            self.selected.append(name)
-        self._selection_changed()
+        self._add_entry(ServerEntry(ServerSpec(name, url), source="added"))
         return True
 
     def add_launched(self, launch: Launch) -> None:
@@ -238,24 +234,21 @@ class QuantTUI(App[None]):
         for the next run."""
         s = launch.server
         spec = ServerSpec(launch.name, launch.url, pid=s.pid, launch_args=tuple(s.spawned_args))
-        entry = ServerEntry(spec, source="launched")
-        self.entries[spec.name] = entry
+        self._add_entry(ServerEntry(spec, source="launched"))
+
+    def _add_entry(self, entry: ServerEntry) -> None:
+        """Listed, probed, and selected for the next run (not the one running)."""
+        self.entries[entry.name] = entry
         self.run_worker(self._probe(entry), group="probe", exit_on_error=False)
         if not self.running:
-            self.selected.append(spec.name)
+            self.selected.append(entry.name)
         self._selection_changed()
 
     def stop_launched(self, name: str) -> bool:
         """Stop a server the model pane started and take it off the list."""
-        if self.running and name in self.selected:
-            self.notify("Stop the run (x) before stopping a compared server.",
-                        severity="warning")
+        if not self._drop_entry(name, "stopping"):
             return False
         self.launcher.stop(name)
-        self.entries.pop(name, None)
-        if name in self.selected:
-            self.selected.remove(name)
-        self._selection_changed()
         self.notify(f"{name}: llama-server stopped.", markup=False)
         return True
 
@@ -265,14 +258,19 @@ class QuantTUI(App[None]):
             self.notify("Only servers added here can be removed; deselect the others.",
                         severity="warning")
             return
+        self._drop_entry(name, "removing")
+
+    def _drop_entry(self, name: str, doing: str) -> bool:
+        """Off the list and the selection; refused for a server the running run compares."""
         if self.running and name in self.selected:
-            self.notify("Stop the run (x) before removing a compared server.",
+            self.notify(f"Stop the run (x) before {doing} a compared server.",
                         severity="warning")
-            return
-        del self.entries[name]
+            return False
+        self.entries.pop(name, None)
         if name in self.selected:
             self.selected.remove(name)
         self._selection_changed()
+        return True
 
     def _selection_changed(self) -> None:
         if not self.running:
@@ -579,11 +577,9 @@ def build_app(
     entries = (entries_from_config(config) if servers is None
                else [ServerEntry(s) for s in servers])
     entries += [ServerEntry(s, source="launched") for s in launched]
-    launcher = Launcher(defaults_from(config.models), llama_server=llama_server,
-                        vram_free=free_vram)
     return QuantTUI(config, entries, selected=selected, poller=poller, animations=animations,
                     probe_on_start=probe_on_start, theme_dirs=theme_dirs, contention=contention,
-                    notes=notes, few_colours=few_colours, launcher=launcher,
+                    notes=notes, few_colours=few_colours, llama_server=llama_server,
                     handle_signals=handle_signals)
 
 
