@@ -34,9 +34,9 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType, LlamaFileType
 
-from quanttui.core import models
-from quanttui.core.gguf_meta import read_gguf_header
-from quanttui.core.models import discover, human_size
+from quanttui.core.models import discovery as models
+from quanttui.core.models.gguf_header import read_gguf_header
+from quanttui.core.models.discovery import discover, human_size
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import argparse
 import asyncio
 
 from _common import CpuTimer, fake_server_process, median
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.events import Event
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import Prompt
-from quanttui.core.session import RunPlan, ServerSpec, Session
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.run.events import Event
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import Prompt
+from quanttui.core.run.session import RunPlan, ServerSpec, Session
 
 T = Timeouts(5, 60, None)
 

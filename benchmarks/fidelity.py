@@ -13,11 +13,11 @@ import argparse
 import asyncio
 
 from quanttui import demo
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import builtin_suite
-from quanttui.core.servers import LaunchSpec, ManagedServer
-from quanttui.core.session import RunPlan, ServerSpec, Session
-from quanttui.core.stats import summarize
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import builtin_suite
+from quanttui.core.models.servers import LaunchSpec, ManagedServer
+from quanttui.core.run.session import RunPlan, ServerSpec, Session
+from quanttui.core.run.stats import summarize
 
 
 def row(name: str, xs: list[float], fmt: str) -> str:

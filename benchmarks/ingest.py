@@ -18,8 +18,8 @@ import json
 import httpx
 
 from _common import CpuTimer, fake_server_process, median
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.params import GenerationParams
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.llama.params import GenerationParams
 
 
 async def bare(url: str, n: int) -> int:

@@ -52,17 +52,17 @@ from pathlib import Path
 
 import numpy as np
 
-from quanttui.core.binaries import find_companion, find_llama_server
-from quanttui.core.client import LlamaClient
-from quanttui.core.divergence import (
+from quanttui.core.models.binaries import find_companion, find_llama_server
+from quanttui.core.llama.client import LlamaClient
+from quanttui.core.quality.divergence import (
     DistributionStats,
     PositionCompare,
     PositionDist,
     compare_position,
     distribution_stats,
 )
-from quanttui.core.servers import LaunchSpec, ManagedServer
-from quanttui.core.teacher_forcing import (
+from quanttui.core.models.servers import LaunchSpec, ManagedServer
+from quanttui.core.quality.teacher_forcing import (
     ForcedRun,
     ForcedSequence,
     Method,

@@ -49,9 +49,9 @@ N_PREDICT = 128
 
 async def bare_client(urls: list[str], n_predict: int) -> None:
     """Stream the quick suite to every server, each in its own loop, until killed."""
-    from quanttui.core.client import LlamaClient
-    from quanttui.core.params import GenerationParams
-    from quanttui.core.prompts import builtin_suite
+    from quanttui.core.llama.client import LlamaClient
+    from quanttui.core.llama.params import GenerationParams
+    from quanttui.core.suites.prompts import builtin_suite
 
     prompts = [p.text for p in builtin_suite("quick")]
     params = GenerationParams(n_predict=n_predict, ignore_eos=True)
@@ -208,7 +208,7 @@ def main() -> int:
         return 0
 
     from quanttui import demo
-    from quanttui.core.servers import LaunchSpec, ManagedServer
+    from quanttui.core.models.servers import LaunchSpec, ManagedServer
 
     cols, rows = (int(x) for x in args.size.split("x"))
     models = demo.prepare(say=lambda m: print(m, file=sys.stderr))

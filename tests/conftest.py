@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quanttui.core.servers import LaunchSpec, ManagedServer
+from quanttui.core.models.servers import LaunchSpec, ManagedServer
 from quanttui.testing.fake_server import FakeLlamaServer
 
 REQUIRE_REAL = os.environ.get("QUANTTUI_REQUIRE_REAL") == "1"
@@ -38,7 +38,7 @@ def fake() -> Iterator[FakeLlamaServer]:
 def demo_models() -> dict[str, Path]:
     """Q4_K_M, Q8_0 and Q2_K of the demo model (made by `quanttui demo --prepare`)."""
     from quanttui import demo
-    from quanttui.core.binaries import ToolNotFound
+    from quanttui.core.models.binaries import ToolNotFound
 
     try:
         models = demo.prepare(say=lambda m: print(m))

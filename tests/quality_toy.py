@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from quanttui.core.client import LlamaClient
+from quanttui.core.llama.client import LlamaClient
 
 VOCAB = ["<pad>", "<eos>", "<bos>", "a", "b", "ab", "c", " ", "d", "ca", "1", "2", "\n"]
 EOS, BOS = 1, 2

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.errors import (
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.llama.result import (
     AuthenticationError,
     HTTPStatusError,
     MalformedEvent,
@@ -19,8 +19,8 @@ from quanttui.core.errors import (
     StreamEndedEarly,
     StreamErrorEvent,
 )
-from quanttui.core.params import GenerationParams
-from quanttui.core.ports import free_port
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.models.ports import free_port
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
 P10 = GenerationParams(n_predict=10)

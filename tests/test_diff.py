@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quanttui.core.diff import (
+from quanttui.core.quality.diff import (
     aligned_text,
     common_prefix_len,
     diff_tokens,

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from quanttui.core import csvexport, markdown
-from quanttui.core.compare import compare_text, match_servers
-from quanttui.core.gates import evaluate
-from quanttui.core.load import RunFileError, load_run, results_from_dict
-from quanttui.core.report import results_dict
-from quanttui.core.snapshot import render_json, write_snapshot
-from quanttui.core.store import SCHEMA_V1, Store
+from quanttui.core.reports import csv_export, markdown
+from quanttui.core.reports.compare import compare_text, match_servers
+from quanttui.core.reports.gates import evaluate
+from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
+from quanttui.core.reports.run_file import results_dict
+from quanttui.core.reports.snapshot import render_json, write_snapshot
+from quanttui.core.reports.history import SCHEMA_V1, Store
 from quanttui.testing.fake_server import FakeLlamaServer
 
 DATA = Path(__file__).parent / "data"
@@ -51,7 +51,7 @@ def test_markdown_golden() -> None:
 
 
 def test_csv_golden() -> None:
-    text = csvexport.render(load_run(RECORDED))
+    text = csv_export.render(load_run(RECORDED))
     lines = text.splitlines()
     assert lines[0].startswith("request_id,server,quant,prompt_id")
     assert len(lines) == 1 + len(json.loads(RECORDED.read_text())["records"])
@@ -82,7 +82,7 @@ def test_interrupted_export_keeps_old_or_new(tmp_path: Path, monkeypatch: pytest
 
     results.notices.append({"level": "warning", "code": "x", "message": "changed",
                             "server": None})
-    monkeypatch.setattr(csvexport, "render", boom)
+    monkeypatch.setattr(csv_export, "render", boom)
     with pytest.raises(KeyboardInterrupt):
         write_snapshot(results, tmp_path, "snap", ["json", "md", "csv"])
     assert (tmp_path / "snap.json").read_bytes() != before["snap.json"]  # new
@@ -96,7 +96,7 @@ def test_killed_writer_never_leaves_a_broken_file(tmp_path: Path) -> None:
     code = (
         "import sys, json\n"
         "from pathlib import Path\n"
-        "from quanttui.core.report import write_atomic\n"
+        "from quanttui.core.reports.run_file import write_atomic\n"
         "i = 0\n"
         "while True:\n"
         "    write_atomic(Path(sys.argv[1]), json.dumps({'i': i, 'pad': 'x' * 8_000_000})"

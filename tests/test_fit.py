@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quanttui.core.fit import RUNTIME_BYTES, check, estimate
+from quanttui.core.models.fit import RUNTIME_BYTES, check, estimate
 
 
 def test_estimate_from_real_header(demo_models: dict[str, Path]) -> None:

@@ -7,7 +7,7 @@ import pytest
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.reading import NA
 from quanttui.core.hardware.summary import hardware_json
-from quanttui.core.servers import ManagedServer
+from quanttui.core.models.servers import ManagedServer
 
 pytestmark = pytest.mark.real
 

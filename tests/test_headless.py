@@ -65,7 +65,7 @@ def test_failed_requests_exit_1_and_are_recorded(pair: tuple[FakeLlamaServer, ..
 
 
 def test_unreachable_server_exit_1(tmp_path: Path) -> None:
-    from quanttui.core.ports import free_port
+    from quanttui.core.models.ports import free_port
 
     with FakeLlamaServer() as a:
         dead = f"http://127.0.0.1:{free_port()}"

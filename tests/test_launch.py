@@ -8,8 +8,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quanttui.core.launcher import split_cores
-from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
+from quanttui.core.models.launcher import split_cores
+from quanttui.core.models.servers import LaunchSpec, ManagedServer, ServerStartError
 
 
 def test_split_cores() -> None:

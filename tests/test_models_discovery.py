@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from platformdirs import user_cache_dir
 
-from quanttui.core import gguf_meta, models
-from quanttui.core.gguf_meta import ArrayInfo, GGUFError, read_gguf_header
-from quanttui.core.models import (
+from quanttui.core.models import discovery as models, gguf_header as gguf_meta
+from quanttui.core.models.gguf_header import ArrayInfo, GGUFError, read_gguf_header
+from quanttui.core.models.discovery import (
     DiscoveryResult,
     ModelInfo,
     ModelProblem,

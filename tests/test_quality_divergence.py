@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quanttui.core.divergence import (
+from quanttui.core.quality.divergence import (
     PositionDist,
     compare_position,
     distribution_stats,

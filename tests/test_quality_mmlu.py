@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from quanttui.core.mmlu import MMLUFormatError, load_mmlu, load_mmlu_hub, mmlu_prompt
-from quanttui.core.tasks import score
+from quanttui.core.suites.mmlu import MMLUFormatError, load_mmlu, load_mmlu_hub, mmlu_prompt
+from quanttui.core.suites.tasks import score
 
 
 def write(p: Path, text: str) -> Path:

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quanttui.core.quality import (
+from quanttui.core.quality.outputs import (
     compare_outputs,
     compare_run_outputs,
     levenshtein,
     summarize_outputs,
     text_similarity,
 )
-from quanttui.core.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.result import CompletionResult
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.llama.result import CompletionResult
 
 
 def naive_levenshtein(a: str, b: str) -> int:
@@ -73,7 +73,7 @@ def _record(rid: int, server: str, prompt: str, ids: list[int], text: str, *, re
                            event_times_ns=list(range(len(ids))), event_ntokens=[1] * len(ids),
                            event_texts=list(text) if len(text) == len(ids) else [text],
                            token_ids=ids)
-    from quanttui.core.metrics import request_metrics
+    from quanttui.core.run.metrics import request_metrics
 
     rec = RequestRecord(rid, server, prompt, "chat", rep, warmup, 1, 0, 0.0, result=res)
     if ok:

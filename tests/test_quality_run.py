@@ -12,21 +12,21 @@ import msgspec
 import pytest
 
 from quality_toy import VOCAB, ToyLM, tokenize
-from quanttui.core.gates import evaluate
-from quanttui.core.metrics import request_metrics
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import Prompt
-from quanttui.core.quality_run import (
+from quanttui.core.reports.gates import evaluate
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import Prompt
+from quanttui.core.quality.step import (
     QualityOptions,
     QualityProgress,
     compare_quality,
     format_quality,
     quality_dict,
 )
-from quanttui.core.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.report import results_dict
-from quanttui.core.result import CompletionResult
-from quanttui.core.tasks import TaskItem
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.reports.run_file import results_dict
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.suites.tasks import TaskItem
 from quanttui.testing.fake_server import FakeLlamaServer
 
 PROMPTS = [Prompt("p1", "ab c"), Prompt("p2", "caab d"), Prompt("p3", "d d")]
@@ -106,7 +106,6 @@ async def test_compare_quality_end_to_end(toys: dict[str, ToyLM]) -> None:
     assert data["accuracy"][0]["accuracy"]["unc"] >= 0
     assert "same top-1" in format_quality(rep) and "arithmetic" in format_quality(rep)
 
-    results.quality = rep
     results.extra["quality"] = data
     assert results_dict(results)["quality"]["reference"] == "A"
     (gate,) = evaluate(results, min_same_top1=0.0)

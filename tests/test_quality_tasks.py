@@ -9,15 +9,12 @@ from decimal import Decimal
 import pytest
 
 from quality_toy import ToyLM
-from quanttui.core.tasks import (
+from quanttui.core.quality.accuracy import TaskOutcome, accuracy_by, accuracy_diff, run_tasks
+from quanttui.core.suites.tasks import (
     TaskItem,
-    TaskOutcome,
-    accuracy_by,
-    accuracy_diff,
     builtin_tasks,
     extract_choice,
     extract_number,
-    run_tasks,
     score,
 )
 

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from quality_toy import EOS, VOCAB, ToyLM, tokenize
-from quanttui.core.divergence import distribution_stats
-from quanttui.core.teacher_forcing import (
+from quanttui.core.quality.divergence import distribution_stats
+from quanttui.core.quality.teacher_forcing import (
     ForcedSequence,
     TeacherForcingError,
     force_sequences,

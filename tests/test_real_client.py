@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from quanttui.core.client import LlamaClient
-from quanttui.core.errors import HTTPStatusError
-from quanttui.core.metrics import request_metrics
-from quanttui.core.params import GenerationParams
-from quanttui.core.servers import ManagedServer
+from quanttui.core.llama.client import LlamaClient
+from quanttui.core.llama.result import HTTPStatusError
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.models.servers import ManagedServer
 
 pytestmark = pytest.mark.real
 

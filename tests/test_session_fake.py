@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from quanttui.core.client import Timeouts
-from quanttui.core.events import Event, Notice, Progress, RequestFinished, TokenBatch
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import Prompt, builtin_suite
-from quanttui.core.session import RunPlan, ServerSpec, Session
+from quanttui.core.llama.client import Timeouts
+from quanttui.core.run.events import Event, Notice, Progress, RequestFinished, TokenBatch
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import Prompt, builtin_suite
+from quanttui.core.run.session import RunPlan, ServerSpec, Session
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
 PROMPTS = tuple(builtin_suite("quick")[:3])
@@ -127,7 +127,7 @@ async def test_one_server_failing_never_stops_the_other(pair: tuple[FakeLlamaSer
 
 
 async def test_unreachable_server_is_left_out(pair: tuple[FakeLlamaServer, ...]) -> None:
-    from quanttui.core.ports import free_port
+    from quanttui.core.models.ports import free_port
 
     a, _ = pair
     dead = ServerSpec("dead", f"http://127.0.0.1:{free_port()}")
@@ -203,8 +203,8 @@ def test_plan_validation() -> None:
 
 def test_no_contention_warning_for_one_process_on_two_ports(pair: tuple[FakeLlamaServer, ...]
                                                             ) -> None:
-    from quanttui.core.contention import assess
-    from quanttui.core.records import ServerInfo
+    from quanttui.core.run.contention import assess
+    from quanttui.core.run.records import ServerInfo
 
     a, b = pair  # both fakes live in this test process
     assert assess([ServerInfo("A", a.url), ServerInfo("B", b.url)]) == []

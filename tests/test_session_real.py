@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from quanttui.core.contention import assess
-from quanttui.core.events import Event, RequestFinished
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import builtin_suite
-from quanttui.core.report import results_dict, write_json
-from quanttui.core.servers import ManagedServer
-from quanttui.core.session import RunPlan, ServerSpec, Session
+from quanttui.core.run.contention import assess
+from quanttui.core.run.events import Event, RequestFinished
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import builtin_suite
+from quanttui.core.reports.run_file import results_dict, write_json
+from quanttui.core.models.servers import ManagedServer
+from quanttui.core.run.session import RunPlan, ServerSpec, Session
 
 pytestmark = pytest.mark.real
 
@@ -69,7 +69,7 @@ async def test_alternating_gives_solo_speed_under_contention(
 
 async def test_no_contention_warning_when_threads_fit(real_pair: tuple[ManagedServer, ...]
                                                       ) -> None:
-    from quanttui.core.records import ServerInfo
+    from quanttui.core.run.records import ServerInfo
 
     infos = [ServerInfo(name=s.label, url=s.url) for s in real_pair]  # found by port
     assert assess(infos) == []  # one thread each on two cores

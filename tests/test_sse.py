@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quanttui.core.sse import SSEDecoder
+from quanttui.core.llama.sse import SSEDecoder
 
 STREAM = (
     b'data: {"content":" a","tokens":[1]}\n\n'

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quanttui.core.metrics import request_metrics
-from quanttui.core.protocol import Timings
-from quanttui.core.result import CompletionResult
-from quanttui.core.stats import paired_difference, percentile, summarize
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.llama.protocol import Timings
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.run.stats import paired_difference, percentile, summarize
 
 MS = 1_000_000
 

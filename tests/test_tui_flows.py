@@ -19,8 +19,8 @@ from textual.widgets._footer import FooterKey
 
 from quanttui.config import Config, load_config
 from quanttui.core.hardware import NA, GpuSample, HostSample, HwSample, ProcessSample
-from quanttui.core.servers import ManagedServer
-from quanttui.core.session import ServerSpec
+from quanttui.core.models.servers import ManagedServer
+from quanttui.core.run.session import ServerSpec
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.messages import HardwareSampled
@@ -393,7 +393,7 @@ def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from quanttui import demo
     from quanttui.cli import main
-    from quanttui.core.binaries import Tool
+    from quanttui.core.models.binaries import Tool
 
     paths = {}
     for q in ("Q4_K_M", "Q8_0"):
@@ -410,7 +410,7 @@ def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str
 
 
 async def test_render_svg_of_a_stored_run_inside_a_running_loop() -> None:
-    from quanttui.core.load import load_run
+    from quanttui.core.reports.load import load_run
     from quanttui.tui.export import render_svg
 
     results = load_run(Path(__file__).parent / "data" / "recorded-run.json")

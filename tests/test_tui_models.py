@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from quanttui.config import Config, load_config
-from quanttui.core import fit
+from quanttui.core.models import fit
 from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.servers import ServersScreen

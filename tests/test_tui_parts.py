@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 
 from quanttui.config import Config, load_config
-from quanttui.core.events import Notice, RequestFinished, RequestStarted, TokenBatch
-from quanttui.core.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.result import CompletionResult
+from quanttui.core.run.events import Notice, RequestFinished, RequestStarted, TokenBatch
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.llama.result import CompletionResult
 from quanttui.tui.live import LiveRun, RateSeries, diff_records, record_pieces
 from quanttui.tui.state import RunOptions, build_plan, url_problem
 from quanttui.tui.themes import BUILTIN_DIR, ThemeFileError, load_themes, theme_from_dict
@@ -106,7 +106,7 @@ def record(rid: int, server: str, prompt: str, ids: list[int], texts: list[str]
     res.event_times_ns = [i for i in range(len(ids))]
     res.event_ntokens = [1] * len(ids)
     res.t_done_ns = len(ids)
-    from quanttui.core.metrics import request_metrics
+    from quanttui.core.run.metrics import request_metrics
 
     rec = RequestRecord(rid, server, prompt, "chat", 0, False, 1, 0, 0.0, result=res)
     rec.metrics = request_metrics(res)

@@ -18,11 +18,11 @@ from textual.pilot import Pilot
 
 from quanttui.config import load_config
 from quanttui.core.hardware import NA, HostSample, HwSample, ProcessSample
-from quanttui.core.metrics import request_metrics
-from quanttui.core.protocol import Timings
-from quanttui.core.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.result import CompletionResult
-from quanttui.core.session import ServerSpec
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.llama.protocol import Timings
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.run.session import ServerSpec
 from quanttui.testing.fake_server import FakeLlamaServer
 from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.messages import HardwareSampled
@@ -190,7 +190,7 @@ def fixed_discovery() -> Any:
     """Two models and a bad file, at fixed paths (discovery itself is tested on real files)."""
     from pathlib import Path
 
-    from quanttui.core.models import DiscoveryResult, ModelInfo, ModelProblem
+    from quanttui.core.models.discovery import DiscoveryResult, ModelInfo, ModelProblem
 
     def model(q: str, ftype: int, size: int) -> ModelInfo:
         p = Path(f"/models/gemma3-270m-{q}.gguf")

@@ -73,7 +73,7 @@ def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], thre
 
 
 def _contention_check() -> Any:
-    from quanttui.core.contention import assess
+    from quanttui.core.run.contention import assess
 
     return assess
 
@@ -148,8 +148,8 @@ def _quality_options(kw: dict[str, Any], gate: float | None) -> Any:
     quality, mmlu = bool(kw.get("quality")), bool(kw.get("mmlu"))
     if not (quality or mmlu) and gate is None:
         return None
-    from quanttui.core.mmlu import MMLUFormatError, load_mmlu
-    from quanttui.core.quality_run import QualityOptions
+    from quanttui.core.suites.mmlu import MMLUFormatError, load_mmlu
+    from quanttui.core.quality.step import QualityOptions
 
     items = None
     if kw.get("mmlu"):
@@ -194,8 +194,8 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
     try:
         code = run.execute()
     except Exception as e:  # any other failure: say what, never a bare traceback
-        from quanttui.core.binaries import ToolNotFound
-        from quanttui.core.prompts import PromptFileError
+        from quanttui.core.models.binaries import ToolNotFound
+        from quanttui.core.suites.prompts import PromptFileError
 
         if isinstance(e, (ToolNotFound, PromptFileError, ValueError)):
             _fail(str(e))
@@ -208,7 +208,7 @@ def _first(*values: float | None) -> float | None:
 
 
 def _formats(text: str) -> list[str]:
-    from quanttui.core.snapshot import FORMATS
+    from quanttui.core.reports.snapshot import FORMATS
 
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -231,7 +231,7 @@ def _svg_renderer(size: tuple[int, int] = (160, 48)) -> Any:
 def _tui(ctx: click.Context, cfg: Any, llama_server: str | None,
          kw: dict[str, Any] | None = None) -> None:
     """Open the TUI (starting the config's managed servers first); Textual loads only here."""
-    from quanttui.core.binaries import ToolNotFound
+    from quanttui.core.models.binaries import ToolNotFound
     from quanttui.tui.app import run_tui
 
     kw = kw or {}
@@ -294,7 +294,7 @@ def run(ctx: click.Context, /, headless: bool, **kw: Any) -> None:
 def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw: Any) -> None:
     """Compare two real quants of Gemma 3 270M, made once and cached."""
     from quanttui import demo as demo_mod
-    from quanttui.core.binaries import ToolNotFound
+    from quanttui.core.models.binaries import ToolNotFound
 
     wanted = tuple(q.strip() for q in quants.split(",") if q.strip())
     unknown = [q for q in wanted if q not in (demo_mod.BASE_QUANT, *demo_mod.DERIVED)]
@@ -339,7 +339,7 @@ def models(ctx: click.Context, /, dirs: tuple[Path, ...], as_json: bool,
     """
     import json
 
-    from quanttui.core.models import discover, format_table, to_json
+    from quanttui.core.models.discovery import discover, format_table, to_json
 
     cfg = _load(ctx.obj["config"], (), {}).models
     result = discover([*dirs, *cfg.dirs],
@@ -377,9 +377,9 @@ def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, 
         cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
         _execute(ctx, cfg, kw, kw.get("concurrency"))
         return
-    from quanttui.core.load import RunFileError, load_run, results_from_dict
-    from quanttui.core.snapshot import write_snapshot
-    from quanttui.core.store import Store
+    from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
+    from quanttui.core.reports.snapshot import write_snapshot
+    from quanttui.core.reports.history import Store
 
     try:
         if from_file is not None:
@@ -407,7 +407,7 @@ def history(limit: int, as_json: bool) -> None:
     """List the stored runs (newest first)."""
     import json
 
-    from quanttui.core.store import Store
+    from quanttui.core.reports.history import Store
 
     rows = Store().list(limit)
     if as_json:
@@ -426,10 +426,10 @@ def history(limit: int, as_json: bool) -> None:
 @click.argument("run_b")
 def compare(run_a: str, run_b: str) -> None:
     """What changed between two runs: history ids (e.g. 3 7) or run JSON files."""
-    from quanttui.core.compare import compare_text
-    from quanttui.core.load import RunFileError, load_run, results_from_dict
-    from quanttui.core.records import RunResults
-    from quanttui.core.store import Store
+    from quanttui.core.reports.compare import compare_text
+    from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
+    from quanttui.core.run.records import RunResults
+    from quanttui.core.reports.history import Store
 
     def get(ref: str) -> RunResults:
         if ref.isdigit():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import platformdirs
 
-from quanttui.core.binaries import Tool, find_companion, find_llama_server
-from quanttui.core.models import GGUFError, read_gguf_info
+from quanttui.core.models.binaries import Tool, find_companion, find_llama_server
+from quanttui.core.models.discovery import GGUFError, read_gguf_info
 
 CACHE_ENV = "QUANTTUI_CACHE_DIR"
 BASE_NAME = "gemma3-270m"

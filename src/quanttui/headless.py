@@ -23,29 +23,30 @@ from typing import IO, Any
 import msgspec
 
 from quanttui.config import Config
-from quanttui.core.client import Timeouts
-from quanttui.core.events import Event, Notice, Progress, RunStarted
-from quanttui.core.gates import evaluate
+from quanttui.core.llama.client import Timeouts
+from quanttui.core.run.events import Event, Notice, Progress, RunStarted
+from quanttui.core.reports.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.remote_watch import RemoteTarget, RemoteWatcher
 from quanttui.core.hardware.summary import hardware_json
-from quanttui.core.launcher import check_fit, split_cores
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import Prompt, collect
-from quanttui.core.provenance import provenance
-from quanttui.core.quality_run import (
+from quanttui.core.models.launcher import check_fit, split_cores
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import Prompt, collect
+from quanttui.core.reports.provenance import provenance
+from quanttui.core.quality.step import (
     QualityOptions,
+    QualityReport,
     compare_quality,
     format_quality,
     progress_printer,
     quality_dict,
 )
-from quanttui.core.records import RunResults
-from quanttui.core.report import format_summary, results_dict
-from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
-from quanttui.core.session import RunPlan, ServerSpec, Session
-from quanttui.core.snapshot import write_snapshot
-from quanttui.core.store import Store
+from quanttui.core.run.records import RunResults
+from quanttui.core.reports.run_file import format_summary, results_dict
+from quanttui.core.models.servers import LaunchSpec, ManagedServer, ServerStartError
+from quanttui.core.run.session import RunPlan, ServerSpec, Session
+from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.reports.history import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -191,6 +192,7 @@ class HeadlessRun:
         managed: list[ManagedServer] = []
         loop = asyncio.get_running_loop()
         session: Session | None = None
+        quality: QualityReport | None = None
         interrupted = False
         quality_stop = asyncio.Event()
 
@@ -247,7 +249,7 @@ class HeadlessRun:
                     results.notices.append({"level": "warning", "code": "launch",
                                             "message": f"{m.label}: {note}", "server": m.label})
             if not (results.interrupted or interrupted):  # the servers are still up here
-                await self._quality(results, specs, plan, quality_stop)
+                quality = await self._quality(results, specs, plan, quality_stop)
         finally:
             for m in managed:
                 m.stop()
@@ -262,8 +264,8 @@ class HeadlessRun:
         self.output_path = out
         self.written = written
         self.stdout.write(format_summary(results))
-        if results.quality is not None and (results.quality.pairs or results.quality.accuracy):
-            self.stdout.write(format_quality(results.quality))
+        if quality is not None and (quality.pairs or quality.accuracy):
+            self.stdout.write(format_quality(quality))
         self.stdout.write("results: " + ", ".join(map(str, written)) + "\n")
         if self.history:
             try:
@@ -293,7 +295,7 @@ class HeadlessRun:
         return out
 
     async def _quality(self, results: RunResults, specs: list[ServerSpec], plan: RunPlan,
-                       stop: asyncio.Event) -> None:
+                       stop: asyncio.Event) -> QualityReport | None:
         opts = replace(self.quality or QualityOptions(distribution=False, tasks=False),
                        run_params=plan.params, timeouts=plan.timeouts)
         try:
@@ -302,9 +304,9 @@ class HeadlessRun:
                 on_progress=progress_printer(self.stderr), stop=stop)
         except ValueError as e:  # e.g. an unknown --quality-reference
             self.stderr.write(f"quality: {e}\n")
-            return
-        results.quality = report
-        results.extra["quality"] = quality_dict(report)  # what the gates read
+            return None
+        results.extra["quality"] = quality_dict(report)  # what the reports and gates read
+        return report
 
     async def launch_servers(self) -> list[ManagedServer]:
         todo = launch_specs(self.cfg, self.pin_cores)
@@ -316,7 +318,7 @@ class HeadlessRun:
             todo = [(n, s if {"-fa", "--flash-attn"} & set(s.extra_args)
                      else replace(s, extra_args=(*s.extra_args, "-fa", "off")))
                     for n, s in todo]
-        from quanttui.core.binaries import find_llama_server
+        from quanttui.core.models.binaries import find_llama_server
 
         binary = find_llama_server(self.llama_server)
         report = check_fit(todo)

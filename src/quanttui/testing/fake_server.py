@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from quanttui.core.ports import free_port
+from quanttui.core.models.ports import free_port
 
 __all__ = ["FakeLlamaServer", "Fault", "free_port", "running"]
 

@@ -32,13 +32,13 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from quanttui.config import Config
-from quanttui.core.events import Event, Notice
+from quanttui.core.run.events import Event, Notice
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.poller import HwSample
 from quanttui.core.hardware.summary import summary_sample
-from quanttui.core.launcher import Launch, Launcher, defaults_from, free_vram
-from quanttui.core.records import RunResults
-from quanttui.core.session import SCHEDULES, ServerSpec, Session
+from quanttui.core.models.launcher import Launch, Launcher, defaults_from, free_vram
+from quanttui.core.run.records import RunResults
+from quanttui.core.run.session import SCHEDULES, ServerSpec, Session
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import HardwareSampled, ServersChanged
 from quanttui.tui.screens.compare import CompareScreen
@@ -316,7 +316,7 @@ class QuantTUI(App[None]):
             self.notify("No server selected: press s to choose the servers to compare.",
                         severity="error")
             return
-        from quanttui.core.prompts import PromptFileError
+        from quanttui.core.suites.prompts import PromptFileError
 
         try:
             plan = build_plan(self.config, self.options, typed)
@@ -501,7 +501,7 @@ class QuantTUI(App[None]):
     def action_snapshot(self) -> None:
         """The screen as SVG and the results so far as JSON, side by side in the export dir
         (written as the headless run and `quanttui snapshot` write them)."""
-        from quanttui.core.snapshot import write_snapshot
+        from quanttui.core.reports.snapshot import write_snapshot
         from quanttui.headless import config_to_dict
 
         out = Path(self.config.run.export_dir)
@@ -591,8 +591,8 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
 
     from rich.console import Console
 
-    from quanttui.core.contention import assess
-    from quanttui.core.servers import ManagedServer, ServerStartError
+    from quanttui.core.run.contention import assess
+    from quanttui.core.models.servers import ManagedServer, ServerStartError
     from quanttui.headless import HeadlessRun
 
     managed: list[ManagedServer] = []

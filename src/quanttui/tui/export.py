@@ -10,14 +10,14 @@ import asyncio
 import threading
 
 from quanttui.config import Config
-from quanttui.core.records import RunResults
+from quanttui.core.run.records import RunResults
 
 
 def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
                config: Config | None = None) -> str:
     from textual.pilot import Pilot
 
-    from quanttui.core.session import ServerSpec
+    from quanttui.core.run.session import ServerSpec
     from quanttui.tui.app import build_app
 
     out: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quanttui.core.stats import Summary
+from quanttui.core.run.stats import Summary
 
 
 def size(n: float) -> str:

@@ -17,14 +17,14 @@ import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from quanttui.core.diff import (
+from quanttui.core.quality.diff import (
     Segment,
     TokenDiff,
     common_prefix_len,
     diff_tokens,
     token_agreement,
 )
-from quanttui.core.events import (
+from quanttui.core.run.events import (
     Event,
     Notice,
     Progress,
@@ -34,7 +34,7 @@ from quanttui.core.events import (
     RunStarted,
     TokenBatch,
 )
-from quanttui.core.records import RequestRecord, RunResults
+from quanttui.core.run.records import RequestRecord, RunResults
 
 Key = tuple[str, int, bool]  # prompt id, repetition, warm-up
 _WORDS = re.compile(r"\s*\S+|\s+")

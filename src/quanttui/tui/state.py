@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import msgspec
 
 from quanttui.config import Config, PromptsConfig
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.errors import ServerError, ServerLoading
-from quanttui.core.records import ServerInfo
-from quanttui.core.session import SCHEDULES, RunPlan, Schedule, ServerSpec
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.llama.result import ServerError, ServerLoading
+from quanttui.core.run.records import ServerInfo
+from quanttui.core.run.session import SCHEDULES, RunPlan, Schedule, ServerSpec
 
 Health = Literal["unknown", "checking", "ok", "loading", "down"]
 Source = Literal["config", "added", "launched"]

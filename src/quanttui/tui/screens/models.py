@@ -23,9 +23,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from quanttui.core.launcher import Launch, LaunchDefaults
-from quanttui.core.models import DiscoveryResult, ModelInfo, discover
-from quanttui.core.servers import LaunchSpec
+from quanttui.core.models.launcher import Launch, LaunchDefaults
+from quanttui.core.models.discovery import DiscoveryResult, ModelInfo, discover
+from quanttui.core.models.servers import LaunchSpec
 from quanttui.tui import fmt
 from quanttui.tui.widgets.line import Line
 

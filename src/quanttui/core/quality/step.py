@@ -22,11 +22,11 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.divergence import DistributionStats, PositionCompare, distribution_stats
-from quanttui.core.errors import ServerError
-from quanttui.core.params import GenerationParams
-from quanttui.core.quality import (
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.quality.divergence import DistributionStats, PositionCompare, distribution_stats
+from quanttui.core.llama.result import ServerError
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.quality.outputs import (
     OutputComparison,
     OutputSummary,
     compare_outputs,
@@ -34,17 +34,16 @@ from quanttui.core.quality import (
     representative_records,
     summarize_outputs,
 )
-from quanttui.core.tasks import (
+from quanttui.core.quality.accuracy import (
     Accuracy,
     AccuracyDiff,
-    TaskItem,
     TaskOutcome,
     accuracy_by,
     accuracy_diff,
-    builtin_tasks,
     run_tasks,
 )
-from quanttui.core.teacher_forcing import (
+from quanttui.core.suites.tasks import TaskItem, builtin_tasks
+from quanttui.core.quality.teacher_forcing import (
     ForcedRun,
     ForcedSequence,
     Method,
@@ -55,9 +54,9 @@ from quanttui.core.teacher_forcing import (
 )
 
 if TYPE_CHECKING:
-    from quanttui.core.prompts import Prompt
-    from quanttui.core.records import RunResults
-    from quanttui.core.session import ServerSpec
+    from quanttui.core.suites.prompts import Prompt
+    from quanttui.core.run.records import RunResults
+    from quanttui.core.run.session import ServerSpec
 
 Stage = Literal["reference", "distribution", "tasks"]
 T = TypeVar("T")

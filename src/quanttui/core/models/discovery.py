@@ -7,7 +7,7 @@ it shows a split model (`name-00001-of-00003.gguf`, ...) as one model. Every fil
 (not GGUF, truncated, empty, unreadable, a split model with shards missing) is returned as a
 `ModelProblem` with a reason; nothing raises out of `discover()`.
 
-Headers are read by `quanttui.core.gguf_meta` (metadata and tensor infos, never tensor data) and
+Headers are read by `quanttui.core.models.gguf_header` (metadata and tensor infos, never tensor data) and
 cached in memory by real path, size and mtime, so a second scan only stats the files.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 from gguf import LlamaFileType
 from platformdirs import user_cache_dir
 
-from quanttui.core.gguf_meta import GGUFError, GGUFHeader, os_reason, read_gguf_header
+from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, os_reason, read_gguf_header
 
 __all__ = [
     "DiscoveryResult",

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 from quanttui.config import ModelsConfig
-from quanttui.core import fit
-from quanttui.core.binaries import Tool, find_llama_server
-from quanttui.core.models import ModelInfo
-from quanttui.core.servers import LaunchSpec, ManagedServer, ServerStartError
+from quanttui.core.models import fit
+from quanttui.core.models.binaries import Tool, find_llama_server
+from quanttui.core.models.discovery import ModelInfo
+from quanttui.core.models.servers import LaunchSpec, ManagedServer, ServerStartError
 
 State = Literal["starting", "ready", "failed", "exited", "stopped"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from quanttui.core.gguf_meta import GGUFError, GGUFHeader, read_gguf_header
-from quanttui.core.models import shard_files
+from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, read_gguf_header
+from quanttui.core.models.discovery import shard_files
 
 RUNTIME_BYTES = 150 * 1024 * 1024  # compute buffers, context, the process itself
 WARN_SHARE = 0.85  # of free memory

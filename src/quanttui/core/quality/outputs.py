@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from statistics import fmean, median
 from typing import TYPE_CHECKING
 
-from quanttui.core.diff import TokenDiff, diff_tokens, units
-from quanttui.core.divergence import MeanUnc, share_and_uncertainty
+from quanttui.core.quality.diff import TokenDiff, diff_tokens, units
+from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
 
 if TYPE_CHECKING:
-    from quanttui.core.records import RequestRecord, RunResults
+    from quanttui.core.run.records import RequestRecord, RunResults
 
 
 @dataclass(frozen=True, slots=True)

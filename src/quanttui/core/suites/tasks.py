@@ -1,4 +1,4 @@
-"""Task accuracy: items with checkable answers, scored per category and server.
+"""Task items: prompts with checkable answers, and how an output is scored against them.
 
 The built-in suite is written for this project. Its prompts are completion-style (question,
 then `Answer:` or `Output:`), because the demo model is a small base model; few-shot examples
@@ -8,22 +8,18 @@ between servers by output divergence only). Each comes in short, medium (few-sho
 (a passage or a longer program) prompts.
 
 Scoring is generative, as lm-evaluation-harness's generative tasks: greedy output, the first
-non-empty line, then an exact check (number, letter, or text).
+non-empty line, then an exact check (number, letter, or text). Running the items on servers and
+accuracy per category are in `core.quality.accuracy`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Literal
 
-from quanttui.core.client import LlamaClient
-from quanttui.core.divergence import MeanUnc, share_and_uncertainty
-from quanttui.core.params import GenerationParams
 
 TaskKind = Literal["number", "choice", "text", "open"]
 Length = Literal["short", "medium", "long"]
@@ -271,114 +267,3 @@ def length_class(prompt: str) -> Length:
     """For items from files: by prompt size (the built-in suite states its own)."""
     n = len(prompt)
     return "short" if n < 300 else "medium" if n < 1200 else "long"
-
-
-# ------------------------------------------------------------------ running and accuracy
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    item_id: str
-    category: str
-    length: Length
-    server: str
-    output: str
-    token_ids: tuple[int, ...]
-    correct: bool | None  # None: open item, or the request failed
-    error: str | None = None
-
-
-async def run_tasks(
-    client: LlamaClient,
-    items: Sequence[TaskItem],
-    server: str,
-    *,
-    on_item: Callable[[], None] | None = None,
-    stop: asyncio.Event | None = None,
-) -> list[TaskOutcome]:
-    """Greedy, one request at a time, no prompt cache (so outputs don't depend on order).
-    A failed request is recorded with its error and counts as not scored."""
-    from quanttui.core.errors import ServerError
-
-    out: list[TaskOutcome] = []
-    for item in items:
-        if stop is not None and stop.is_set():
-            break
-        body: dict[str, Any] = GenerationParams(n_predict=item.n_predict).body()
-        body.update(prompt=item.prompt, stream=False, return_tokens=True)
-        try:
-            data = await client.post_json("/completion", body)
-        except ServerError as e:
-            out.append(TaskOutcome(item.id, item.category, item.length, server, "", (), None,
-                                   str(e)))
-        else:
-            text = str(data.get("content", ""))
-            ids = tuple(int(t) for t in data.get("tokens") or ())
-            out.append(TaskOutcome(item.id, item.category, item.length, server, text, ids,
-                                   score(item, text)))
-        if on_item is not None:
-            on_item()
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Accuracy:
-    group: str  # a category, or a length class
-    server: str
-    n: int  # scored items
-    n_correct: int
-    accuracy: MeanUnc
-
-
-@dataclass(frozen=True, slots=True)
-class AccuracyDiff:
-    """other − reference over the items both scored, per item (paired)."""
-
-    group: str
-    reference: str
-    other: str
-    n: int
-    accuracy_ref: float
-    accuracy_other: float
-    diff: MeanUnc
-    only_ref_correct: int
-    only_other_correct: int
-
-
-def accuracy_by(outcomes: Iterable[TaskOutcome], key: Callable[[TaskOutcome], str] | None = None
-                ) -> list[Accuracy]:
-    """Per group (default: category) and server, over the scored items."""
-    key = key or (lambda o: o.category)
-    acc: dict[tuple[str, str], list[bool]] = {}
-    for o in outcomes:
-        if o.correct is not None:
-            acc.setdefault((key(o), o.server), []).append(o.correct)
-    return [Accuracy(g, s, len(v), sum(v), share_and_uncertainty(sum(v), len(v)))
-            for (g, s), v in acc.items()]
-
-
-def accuracy_diff(outcomes: Iterable[TaskOutcome], reference: str, other: str,
-                  key: Callable[[TaskOutcome], str] | None = None) -> list[AccuracyDiff]:
-    key = key or (lambda o: o.category)
-    by_item: dict[str, dict[str, TaskOutcome]] = {}
-    for o in outcomes:
-        if o.correct is not None and o.server in (reference, other):
-            by_item.setdefault(o.item_id, {})[o.server] = o
-    groups: dict[str, list[tuple[bool, bool]]] = {}
-    for pair in by_item.values():
-        if reference in pair and other in pair:
-            a, b = pair[reference], pair[other]
-            assert a.correct is not None and b.correct is not None
-            groups.setdefault(key(a), []).append((a.correct, b.correct))
-    out = []
-    for g, pairs in groups.items():
-        n = len(pairs)
-        d = [int(b) - int(a) for a, b in pairs]
-        mean = sum(d) / n
-        var = sum(x * x for x in d) / n - mean * mean
-        unc = math.sqrt(var / (n - 1)) if n > 1 and var > 0 else 0.0
-        out.append(AccuracyDiff(
-            g, reference, other, n, sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n,
-            MeanUnc(mean, unc), sum(a and not b for a, b in pairs),
-            sum(b and not a for a, b in pairs)))
-    return out

@@ -8,8 +8,8 @@ import dataclasses
 import io
 from datetime import datetime, timezone
 
-from quanttui.core.metrics import RequestMetrics
-from quanttui.core.records import RunResults
+from quanttui.core.run.metrics import RequestMetrics
+from quanttui.core.run.records import RunResults
 
 METRIC_FIELDS = [f.name for f in dataclasses.fields(RequestMetrics) if f.name != "itl_ms"]
 COLUMNS = ["request_id", "server", "quant", "prompt_id", "category", "repetition", "warmup",

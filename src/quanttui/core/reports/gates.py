@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from quanttui.core.records import RunResults
+from quanttui.core.run.records import RunResults
 
 
 @dataclass(frozen=True)

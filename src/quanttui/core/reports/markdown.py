@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from quanttui.core.records import RunResults
-from quanttui.core.stats import Summary
+from quanttui.core.run.records import RunResults
+from quanttui.core.run.stats import Summary
 
 
 def _f(v: float | None, fmt: str = ".1f") -> str:
@@ -132,10 +132,6 @@ def render(results: RunResults) -> str:
                       + (f"n/a ({hw['gpus']['n/a']})" if isinstance(hw.get("gpus"), dict)
                          else ", ".join(str(g.get("name")) for g in hw.get("gpus") or []))]
     quality = results.extra.get("quality")
-    if results.quality is not None:
-        from quanttui.core.quality_run import quality_dict
-
-        quality = quality_dict(results.quality)
     if quality:
         lines += _quality_lines(quality)
     notes = [n for n in results.notices if n["level"] != "info"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quanttui.core.records import RunResults
+from quanttui.core.run.records import RunResults
 
 
 def _key_sets(r: RunResults) -> list[tuple[str, dict[str, str]]]:

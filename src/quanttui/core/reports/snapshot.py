@@ -12,9 +12,9 @@ from pathlib import Path
 
 import msgspec
 
-from quanttui.core import csvexport, markdown
-from quanttui.core.records import RunResults
-from quanttui.core.report import results_dict, write_atomic
+from quanttui.core.reports import csv_export, markdown
+from quanttui.core.run.records import RunResults
+from quanttui.core.reports.run_file import results_dict, write_atomic
 
 FORMATS = ("json", "md", "csv", "svg")
 
@@ -43,7 +43,7 @@ def write_snapshot(
         elif fmt == "md":
             data = markdown.render(results).encode()
         elif fmt == "csv":
-            data = csvexport.render(results).encode()
+            data = csv_export.render(results).encode()
         else:
             if svg is None:
                 raise ValueError("an SVG of the screen needs the TUI (pip install quanttui)")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from quanttui.core.binaries import Tool, find_llama_server
-from quanttui.core.ports import free_port
+from quanttui.core.models.binaries import Tool, find_llama_server
+from quanttui.core.models.ports import free_port
 
 
 class ServerStartError(Exception):

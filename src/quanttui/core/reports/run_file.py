@@ -17,14 +17,13 @@ from typing import Any
 import msgspec
 
 from quanttui import __version__
-from quanttui.core.quality_run import quality_dict
-from quanttui.core.records import (
+from quanttui.core.run.records import (
     PAIRED_METRICS,
     SUMMARY_METRICS,
     RequestRecord,
     RunResults,
 )
-from quanttui.core.stats import Summary
+from quanttui.core.run.stats import Summary
 
 SCHEMA = "quanttui.run"
 SCHEMA_VERSION = 1
@@ -122,8 +121,7 @@ def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
         "hardware": results.hardware,
         "records": [record_dict(r) for r in results.records],
     }
-    quality = (quality_dict(results.quality) if results.quality is not None
-               else results.extra.get("quality"))
+    quality = results.extra.get("quality")
     if quality is not None:  # runs with a quality step (core.quality_run) only
         out["quality"] = quality
     return out

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from quanttui.core.tasks import LETTERS, TaskItem, length_class
+from quanttui.core.suites.tasks import LETTERS, TaskItem, length_class
 
 CATEGORY_PREFIX = "mmlu/"
 _HEADER = ["question", "a", "b", "c", "d", "answer"]

@@ -65,7 +65,7 @@ def builtin_suite(name: str) -> list[Prompt]:
     if name == "tasks":
         # The prompts of the task suite that quality scoring uses: one list of items, their
         # checkable answers stay with it in core.tasks.
-        from quanttui.core.tasks import builtin_tasks
+        from quanttui.core.suites.tasks import builtin_tasks
 
         return [Prompt(id=t.id, text=t.prompt, category=t.category, suite="tasks")
                 for t in builtin_tasks()]

@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from quanttui.core.client import LlamaClient
-from quanttui.core.divergence import PositionCompare, PositionDist, compare_position
-from quanttui.core.params import GenerationParams
+from quanttui.core.llama.client import LlamaClient
+from quanttui.core.quality.divergence import PositionCompare, PositionDist, compare_position
+from quanttui.core.llama.params import GenerationParams
 
 Method = Literal["per-position", "grammar"]
 METHODS: tuple[Method, ...] = ("per-position", "grammar")

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from quanttui.core.client import LlamaClient, Timeouts
-from quanttui.core.errors import ServerError
-from quanttui.core.events import (
+from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.llama.result import ServerError
+from quanttui.core.run.events import (
     Event,
     Notice,
     Progress,
@@ -33,11 +33,11 @@ from quanttui.core.events import (
     RunStarted,
     TokenBatch,
 )
-from quanttui.core.metrics import request_metrics
-from quanttui.core.params import GenerationParams
-from quanttui.core.prompts import Prompt
-from quanttui.core.records import RequestRecord, RoundRecord, RunResults, ServerInfo
-from quanttui.core.result import CompletionResult, Endpoint
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.suites.prompts import Prompt
+from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
+from quanttui.core.llama.result import CompletionResult, Endpoint
 
 Schedule = Literal["simultaneous", "alternating", "sequential"]
 SCHEDULES: tuple[Schedule, ...] = ("simultaneous", "alternating", "sequential")

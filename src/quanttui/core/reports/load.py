@@ -14,11 +14,11 @@ from typing import Any
 
 import msgspec
 
-from quanttui.core.metrics import RequestMetrics
-from quanttui.core.protocol import Timings
-from quanttui.core.records import RequestRecord, RoundRecord, RunResults, ServerInfo
-from quanttui.core.report import SCHEMA, SCHEMA_VERSION
-from quanttui.core.result import CompletionResult
+from quanttui.core.run.metrics import RequestMetrics
+from quanttui.core.llama.protocol import Timings
+from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
+from quanttui.core.reports.run_file import SCHEMA, SCHEMA_VERSION
+from quanttui.core.llama.result import CompletionResult
 
 
 class RunFileError(Exception):

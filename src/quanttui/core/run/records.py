@@ -8,14 +8,11 @@ re-rendered later gives the same figures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from quanttui.core.metrics import RequestMetrics
-from quanttui.core.result import CompletionResult
-from quanttui.core.stats import PairedDiff, Summary, paired_difference, summarize
-
-if TYPE_CHECKING:
-    from quanttui.core.quality_run import QualityReport
+from quanttui.core.run.metrics import RequestMetrics
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.run.stats import PairedDiff, Summary, paired_difference, summarize
 
 # Per-request figures summarized per server (RequestMetrics field names).
 SUMMARY_METRICS = (
@@ -127,8 +124,8 @@ class RunResults:
     finished_at: float | None = None
     interrupted: bool = False
     hardware: dict[str, Any] | None = None  # core.hardware.summary.hardware_json
-    quality: QualityReport | None = None  # core.quality_run.compare_quality, after the run
-    # Sections carried as data into the JSON as they are: "config", "provenance", ...
+    # Sections carried as data into the JSON as they are: "config", "provenance", "quality"
+    # (core.quality.step.quality_dict, after the run)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from quanttui.core.blocking_http import STALE_ERRORS, ConnectionPool
-from quanttui.core.errors import (
+from quanttui.core.llama.blocking_http import STALE_ERRORS, ConnectionPool
+from quanttui.core.llama.result import (
     AuthenticationError,
     HTTPStatusError,
     MalformedEvent,
@@ -34,8 +34,8 @@ from quanttui.core.errors import (
     StreamEndedEarly,
     StreamErrorEvent,
 )
-from quanttui.core.params import GenerationParams
-from quanttui.core.protocol import (
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.protocol import (
     ErrorBody,
     Health,
     NativeEvent,
@@ -44,8 +44,8 @@ from quanttui.core.protocol import (
     native_event_decoder,
     oai_chunk_decoder,
 )
-from quanttui.core.result import ENDPOINT_PATHS, CompletionResult, Endpoint
-from quanttui.core.sse import SSEDecoder
+from quanttui.core.llama.result import ENDPOINT_PATHS, CompletionResult, Endpoint
+from quanttui.core.llama.sse import SSEDecoder
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
 # event's index, index past the last). Events below the second index are complete in every list.

@@ -15,7 +15,7 @@ import psutil
 
 from quanttui.core.hardware.process import find_listening_pid, parse_server_flags, url_host_port
 from quanttui.core.hardware.reading import NA
-from quanttui.core.records import ServerInfo
+from quanttui.core.run.records import ServerInfo
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from quanttui.core.records import RequestRecord, RunResults, ServerInfo
+    from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
 
 
 @dataclass(frozen=True, slots=True)

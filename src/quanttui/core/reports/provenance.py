@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quanttui import __version__
-from quanttui.core.records import RunResults
+from quanttui.core.run.records import RunResults
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 

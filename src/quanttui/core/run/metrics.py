@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quanttui.core.result import CompletionResult
+from quanttui.core.llama.result import CompletionResult
 
 NS_PER_MS = 1_000_000
 
