@@ -35,8 +35,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, LlamaFileType
 
 from quanttui.core.models import discovery as models
-from quanttui.core.models.gguf_header import read_gguf_header
 from quanttui.core.models.discovery import discover, human_size
+from quanttui.core.models.gguf_reader import read_gguf_header
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ def main() -> int:
         if hasattr(os, "getloadavg"):
             print(f"  load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-        print("\nper file: quanttui.core.gguf_meta.read_gguf_header vs gguf.GGUFReader")
+        print("\nper file: quanttui.core.models.gguf_reader.read_gguf_header vs gguf.GGUFReader")
         keys = ["llama-2-7b", "llama-3.1-8b"] + ([] if args.no_reader_large else ["gemma-3-4b"])
         for key in keys:
             path = templates[key]

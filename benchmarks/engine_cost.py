@@ -14,10 +14,11 @@ import asyncio
 
 from _common import CpuTimer, fake_server_process, median
 from quanttui.core.llama.client import LlamaClient, Timeouts
-from quanttui.core.run.events import Event
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.run.events import Event
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.session import Session
 from quanttui.core.suites.prompts import Prompt
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
 
 T = Timeouts(5, 60, None)
 

@@ -14,10 +14,11 @@ import asyncio
 
 from quanttui import demo
 from quanttui.core.llama.params import GenerationParams
-from quanttui.core.suites.prompts import builtin_suite
 from quanttui.core.models.servers import LaunchSpec, ManagedServer
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.session import Session
 from quanttui.core.run.stats import summarize
+from quanttui.core.suites.prompts import builtin_suite
 
 
 def row(name: str, xs: list[float], fmt: str) -> str:

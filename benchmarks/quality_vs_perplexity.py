@@ -52,8 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from quanttui.core.models.binaries import find_companion, find_llama_server
 from quanttui.core.llama.client import LlamaClient
+from quanttui.core.models.binaries import find_companion, find_llama_server
+from quanttui.core.models.servers import LaunchSpec, ManagedServer
 from quanttui.core.quality.divergence import (
     DistributionStats,
     PositionCompare,
@@ -61,7 +62,6 @@ from quanttui.core.quality.divergence import (
     compare_position,
     distribution_stats,
 )
-from quanttui.core.models.servers import LaunchSpec, ManagedServer
 from quanttui.core.quality.teacher_forcing import (
     ForcedRun,
     ForcedSequence,

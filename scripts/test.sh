@@ -8,4 +8,5 @@ bash scripts/setup.sh "demo,dev"
 .venv/bin/quanttui demo --prepare
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
+.venv/bin/lint-imports
 QUANTTUI_REQUIRE_REAL=1 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

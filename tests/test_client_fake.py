@@ -9,6 +9,7 @@ import time
 import pytest
 
 from quanttui.core.llama.client import LlamaClient, Timeouts
+from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import (
     AuthenticationError,
     HTTPStatusError,
@@ -19,7 +20,6 @@ from quanttui.core.llama.result import (
     StreamEndedEarly,
     StreamErrorEvent,
 )
-from quanttui.core.llama.params import GenerationParams
 from quanttui.core.models.ports import free_port
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 

@@ -6,7 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quanttui.core.quality.diff import (
-    aligned_text,
     common_prefix_len,
     diff_tokens,
     first_divergence,
@@ -71,14 +70,6 @@ def test_units_prefers_ids_when_one_per_piece() -> None:
     assert units([5, 6], ["a", "b"]) == [5, 6]
     assert units([], ["a", "b"]) == ["a", "b"]  # chat: no ids
     assert units([5, 6, 7], ["ab", "c"]) == ["ab", "c"]
-
-
-def test_aligned_text() -> None:
-    a_ids, a_txt = [1, 2, 3], [" the", " cat", " sat"]
-    b_ids, b_txt = [1, 4, 3], [" the", " dog", " sat"]
-    out = aligned_text(diff_tokens(a_ids, b_ids), a_txt, b_txt)
-    assert out == [("equal", " the", " the"), ("replace", " cat", " dog"),
-                   ("equal", " sat", " sat")]
 
 
 @given(st.lists(st.integers(0, 5), max_size=40), st.lists(st.integers(0, 5), max_size=40))

@@ -20,10 +20,10 @@ import pytest
 from quanttui.core.reports import csv_export, markdown
 from quanttui.core.reports.compare import compare_text, match_servers
 from quanttui.core.reports.gates import evaluate
-from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
-from quanttui.core.reports.run_file import results_dict
-from quanttui.core.reports.snapshot import render_json, write_snapshot
 from quanttui.core.reports.history import SCHEMA_V1, Store
+from quanttui.core.reports.run_file import RunFileError, load_run, results_dict, results_from_dict
+from quanttui.core.reports.schema import SCHEMA_VERSION
+from quanttui.core.reports.snapshot import render_json, write_snapshot
 from quanttui.testing.fake_server import FakeLlamaServer
 
 DATA = Path(__file__).parent / "data"
@@ -39,8 +39,11 @@ def golden(name: str, text: str) -> None:
 
 
 def test_json_round_trips_exactly() -> None:
-    original = json.loads(RECORDED.read_text())
-    assert json.loads(render_json(load_run(RECORDED))) == original
+    # The recorded run is schema version 1: it loads, and writes back byte for byte as version 2.
+    original = RECORDED.read_bytes()
+    assert b'"schema_version": 1,' in original
+    assert render_json(load_run(RECORDED)) == original.replace(
+        b'"schema_version": 1,', f'"schema_version": {SCHEMA_VERSION},'.encode(), 1)
 
 
 def test_markdown_golden() -> None:
@@ -66,9 +69,26 @@ def test_loader_rejects_bad_files(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"schema": "other"}))
     with pytest.raises(RunFileError, match="not a quanttui run"):
         load_run(bad)
-    newer = json.loads(RECORDED.read_text()) | {"schema_version": 99}
+    bad.write_text("[1, 2]")
+    with pytest.raises(RunFileError, match=r"bad.json: not a quanttui run \(Expected `object`"):
+        load_run(bad)
+    data = json.loads(RECORDED.read_text())
+    newer = data | {"schema_version": 99}
     with pytest.raises(RunFileError, match="newer quanttui"):
         results_from_dict(newer)
+    bad.write_text(json.dumps(newer))
+    with pytest.raises(RunFileError, match=r"bad.json: run written by a newer quanttui"):
+        load_run(bad)
+    data["records"][3]["round"] = "first"
+    bad.write_text(json.dumps(data, indent=1))
+    with pytest.raises(RunFileError, match=r"bad.json: not a complete quanttui run \(Expected "
+                       r"`int`, got `str` - at `\$\.records\[3\]\.round`\)"):
+        load_run(bad)
+    with pytest.raises(RunFileError, match=r"records\[3\]\.round"):
+        results_from_dict(data)
+    del data["records"]
+    with pytest.raises(RunFileError, match="missing required field `records`"):
+        results_from_dict(data)
 
 
 def test_interrupted_export_keeps_old_or_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -11,8 +11,8 @@ import psutil
 import pytest
 
 from quanttui.config import load_config
-from quanttui.core.models.launcher import LaunchDefaults, Launcher, defaults_from, server_name
 from quanttui.core.models.discovery import read_gguf_info
+from quanttui.core.models.launcher import LaunchDefaults, Launcher, defaults_from, server_name
 
 
 def script(tmp_path: Path, body: str) -> Path:

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from platformdirs import user_cache_dir
 
-from quanttui.core.models import discovery as models, gguf_header as gguf_meta
-from quanttui.core.models.gguf_header import ArrayInfo, GGUFError, read_gguf_header
+from quanttui.core.models import discovery as models
+from quanttui.core.models import gguf_reader
 from quanttui.core.models.discovery import (
     DiscoveryResult,
     ModelInfo,
@@ -33,6 +33,8 @@ from quanttui.core.models.discovery import (
     read_gguf_info,
     to_json,
 )
+from quanttui.core.models.gguf_header import ArrayInfo, GGUFError
+from quanttui.core.models.gguf_reader import read_gguf_header
 
 
 @pytest.fixture(autouse=True)
@@ -252,9 +254,9 @@ def test_skip_strings_matches_a_plain_walk(
     data = b"GG" + _records(strings, endian) + tail
     expected = len(data) - len(tail)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gguf_meta, "_SLOW_SKIP_MAX", 0)
-        mp.setattr(gguf_meta, "_CHUNK", chunk)  # small: many windows and refills
-        parser = gguf_meta._Parser(io.BytesIO(data), len(data), Path("x"))
+        mp.setattr(gguf_reader, "_SLOW_SKIP_MAX", 0)
+        mp.setattr(gguf_reader, "_CHUNK", chunk)  # small: many windows and refills
+        parser = gguf_reader._Parser(io.BytesIO(data), len(data), Path("x"))
         if big_endian:
             parser.big_endian = True
             parser._set_endian(">")
@@ -502,7 +504,7 @@ def test_unreadable_directory_and_file(tmp_path: Path, monkeypatch: pytest.Monke
         return real_open(path, *args, **kw)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(gguf_meta, "open", fake_open, raising=False)
+    monkeypatch.setattr(gguf_reader, "open", fake_open, raising=False)
 
     result = discover([tmp_path], include_default_places=False)
 
@@ -528,13 +530,13 @@ def test_headers_are_cached_until_the_file_changes(
 ) -> None:
     p = write_gguf(tmp_path / "m.gguf")
     calls: list[Path] = []
-    real = gguf_meta.read_gguf_header
+    real = gguf_reader.read_gguf_header
 
     def counting(path: Path, **kw: Any) -> Any:
         calls.append(path)
         return real(path, **kw)
 
-    monkeypatch.setattr(models, "read_gguf_header", counting)
+    monkeypatch.setattr(gguf_reader, "read_gguf_header", counting)
     discover([tmp_path], include_default_places=False)
     discover([tmp_path], include_default_places=False)
     assert len(calls) == 1

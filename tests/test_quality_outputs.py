@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quanttui.core.llama.result import CompletionResult
 from quanttui.core.quality.outputs import (
     compare_outputs,
     compare_run_outputs,
@@ -16,7 +17,6 @@ from quanttui.core.quality.outputs import (
     text_similarity,
 )
 from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.llama.result import CompletionResult
 
 
 def naive_levenshtein(a: str, b: str) -> int:

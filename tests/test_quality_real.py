@@ -11,18 +11,19 @@ from collections.abc import Callable
 import pytest
 
 from quanttui.core.llama.client import LlamaClient
-from quanttui.core.quality.divergence import distribution_stats
 from quanttui.core.llama.params import GenerationParams
-from quanttui.core.suites.prompts import builtin_suite
-from quanttui.core.quality.step import QualityOptions, compare_quality, quality_dict
 from quanttui.core.models.servers import ManagedServer
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
-from quanttui.core.suites.tasks import builtin_tasks
+from quanttui.core.quality.divergence import distribution_stats
+from quanttui.core.quality.step import QualityOptions, compare_quality, quality_dict
 from quanttui.core.quality.teacher_forcing import (
     ForcedSequence,
     force_sequences,
     pair_runs,
 )
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.session import Session
+from quanttui.core.suites.prompts import builtin_suite
+from quanttui.core.suites.tasks import builtin_tasks
 
 pytestmark = pytest.mark.real
 

@@ -12,10 +12,8 @@ import msgspec
 import pytest
 
 from quality_toy import VOCAB, ToyLM, tokenize
-from quanttui.core.reports.gates import evaluate
-from quanttui.core.run.metrics import request_metrics
 from quanttui.core.llama.params import GenerationParams
-from quanttui.core.suites.prompts import Prompt
+from quanttui.core.llama.result import CompletionResult
 from quanttui.core.quality.step import (
     QualityOptions,
     QualityProgress,
@@ -23,9 +21,12 @@ from quanttui.core.quality.step import (
     format_quality,
     quality_dict,
 )
+from quanttui.core.reports.gates import evaluate
+from quanttui.core.reports.run_file import encode_run, results_dict, results_from_dict
+from quanttui.core.reports.schema import RunDoc
+from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.reports.run_file import results_dict
-from quanttui.core.llama.result import CompletionResult
+from quanttui.core.suites.prompts import Prompt
 from quanttui.core.suites.tasks import TaskItem
 from quanttui.testing.fake_server import FakeLlamaServer
 
@@ -108,6 +109,12 @@ async def test_compare_quality_end_to_end(toys: dict[str, ToyLM]) -> None:
 
     results.extra["quality"] = data
     assert results_dict(results)["quality"]["reference"] == "A"
+    # the section is typed in the run JSON, and reads back as the same data
+    doc = msgspec.json.decode(encode_run(results), type=RunDoc)
+    assert not isinstance(doc.quality, msgspec.UnsetType)
+    assert doc.quality.pairs[0].distribution is not None
+    assert doc.quality.pairs[0].distribution.kld_label == "KLD@5"
+    assert results_from_dict(results_dict(results)).extra["quality"] == data
     (gate,) = evaluate(results, min_same_top1=0.0)
     assert gate.actual == pytest.approx(d.stats.same_top1.value, abs=1e-6) and gate.passed
 

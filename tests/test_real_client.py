@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from quanttui.core.llama.client import LlamaClient
-from quanttui.core.llama.result import HTTPStatusError
-from quanttui.core.run.metrics import request_metrics
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.result import HTTPStatusError
 from quanttui.core.models.servers import ManagedServer
+from quanttui.core.run.metrics import request_metrics
 
 pytestmark = pytest.mark.real
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import pytest
 
 from quanttui.core.llama.client import Timeouts
-from quanttui.core.run.events import Event, Notice, Progress, RequestFinished, TokenBatch
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.run.events import Event, Notice, Progress, RequestFinished, TokenBatch
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.session import Session
 from quanttui.core.suites.prompts import Prompt, builtin_suite
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
 PROMPTS = tuple(builtin_suite("quick")[:3])

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.models.servers import ManagedServer
+from quanttui.core.reports.run_file import results_dict, write_json
 from quanttui.core.run.contention import assess
 from quanttui.core.run.events import Event, RequestFinished
-from quanttui.core.llama.params import GenerationParams
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.session import Session
 from quanttui.core.suites.prompts import builtin_suite
-from quanttui.core.reports.run_file import results_dict, write_json
-from quanttui.core.models.servers import ManagedServer
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
 
 pytestmark = pytest.mark.real
 

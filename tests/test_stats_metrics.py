@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quanttui.core.run.metrics import request_metrics
 from quanttui.core.llama.protocol import Timings
 from quanttui.core.llama.result import CompletionResult
+from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.stats import paired_difference, percentile, summarize
 
 MS = 1_000_000

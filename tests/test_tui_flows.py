@@ -20,10 +20,11 @@ from textual.widgets._footer import FooterKey
 from quanttui.config import Config, load_config
 from quanttui.core.hardware import NA, GpuSample, HostSample, HwSample, ProcessSample
 from quanttui.core.models.servers import ManagedServer
-from quanttui.core.run.session import ServerSpec
+from quanttui.core.run.plan import ServerSpec
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.messages import HardwareSampled
+from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.screens.servers import ServersScreen
 
 SIZE = (80, 24)
@@ -43,8 +44,11 @@ def config(tmp_path: Path, **over: Any) -> Config:
     return load_config(None, base)
 
 
-def app_for(cfg: Config, *servers: tuple[str, str], **kw: Any) -> QuantTUI:
-    return build_app(cfg, [ServerSpec(n, u) for n, u in servers], animations=False, **kw)
+def app_for(cfg: Config, *servers: tuple[str, str], selected: list[str] | None = None,
+            **kw: Any) -> QuantTUI:
+    registry = ServerRegistry.from_config(cfg, [ServerSpec(n, u) for n, u in servers],
+                                          selected=selected)
+    return build_app(cfg, registry, animations=False, **kw)
 
 
 async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -61,7 +65,7 @@ def toasts(app: QuantTUI) -> list[str]:
 
 async def probed(pilot: Pilot[Any], app: QuantTUI) -> None:
     await until(pilot, lambda: all(e.health not in ("unknown", "checking")
-                                   for e in app.entries.values()))
+                                   for e in app.registry.entries.values()))
 
 
 async def run_prompt(pilot: Pilot[Any], app: QuantTUI, text: str, timeout: float = 60) -> None:
@@ -92,17 +96,17 @@ async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp
         await probed(pilot, app)
         table = app.screen.query_one(DataTable)
         assert table.row_count == 3
-        assert app.entries["A"].info.model_ftype == "Q4_K - Medium"
-        assert app.entries["B"].info.model_path == "/models/fake-Q8_0.gguf"
-        assert app.entries["C"].health == "down" and app.entries["C"].error
+        assert app.registry.entries["A"].info.model_ftype == "Q4_K - Medium"
+        assert app.registry.entries["B"].info.model_path == "/models/fake-Q8_0.gguf"
+        assert app.registry.entries["C"].health == "down" and app.registry.entries["C"].error
         await pilot.press("down", "space")  # B, by keyboard
-        assert app.selected == ["A", "B"]
+        assert app.registry.selected == ["A", "B"]
         await pilot.click(DataTable, offset=(2, 3))  # C's row, by mouse: highlight,
         await pilot.click(DataTable, offset=(2, 3))  # and select
         await pilot.pause()
-        assert app.selected == ["A", "B", "C"]
+        assert app.registry.selected == ["A", "B", "C"]
         await pilot.press("space")  # and off again
-        assert app.selected == ["A", "B"]
+        assert app.registry.selected == ["A", "B"]
         detail = str(app.screen.query_one("#server-detail").render())
         assert "C" in detail and "127.0.0.1:9" in detail
         # a typed URL is probed and selected
@@ -111,10 +115,10 @@ async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp
         await pilot.press("enter")
         name = a.url.removeprefix("http://").replace("127.0.0.1", "localhost")
         await probed(pilot, app)
-        assert app.entries[name].health == "ok" and app.selected[-1] == name
+        assert app.registry.entries[name].health == "ok" and app.registry.selected[-1] == name
         await pilot.press("d")  # remove it again
         await pilot.pause()
-        assert name not in app.entries and name not in app.selected
+        assert name not in app.registry.entries and name not in app.registry.selected
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.compare
@@ -151,9 +155,9 @@ async def test_run_suite_with_repetitions_shows_paired_difference(
     app = app_for(config(tmp_path, **{"generation.n_predict": 6}), ("A", a.url), ("B", b.url))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("u")  # config → quick
-        assert app.options.suite == "quick" and "quick (6)" in status(app)
+        assert app.run_state.options.suite == "quick" and "quick (6)" in status(app)
         await pilot.press("plus")
-        assert app.options.repetitions == 2 and "×2" in status(app)
+        assert app.run_state.options.repetitions == 2 and "×2" in status(app)
         await pilot.press("r")
         await until(pilot, lambda: app.results is not None and not app.running, 60)
         await pilot.pause(0.1)
@@ -196,7 +200,7 @@ async def test_switch_schedule(pair: tuple[FakeLlamaServer, FakeLlamaServer],
     async with app.run_test(size=SIZE) as pilot:
         assert "simultaneous" in status(app)
         await pilot.press("t")
-        assert app.options.schedule == "alternating" and "alternating" in status(app)
+        assert app.run_state.options.schedule == "alternating" and "alternating" in status(app)
         await run_prompt(pilot, app, "One at a time")
         assert app.results is not None and app.results.schedule == "alternating"
         recs = sorted(app.results.measured(), key=lambda r: r.started_at)
@@ -204,7 +208,7 @@ async def test_switch_schedule(pair: tuple[FakeLlamaServer, FakeLlamaServer],
         assert first.result and second.result and first.result.t_done_ns
         assert second.result.t_sent_ns >= first.result.t_done_ns  # not overlapping
         await pilot.press("t", "t")
-        assert app.options.schedule == "simultaneous"
+        assert app.run_state.options.schedule == "simultaneous"
 
 
 async def test_snapshot_key_writes_svg_and_json(pair: tuple[FakeLlamaServer, FakeLlamaServer],
@@ -260,15 +264,16 @@ async def test_command_palette_and_footer_mouse(pair: tuple[FakeLlamaServer, Fak
         await pilot.press(*"Schedule: sequential")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await until(pilot, lambda: app.options.schedule == "sequential")
+        await until(pilot, lambda: app.run_state.options.schedule == "sequential")
         await pilot.press("ctrl+p")
         await pilot.press(*"Prompt suite: long")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await until(pilot, lambda: app.options.suite == "long")
+        await until(pilot, lambda: app.run_state.options.suite == "long")
         status_text = status(app)
         await pilot.click("#status", offset=(status_text.index("sequential") + 2, 0))
-        await until(pilot, lambda: app.options.schedule == "simultaneous")  # a click cycles it
+        # a click cycles it
+        await until(pilot, lambda: app.run_state.options.schedule == "simultaneous")
         servers_key = next(k for k in app.screen.query(FooterKey) if k.action == "app.servers")
         await pilot.click(servers_key)
         await pilot.pause()
@@ -318,10 +323,13 @@ async def test_real_poller_reads_our_own_process(tmp_path: Path) -> None:
     from quanttui.core.hardware import HardwarePoller
 
     poller = HardwarePoller(interval_s=0.2, gpu=False)
-    app = build_app(config(tmp_path), [ServerSpec("self", "http://127.0.0.1:9", pid=os.getpid())],
-                    poller=poller, animations=False, probe_on_start=False)
+    cfg = config(tmp_path)
+    servers = ServerRegistry.from_config(cfg, [ServerSpec("self", "http://127.0.0.1:9",
+                                                          pid=os.getpid())])
+    app = build_app(cfg, servers, poller=poller, animations=False, probe_on_start=False)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.hw is not None and app.hw.process("self") is not None)
+        state = app.run_state
+        await until(pilot, lambda: state.hw is not None and state.hw.process("self") is not None)
         await pilot.pause(0.1)
         mem = app.compare.columns["self"].figures.text().splitlines()[-1]
         assert "RAM " in mem and "MB" in mem
@@ -333,11 +341,12 @@ async def test_real_servers_stream_side_by_side(real_pair: tuple[ManagedServer, 
                                                 tmp_path: Path) -> None:
     q4, q8 = real_pair
     cfg = config(tmp_path, **{"generation.n_predict": 24})
-    app = build_app(cfg, [ServerSpec(q4.label, q4.url, pid=q4.pid),
-                          ServerSpec(q8.label, q8.url, pid=q8.pid)], animations=False)
+    servers = ServerRegistry.from_config(cfg, [ServerSpec(q4.label, q4.url, pid=q4.pid),
+                                               ServerSpec(q8.label, q8.url, pid=q8.pid)])
+    app = build_app(cfg, servers, animations=False)
     async with app.run_test(size=(160, 48)) as pilot:
         await probed(pilot, app)
-        assert app.entries[q4.label].info.model_ftype == "Q4_K - Medium"
+        assert app.registry.entries[q4.label].info.model_ftype == "Q4_K - Medium"
         await run_prompt(pilot, app, "The capital of France is", timeout=120)
         res = app.results
         assert res is not None and all(r.ok for r in res.measured())
@@ -346,7 +355,7 @@ async def test_real_servers_stream_side_by_side(real_pair: tuple[ManagedServer, 
             assert col.output.text == rec.text and rec.text
             assert rec.metrics is not None and rec.metrics.decode_tps_client
             assert f"mean {rec.metrics.decode_tps_client:.1f}" in col.figures.text()
-        live = app.live
+        live = app.run_state.live
         assert live is not None
         d = live.exact_diff(("inline-1", 0, False), q8.label)
         assert d is not None and d.n_a and d.n_b  # token-level diff of the real outputs
@@ -410,7 +419,7 @@ def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str
 
 
 async def test_render_svg_of_a_stored_run_inside_a_running_loop() -> None:
-    from quanttui.core.reports.load import load_run
+    from quanttui.core.reports.run_file import load_run
     from quanttui.tui.export import render_svg
 
     results = load_run(Path(__file__).parent / "data" / "recorded-run.json")

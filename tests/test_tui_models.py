@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from quanttui.config import Config, load_config
 from quanttui.core.models import fit
 from quanttui.tui.app import QuantTUI, build_app
+from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.servers import ServersScreen
 from test_tui_flows import run_prompt, toasts, until
@@ -37,6 +38,12 @@ def cfg_for(tmp_path: Path, model_dir: Path, **over: Any) -> Config:
                             "models.dirs": [str(model_dir)], "models.default_places": False}
     base.update(over)
     return load_config(None, base)
+
+
+def app_for(cfg: Config, llama_server: Path | None = None) -> QuantTUI:
+    """No server listed: the servers screen opens first."""
+    return build_app(cfg, ServerRegistry.from_config(cfg, [], llama_server=llama_server),
+                     animations=False)
 
 
 def rows(screen: ModelsScreen) -> dict[str, list[str]]:
@@ -63,7 +70,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.real
 async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: Path) -> None:
-    app = build_app(cfg_for(tmp_path, model_dir), [], animations=False)
+    app = app_for(cfg_for(tmp_path, model_dir))
+    reg, launches = app.registry, app.registry.launcher.launches
     pids: list[int] = []
     async with app.run_test(size=(120, 36)) as pilot:
         pane = await open_pane(pilot, app)
@@ -81,17 +89,17 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
             await pilot.press("space")
         assert pane.marked == {Path(q4), Path(q2)}
         await pilot.press("enter")
-        await until(pilot, lambda: len(app.launcher.launches) == 2)
-        assert {la.state for la in app.launcher.launches.values()} <= {"starting", "ready"}
+        await until(pilot, lambda: len(launches) == 2)
+        assert {la.state for la in launches.values()} <= {"starting", "ready"}
         await until(pilot, lambda: all(la.state != "starting"
-                                       for la in app.launcher.launches.values()), 180)
-        assert all(la.state == "ready" for la in app.launcher.launches.values()), [
-            (la.name, la.state, la.error) for la in app.launcher.launches.values()]
+                                       for la in launches.values()), 180)
+        assert all(la.state == "ready" for la in launches.values()), [
+            (la.name, la.state, la.error) for la in launches.values()]
         # the larger file first: the reference (A) is the more precise quant
-        await until(pilot, lambda: app.selected == ["Q4_K_M", "Q2_K"])
-        pids = [la.server.pid for la in app.launcher.launches.values() if la.server.pid]
+        await until(pilot, lambda: reg.selected == ["Q4_K_M", "Q2_K"])
+        pids = [la.server.pid for la in launches.values() if la.server.pid]
         assert len(pids) == 2 and all(alive(p) for p in pids)
-        args = app.entries["Q4_K_M"].spec.launch_args or ()
+        args = reg.entries["Q4_K_M"].spec.launch_args or ()
         assert "--fit" in args and args[args.index("-t") + 1] == "1"  # the stated flags
         await until(pilot, lambda: rows(pane)[q4][7].startswith("● Q4_K_M :"))
         assert any("server started" in t for t in toasts(app))
@@ -100,7 +108,7 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         await pilot.press("escape")
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.compare)
-        await until(pilot, lambda: all(app.entries[n].health == "ok" for n in app.selected))
+        await until(pilot, lambda: all(reg.entries[n].health == "ok" for n in reg.selected))
         await run_prompt(pilot, app, "The capital of France is", timeout=120)
         assert app.results is not None
         ok = {r.server for r in app.results.measured() if r.ok}
@@ -114,15 +122,15 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         pane = app.screen
         table = pane.query_one(DataTable)
         table.move_cursor(row=table.get_row_index(q2))
-        q2_pid = app.launcher.launches["Q2_K"].server.pid
+        q2_pid = launches["Q2_K"].server.pid
         assert q2_pid is not None
         await pilot.press("x")
-        await until(pilot, lambda: "Q2_K" not in app.entries and app.selected == ["Q4_K_M"])
+        await until(pilot, lambda: "Q2_K" not in reg.entries and reg.selected == ["Q4_K_M"])
         await until(pilot, lambda: not alive(q2_pid))
         assert rows(pane)[q2][7] == ""
 
         # a server that dies on its own: its row says so, and x takes it off the list
-        q4_launch = app.launcher.launches["Q4_K_M"]
+        q4_launch = launches["Q4_K_M"]
         assert q4_launch.server.proc is not None
         q4_launch.server.proc.kill()
         q4_launch.server.proc.wait(10)
@@ -130,7 +138,7 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         await until(pilot, lambda: rows(pane)[q4][7] == "✗ exited")
         table.move_cursor(row=table.get_row_index(q4))
         await pilot.press("x")
-        await until(pilot, lambda: "Q4_K_M" not in app.entries and not app.selected)
+        await until(pilot, lambda: "Q4_K_M" not in reg.entries and not reg.selected)
     # the app has ended: nothing it started is running
     assert pids and not any(alive(p) for p in pids)
 
@@ -143,7 +151,7 @@ async def test_a_file_that_fails_to_start_shows_the_log(model_dir: Path, tmp_pat
     fake.write_text("#!/bin/sh\necho 'llama_model_load: error loading model: tensor "
                     "data is not within the file bounds'\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    app = build_app(cfg_for(tmp_path, model_dir), [], animations=False, llama_server=fake)
+    app = app_for(cfg_for(tmp_path, model_dir), llama_server=fake)
     async with app.run_test(size=(120, 36)) as pilot:
         pane = await open_pane(pilot, app)
         q4 = str(model_dir / "pane-test-Q4_K_M.gguf")
@@ -151,14 +159,14 @@ async def test_a_file_that_fails_to_start_shows_the_log(model_dir: Path, tmp_pat
         table.move_cursor(row=table.get_row_index(q4))
         await pilot.press("enter")
         await until(pilot, lambda: any(la.state == "failed"
-                                       for la in app.launcher.launches.values()))
+                                       for la in app.registry.launcher.launches.values()))
         await until(pilot, lambda: "failed" in rows(pane)[q4][7])
         messages = " ".join(toasts(app))
         assert "did not start" in messages and "exited with code 1" in messages
         assert "not within the file bounds" in messages  # the log tail, in the toast
         detail = str(pane.query_one("#model-detail").render())
         assert "not within the file bounds" in detail
-        assert not app.selected and not app.entries  # nothing half-started was added
+        assert not app.registry.selected and not app.registry.entries  # nothing half-started
 
 
 async def test_fit_check_refuses_then_f_starts_anyway(model_dir: Path, tmp_path: Path,
@@ -168,7 +176,7 @@ async def test_fit_check_refuses_then_f_starts_anyway(model_dir: Path, tmp_path:
     monkeypatch.setattr(fit, "check", lambda models, vram_free=None, ram_available=None:
                         real_check(models, vram_free, ram_available=50_000_000))
     started: list[str] = []
-    app = build_app(cfg_for(tmp_path, model_dir), [], animations=False)
+    app = app_for(cfg_for(tmp_path, model_dir))
     async with app.run_test(size=(120, 36)) as pilot:
         pane = await open_pane(pilot, app)
         q4 = str(model_dir / "pane-test-Q4_K_M.gguf")
@@ -191,17 +199,17 @@ async def test_fit_check_refuses_then_f_starts_anyway(model_dir: Path, tmp_path:
 
 async def test_launch_settings_keys(model_dir: Path, tmp_path: Path) -> None:
     """t, c and p change the flags of the next start, and the pane says them."""
-    app = build_app(cfg_for(tmp_path, model_dir), [], animations=False)
+    app = app_for(cfg_for(tmp_path, model_dir))
     async with app.run_test(size=(160, 36)) as pilot:
         pane = await open_pane(pilot, app)
         flags = pane.query_one("#models-flags")
         assert "-t 1 -c 2048" in str(flags.render())
         await pilot.press("t", "c", "c", "p")
-        d = app.launcher.defaults
+        d = app.registry.launcher.defaults
         assert (d.threads, d.ctx_size, d.pin_cores) != (1, 2048, False)
         assert d.ctx_size == 8192 and d.pin_cores
         shown = str(flags.render())
         assert f"-t {d.threads} -c 8192" in shown and "split between the servers" in shown
         assert pane.result is not None
-        ((_, spec),) = app.launcher.plan([pane.result.models[0]], taken=())
+        ((_, spec),) = app.registry.launcher.plan([pane.result.models[0]], taken=())
         assert spec.ctx_size == 8192 and spec.threads == d.threads

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 
 from quanttui.config import Config, load_config
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.llama.urls import url_problem
 from quanttui.core.run.events import Notice, RequestFinished, RequestStarted, TokenBatch
 from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
-from quanttui.core.llama.result import CompletionResult
 from quanttui.tui.live import LiveRun, RateSeries, diff_records, record_pieces
-from quanttui.tui.state import RunOptions, build_plan, url_problem
+from quanttui.tui.state import RunOptions, build_plan
 from quanttui.tui.themes import BUILTIN_DIR, ThemeFileError, load_themes, theme_from_dict
 from quanttui.tui.widgets.gauges import bar, spark_rows
 from quanttui.tui.widgets.stream_view import DIFF, FIRST, NORMAL, StreamView, wrap_offsets

@@ -18,14 +18,15 @@ from textual.pilot import Pilot
 
 from quanttui.config import load_config
 from quanttui.core.hardware import NA, HostSample, HwSample, ProcessSample
-from quanttui.core.run.metrics import request_metrics
 from quanttui.core.llama.protocol import Timings
-from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
 from quanttui.core.llama.result import CompletionResult
-from quanttui.core.run.session import ServerSpec
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.run.plan import ServerSpec
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
 from quanttui.testing.fake_server import FakeLlamaServer
 from quanttui.tui.app import QuantTUI, build_app
 from quanttui.tui.messages import HardwareSampled
+from quanttui.tui.registry import ServerRegistry
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -110,9 +111,9 @@ def fixed_sample() -> HwSample:
 
 def compare_app(theme: str = "quanttui-dark") -> QuantTUI:
     cfg = load_config(None, {"run.theme": theme, "prompts.suites": ["quick"]})
-    return build_app(cfg, [ServerSpec("Q8_0", "http://127.0.0.1:8080"),
-                           ServerSpec("Q4_K_M", "http://127.0.0.1:8081")],
-                     animations=False, probe_on_start=False)
+    servers = ServerRegistry.from_config(cfg, [ServerSpec("Q8_0", "http://127.0.0.1:8080"),
+                                               ServerSpec("Q4_K_M", "http://127.0.0.1:8081")])
+    return build_app(cfg, servers, animations=False, probe_on_start=False)
 
 
 async def show_fixed_run(pilot: Pilot[Any]) -> None:
@@ -171,9 +172,11 @@ def test_servers_screen(snap_compare: Any, fixed_fakes: tuple[FakeLlamaServer, .
                         size: tuple[int, int]) -> None:
     a, b = fixed_fakes
     cfg = load_config(None, {})
-    app = build_app(cfg, [ServerSpec("Q8_0", a.url), ServerSpec("Q4_K_M", b.url),
-                          ServerSpec("old", "http://127.0.0.1:9")],
-                    selected=["Q8_0", "Q4_K_M"], animations=False)
+    servers = ServerRegistry.from_config(cfg, [ServerSpec("Q8_0", a.url),
+                                               ServerSpec("Q4_K_M", b.url),
+                                               ServerSpec("old", "http://127.0.0.1:9")],
+                                         selected=["Q8_0", "Q4_K_M"])
+    app = build_app(cfg, servers, animations=False)
 
     async def before(pilot: Pilot[Any]) -> None:
         await pilot.press("s")
@@ -211,7 +214,9 @@ def test_models_screen(snap_compare: Any, size: tuple[int, int],
     import quanttui.tui.screens.models as pane
 
     monkeypatch.setattr(pane, "discover", lambda dirs, include_default_places: fixed_discovery())
-    app = build_app(load_config(None, {}), [], animations=False, probe_on_start=False)
+    cfg = load_config(None, {})
+    app = build_app(cfg, ServerRegistry.from_config(cfg, []), animations=False,
+                    probe_on_start=False)
 
     async def before(pilot: Pilot[Any]) -> None:
         await pilot.press("l")  # no servers: the servers screen is open; l opens the pane

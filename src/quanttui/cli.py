@@ -137,9 +137,10 @@ _run_options = [
                  help="Reference server for --quality (default: the first)."),
     click.option("--quality-positions", type=int, metavar="N",
                  help="Teacher-forced positions per server for --quality (default 256)."),
-    click.option("--mmlu", "mmlu", multiple=True, type=click.Path(path_type=Path),
+    click.option("--mmlu", "mmlu", multiple=True, metavar="PATH|hub:SUBJECTS",
                  help="MMLU-format CSV/JSONL file or folder to score instead of the built-in "
-                      "task suite (repeatable)."),
+                      "task suite (repeatable); hub:abstract_algebra,anatomy loads subjects of "
+                      "cais/mmlu from the Hugging Face hub (needs the datasets package)."),
 ]
 
 
@@ -148,13 +149,16 @@ def _quality_options(kw: dict[str, Any], gate: float | None) -> Any:
     quality, mmlu = bool(kw.get("quality")), bool(kw.get("mmlu"))
     if not (quality or mmlu) and gate is None:
         return None
-    from quanttui.core.suites.mmlu import MMLUFormatError, load_mmlu
     from quanttui.core.quality.step import QualityOptions
+    from quanttui.core.suites.mmlu import MMLUFormatError, load_mmlu, load_mmlu_hub
 
     items = None
     if kw.get("mmlu"):
+        hub = [s.removeprefix("hub:") for s in kw["mmlu"] if s.startswith("hub:")]
+        files = [Path(s) for s in kw["mmlu"] if not s.startswith("hub:")]
         try:
-            items = tuple(load_mmlu(kw["mmlu"]))
+            items = tuple(load_mmlu(files) if files else ()) + tuple(
+                load_mmlu_hub([x for s in hub for x in s.split(",") if x]) if hub else ())
         except MMLUFormatError as e:
             _fail(str(e))
     budget = kw.get("quality_positions")
@@ -175,7 +179,8 @@ def _apply(options: list[Any]) -> Callable[[F], F]:
 
 
 def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str | None) -> None:
-    from quanttui.headless import HeadlessRun, config_to_dict
+    from quanttui.config import config_to_dict
+    from quanttui.headless import HeadlessRun
 
     levels = _levels(extra_levels)
     formats = _formats(kw.get("formats") or "json")
@@ -377,9 +382,9 @@ def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, 
         cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
         _execute(ctx, cfg, kw, kw.get("concurrency"))
         return
-    from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
-    from quanttui.core.reports.snapshot import write_snapshot
     from quanttui.core.reports.history import Store
+    from quanttui.core.reports.run_file import RunFileError, load_run, results_from_dict
+    from quanttui.core.reports.snapshot import write_snapshot
 
     try:
         if from_file is not None:
@@ -427,9 +432,9 @@ def history(limit: int, as_json: bool) -> None:
 def compare(run_a: str, run_b: str) -> None:
     """What changed between two runs: history ids (e.g. 3 7) or run JSON files."""
     from quanttui.core.reports.compare import compare_text
-    from quanttui.core.reports.load import RunFileError, load_run, results_from_dict
-    from quanttui.core.run.records import RunResults
     from quanttui.core.reports.history import Store
+    from quanttui.core.reports.run_file import RunFileError, load_run, results_from_dict
+    from quanttui.core.run.records import RunResults
 
     def get(ref: str) -> RunResults:
         if ref.isdigit():

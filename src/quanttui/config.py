@@ -28,14 +28,18 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any
 
 import msgspec
 import msgspec.inspect as mi
 import platformdirs
 
 from quanttui.config_errors import ConfigError, KeyPath, line_for, locate_keys
+from quanttui.core.llama.params import Sampling
+from quanttui.core.llama.result import Endpoint
+from quanttui.core.llama.urls import url_problem
+from quanttui.core.run.schedule import Schedule
+from quanttui.core.suites.prompts import SUITE_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +64,7 @@ __all__ = [
     "ServerConfig",
     "TimeoutsConfig",
     "config_from_dict",
+    "config_to_dict",
     "find_config_file",
     "load_config",
     "parse_overrides",
@@ -74,16 +79,13 @@ USER_CONFIG_FILENAME = "config.toml"
 OVERRIDE_SOURCE = "command-line override"
 """``ConfigError.source`` for a problem in an override rather than in the file."""
 
-BUILTIN_SUITES: tuple[str, ...] = ("quick", "tasks", "long")
-"""Names of the prompt suites that ship with quanttui (provided by the engine)."""
+BUILTIN_SUITES = SUITE_NAMES
+"""Names of the prompt suites that ship with quanttui (`core.suites.prompts`)."""
 
 MAX_SERVERS = 16
 
-Endpoint = Literal["completion", "chat"]
-Schedule = Literal["simultaneous", "alternating", "sequential"]
 
 _NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
-_Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Seconds = Annotated[float, msgspec.Meta(gt=0.0)]
 
 
@@ -106,19 +108,9 @@ class RunConfig(_Section, frozen=True):
     refresh_hz: Annotated[float, msgspec.Meta(ge=0.5, le=20.0)] = 2.0
 
 
-class GenerationConfig(_Section, frozen=True):
-    """``[generation]``: sampling fields sent with every request, to every server."""
-
-    n_predict: Annotated[int, msgspec.Meta(ge=1, le=32768)] = 128
-    temperature: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
-    seed: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)] = 42
-    top_k: Annotated[int, msgspec.Meta(ge=0)] = 40
-    top_p: _Fraction = 1.0
-    min_p: _Fraction = 0.0
-    repeat_penalty: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
-    stop: tuple[_NonEmptyStr, ...] = ()
-    cache_prompt: bool = False
-    ignore_eos: bool = False
+class GenerationConfig(Sampling, frozen=True, kw_only=True):
+    """``[generation]``: sampling fields sent with every request, to every server (the fields
+    and their limits are `core.llama.params.Sampling`'s)."""
 
 
 class TimeoutsConfig(_Section, frozen=True):
@@ -185,7 +177,7 @@ class GatesConfig(_Section, frozen=True):
     """``[gates]``: optional pass/fail thresholds for CI; ``None`` means the gate is off."""
 
     min_decode_ratio: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
-    min_same_top1: _Fraction | None = None
+    min_same_top1: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
 
 class Config(_Section, frozen=True):
@@ -844,7 +836,7 @@ def _finish_server(
         )
     for key in ("url", "node_exporter_url", "dcgm_exporter_url"):
         value = getattr(server, key)
-        if value is not None and (problem := _url_problem(value)):
+        if value is not None and (problem := url_problem(value)):
             raise ctx.error((*here, key), f"invalid URL {_toml_repr(value)}: {problem}")
 
     changes: dict[str, Any] = {}
@@ -867,19 +859,15 @@ def _finish_server(
     return msgspec.structs.replace(server, **changes) if changes else server
 
 
-def _url_problem(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        return str(exc)
-    if parts.scheme not in ("http", "https"):
-        return "expected an http:// or https:// URL"
-    if not parts.hostname:
-        return "no host name"
-    return None
-
-
 def _resolve(path: str, base: Path) -> str:
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else base / p)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as used, for the results file and the history, with API keys masked."""
+    d: dict[str, Any] = msgspec.to_builtins(cfg)
+    for s in d.get("servers", []):
+        if s.get("api_key"):
+            s["api_key"] = "***"
+    return d

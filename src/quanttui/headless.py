@@ -20,19 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-import msgspec
-
 from quanttui.config import Config
-from quanttui.core.llama.client import Timeouts
-from quanttui.core.run.events import Event, Notice, Progress, RunStarted
-from quanttui.core.reports.gates import evaluate
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.remote_watch import RemoteTarget, RemoteWatcher
 from quanttui.core.hardware.summary import hardware_json
-from quanttui.core.models.launcher import check_fit, split_cores
-from quanttui.core.llama.params import GenerationParams
-from quanttui.core.suites.prompts import Prompt, collect
-from quanttui.core.reports.provenance import provenance
+from quanttui.core.models.launcher import Launcher, specs_from_config
+from quanttui.core.models.servers import ManagedServer, ServerStartError
 from quanttui.core.quality.step import (
     QualityOptions,
     QualityReport,
@@ -41,62 +34,18 @@ from quanttui.core.quality.step import (
     progress_printer,
     quality_dict,
 )
-from quanttui.core.run.records import RunResults
-from quanttui.core.reports.run_file import format_summary, results_dict
-from quanttui.core.models.servers import LaunchSpec, ManagedServer, ServerStartError
-from quanttui.core.run.session import RunPlan, ServerSpec, Session
-from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.reports.gates import evaluate
 from quanttui.core.reports.history import Store
+from quanttui.core.reports.provenance import provenance
+from quanttui.core.reports.run_file import results_dict
+from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.reports.summary import format_summary
+from quanttui.core.run.events import Event, Notice, Progress, RunStarted
+from quanttui.core.run.plan import RunPlan, ServerSpec, attached_specs, plan_from_config
+from quanttui.core.run.records import RunResults
+from quanttui.core.run.session import Session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def params_from_config(cfg: Config) -> GenerationParams:
-    g = cfg.generation
-    return GenerationParams(
-        n_predict=g.n_predict, temperature=g.temperature, seed=g.seed, top_k=g.top_k,
-        top_p=g.top_p, min_p=g.min_p, repeat_penalty=g.repeat_penalty, stop=tuple(g.stop),
-        cache_prompt=g.cache_prompt, ignore_eos=g.ignore_eos,
-    )
-
-
-def prompts_from_config(cfg: Config) -> list[Prompt]:
-    return collect(cfg.prompts.suites, [Path(f) for f in cfg.prompts.files], cfg.prompts.inline)
-
-
-def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = None) -> RunPlan:
-    t = cfg.timeouts
-    return RunPlan(
-        prompts=tuple(prompts_from_config(cfg)),
-        params=params_from_config(cfg),
-        schedule=cfg.run.schedule,
-        repetitions=cfg.run.repetitions,
-        warmup=cfg.run.warmup,
-        concurrency_levels=tuple(concurrency_levels or (cfg.run.concurrency,)),
-        endpoint=cfg.run.endpoint,
-        timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
-        order_seed=cfg.run.order_seed,
-    )
-
-
-def launch_specs(cfg: Config, pin_cores: bool = False) -> list[tuple[str, LaunchSpec]]:
-    out = []
-    for s in cfg.servers:
-        if s.model is None:
-            continue
-        lc = s.launch
-        spec = LaunchSpec(model=Path(s.model)) if lc is None else LaunchSpec(
-            model=Path(s.model), threads=lc.threads, ctx_size=lc.ctx_size,
-            parallel=lc.parallel, n_gpu_layers=lc.n_gpu_layers,
-            cpu_affinity=tuple(lc.cpus) or None, extra_args=tuple(lc.extra_args))
-        out.append((s.name, spec))
-    if pin_cores and out:
-        import os
-
-        blocks = split_cores(len(out), sorted(os.sched_getaffinity(0)))
-        out = [(name, replace(spec, cpu_affinity=block)) for (name, spec), block
-               in zip(out, blocks, strict=True)]
-    return out
 
 
 class ProgressLine:
@@ -187,8 +136,7 @@ class HeadlessRun:
 
     async def _main(self) -> int:
         plan = plan_from_config(self.cfg, self.concurrency_levels)
-        specs = [ServerSpec(s.name, s.url, api_key=s.api_key) for s in self.cfg.servers
-                 if s.url is not None] + self.extra_servers
+        specs = attached_specs(self.cfg) + self.extra_servers
         managed: list[ManagedServer] = []
         loop = asyncio.get_running_loop()
         session: Session | None = None
@@ -218,8 +166,7 @@ class HeadlessRun:
             except ServerStartError as e:
                 self.stderr.write(f"error: {e}\n")
                 return EXIT_FAILED
-            specs += [ServerSpec(m.label, m.url, pid=m.pid, launch_args=tuple(m.args))
-                      for m in managed]
+            specs += [ServerSpec.launched(m) for m in managed]
             if not specs:
                 self.stderr.write("error: no servers to compare: add [[servers]] to the config "
                                   "or pass --server NAME=URL / --model PATH\n")
@@ -309,7 +256,8 @@ class HeadlessRun:
         return report
 
     async def launch_servers(self) -> list[ManagedServer]:
-        todo = launch_specs(self.cfg, self.pin_cores)
+        """The config's servers, started through the one start path (core.models.launcher)."""
+        todo = specs_from_config(self.cfg, self.pin_cores)
         if not todo:
             return []
         if self.quality is not None and self.quality.distribution:
@@ -318,36 +266,7 @@ class HeadlessRun:
             todo = [(n, s if {"-fa", "--flash-attn"} & set(s.extra_args)
                      else replace(s, extra_args=(*s.extra_args, "-fa", "off")))
                     for n, s in todo]
-        from quanttui.core.models.binaries import find_llama_server
-
-        binary = find_llama_server(self.llama_server)
-        report = check_fit(todo)
-        for w in report.warnings:
-            self.stderr.write(f"warning: {w}\n")
-        if report.refuse:
-            if not self.force:
-                raise ServerStartError(f"{report.refuse} (--force starts them anyway)")
-            self.stderr.write(f"warning: {report.refuse} (starting anyway: --force)\n")
-        servers = [ManagedServer(spec, binary=binary, name=name) for name, spec in todo]
-        try:
-            for s in servers:
-                s.start()
-                cores = (f", cores {','.join(map(str, s.spec.cpu_affinity))}"
-                         if s.spec.cpu_affinity else "")
-                self.stderr.write(f"starting {s.label}: {s.spec.model.name} on port {s.port}, "
-                                  f"{s.spec.threads} thread(s){cores}\n")
-            await asyncio.gather(*(s.wait_ready() for s in servers))
-        except BaseException:
-            for s in servers:
-                s.stop()
-            raise
-        return servers
-
-
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as used, for the results file, with API keys masked."""
-    d: dict[str, Any] = msgspec.to_builtins(cfg)
-    for s in d.get("servers", []):
-        if s.get("api_key"):
-            s["api_key"] = "***"
-    return d
+        launcher = Launcher(llama_server=self.llama_server)
+        launches = await launcher.start_together(
+            todo, force=self.force, say=lambda line: self.stderr.write(line + "\n"))
+        return [la.server for la in launches]

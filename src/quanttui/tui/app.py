@@ -1,7 +1,10 @@
 """The TUI: `QuantTUI` wires the comparison session to the screens; nothing is measured here.
 
-Build it with `build_app` (the CLI and the tests both do) from a config, the servers, and an
-optional hardware poller. Cost rules, because the app runs beside the servers it measures:
+Build it with `build_app` (the CLI and the tests both do) from a config, a `ServerRegistry`
+(default: the config's servers) and `AppOptions`. State goes down, messages come up: the screens
+draw the registry and the `RunState` they are handed and post `quanttui.tui.messages` for every
+change; only the app changes either. Cost rules, because the app runs beside the servers it
+measures:
 
 - the session runs as an async worker on the app's loop and emits into a `LiveRun` buffer; no
   message per token;
@@ -20,7 +23,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,31 +35,53 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from quanttui.config import Config
-from quanttui.core.run.events import Event, Notice
-from quanttui.core.hardware import HardwarePoller, ProcessTarget
+from quanttui.core.hardware import HardwarePoller
 from quanttui.core.hardware.poller import HwSample
 from quanttui.core.hardware.summary import summary_sample
-from quanttui.core.models.launcher import Launch, Launcher, defaults_from, free_vram
+from quanttui.core.models.launcher import Launch
+from quanttui.core.run.events import Event, Notice
 from quanttui.core.run.records import RunResults
-from quanttui.core.run.session import SCHEDULES, ServerSpec, Session
+from quanttui.core.run.schedule import SCHEDULES
+from quanttui.core.run.session import Session
 from quanttui.tui.live import LiveRun
-from quanttui.tui.messages import HardwareSampled, ServersChanged
+from quanttui.tui.messages import (
+    AddServer,
+    ChangeLaunchDefaults,
+    HardwareSampled,
+    LaunchChanged,
+    OpenModels,
+    ProbeServers,
+    RemoveServer,
+    ServersChanged,
+    StartRun,
+    StartServers,
+    StopServer,
+    ToggleServer,
+)
+from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
 from quanttui.tui.screens.compare import CompareScreen
 from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.servers import ServersScreen
-from quanttui.tui.state import (
-    SUITES,
-    RunOptions,
-    ServerEntry,
-    build_plan,
-    entries_from_config,
-    probe,
-    url_problem,
-)
+from quanttui.tui.state import SUITES, RunOptions, RunState, build_plan
 from quanttui.tui.themes import DEFAULT_THEME, THEME_256, load_themes
 
 REPETITION_CHOICES = (1, 3, 5, 10)
 N_PREDICT_CHOICES = (32, 64, 128, 256, 512)
+PROGRESS_S = 0.5  # how often a loading server's row in the model pane shows its time
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppOptions:
+    """How the app runs, apart from what it shows."""
+
+    poller: HardwarePoller | None = None  # hardware samples; closed with the app
+    animations: bool = True  # off: no animations and no cursor blink (tests, snapshots)
+    probe_on_start: bool = True
+    theme_dirs: Iterable[Path] | None = None  # None: the built-in and the user's themes
+    contention: Callable[[list[Any]], list[str]] | None = None  # CPU-contention check of a run
+    notes: Sequence[str] = ()  # toasts once the screen is up (what the servers' start said)
+    few_colours: bool = False  # the terminal shows 256 colours or fewer
+    handle_signals: bool = False  # SIGTERM and SIGHUP leave as `q` does
 
 
 class QuantTUI(App[None]):
@@ -70,56 +95,34 @@ class QuantTUI(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(
-        self,
-        config: Config,
-        entries: Sequence[ServerEntry],
-        *,
-        selected: Sequence[str] | None = None,
-        poller: HardwarePoller | None = None,
-        animations: bool = True,
-        probe_on_start: bool = True,
-        theme_dirs: Iterable[Path] | None = None,
-        contention: Callable[[list[Any]], list[str]] | None = None,
-        notes: Sequence[str] = (),
-        few_colours: bool = False,
-        llama_server: str | Path | None = None,
-        handle_signals: bool = False,
-    ) -> None:
+    def __init__(self, config: Config, registry: ServerRegistry, options: AppOptions) -> None:
         super().__init__()
-        self._handle_signals = handle_signals
+        self._handle_signals = options.handle_signals
         self.exit_signal: int | None = None
-        # Servers started from the model pane; stopped when the app ends (and by run_tui).
-        self.launcher = Launcher(defaults_from(config.models), llama_server=llama_server,
-                                 vram_free=free_vram)
-        self._notes = list(notes)
-        self.few_colours = few_colours  # the terminal shows 256 colours or fewer
+        self._notes = list(options.notes)
+        self.few_colours = options.few_colours
         self.config = config
-        self.entries: dict[str, ServerEntry] = {e.name: e for e in entries}
-        self.selected: list[str] = [n for n in (selected if selected is not None
-                                                else self.entries) if n in self.entries]
-        self.options = RunOptions.from_config(config)
-        self.poller = poller
-        self.hw: HwSample | None = None
-        self.hw_off_reason = None if poller is not None else "hardware sampling off"
-        self.blink = animations
-        if not animations:
+        # The servers, the selection, and the launcher of the servers started here (stopped
+        # when the app ends, and by run_tui).
+        self.registry = registry
+        self.poller = options.poller
+        self.run_state = RunState(config, RunOptions.from_config(config), hw_off_reason=(
+            None if options.poller is not None else "hardware sampling off"))
+        self._blink = options.animations
+        if not options.animations:
             self.animation_level = "none"
-        self.probe_on_start = probe_on_start
+        self.probe_on_start = options.probe_on_start
         self.session: Session | None = None
-        self.live: LiveRun | None = None
         self.results: RunResults | None = None
-        self.contention: list[str] = []
-        self._contention_check = contention
+        self._contention_check = options.contention
         self._drawn_version = -1
         self._toasted: set[tuple[str, str | None]] = set()
         self._unsubscribe: Callable[[], None] | None = None
-        self._suite_labels: dict[str, str] = {}
-        themes = load_themes(theme_dirs)
+        themes = load_themes(options.theme_dirs)
         self._theme_errors = themes.errors
         for theme in themes.themes.values():
             self.register_theme(theme)
-        self.compare = CompareScreen()
+        self.compare = CompareScreen(registry, self.run_state, blink=self._blink)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,8 +157,8 @@ class QuantTUI(App[None]):
             self.poller.start()
         if self.probe_on_start:
             self.probe_all()
-        if not self.entries:
-            self.push_screen(ServersScreen())
+        if not self.registry.entries:
+            self.push_screen(ServersScreen(self.registry, blink=self._blink))
         if self._handle_signals:
             # SIGTERM, and SIGHUP when an SSH connection drops: leave like `q` does (terminal
             # restored, run stopped, servers stopped), instead of dying mid-screen.
@@ -173,7 +176,7 @@ class QuantTUI(App[None]):
     def on_unmount(self) -> None:
         if self.session is not None:
             self.session.stop()
-        self.launcher.stop_all()
+        self.registry.launcher.stop_all()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.poller is not None:
@@ -189,104 +192,146 @@ class QuantTUI(App[None]):
     def probe_all(self) -> None:
         if self.running:  # probing adds requests to servers being measured
             return
-        for entry in self.entries.values():
-            if entry.health != "checking":
-                self.run_worker(self._probe(entry), group="probe", exit_on_error=False)
+        for entry in self.registry.to_probe():
+            self._probe(entry)
 
-    async def _probe(self, entry: ServerEntry) -> None:
-        await probe(entry)
-        self.servers_changed()
+    def _probe(self, entry: ServerEntry) -> None:
+        async def probe() -> None:
+            await self.registry.probe(entry)
+            self.servers_changed()
 
-    def servers_changed(self) -> None:
+        self.run_worker(probe(), group="probe", exit_on_error=False)
+
+    def servers_changed(self, added: str | None = None) -> None:
         self.compare.draw_servers()
         if isinstance(self.screen, ServersScreen):
-            self.screen.post_message(ServersChanged())
+            self.screen.post_message(ServersChanged(added))
 
-    def toggle_selected(self, name: str) -> None:
-        if self.running:
-            self.notify("Stop the run (x) before changing the servers.", severity="warning")
+    def _refused(self, refused: Refused) -> None:
+        self.notify(str(refused), severity=refused.severity)
+
+    def on_toggle_server(self, message: ToggleServer) -> None:
+        try:
+            self.registry.toggle(message.name)
+        except Refused as e:
+            self._refused(e)
             return
-        if name in self.selected:
-            self.selected.remove(name)
-        else:
-            self.selected.append(name)
         self._selection_changed()
 
-    def add_server(self, url: str) -> bool:
-        url = url.rstrip("/")
-        if not url:
-            return False
-        if "://" not in url:
-            url = "http://" + url
-        problem = url_problem(url)
-        if problem:
-            self.notify(f"{url}: {problem}", severity="error")
-            return False
-        if any(e.spec.url == url for e in self.entries.values()):
-            self.notify(f"{url} is already in the list.", severity="warning")
-            return False
-        name = url.split("://", 1)[1]
-        self._add_entry(ServerEntry(ServerSpec(name, url), source="added"))
-        return True
-
-    def add_launched(self, launch: Launch) -> None:
-        """A server the model pane started and is now healthy: listed, probed, and selected
-        for the next run."""
-        s = launch.server
-        spec = ServerSpec(launch.name, launch.url, pid=s.pid, launch_args=tuple(s.spawned_args))
-        self._add_entry(ServerEntry(spec, source="launched"))
-
-    def _add_entry(self, entry: ServerEntry) -> None:
-        """Listed, probed, and selected for the next run (not the one running)."""
-        self.entries[entry.name] = entry
-        self.run_worker(self._probe(entry), group="probe", exit_on_error=False)
-        if not self.running:
-            self.selected.append(entry.name)
-        self._selection_changed()
-
-    def stop_launched(self, name: str) -> bool:
-        """Stop a server the model pane started and take it off the list."""
-        if not self._drop_entry(name, "stopping"):
-            return False
-        self.launcher.stop(name)
-        self.notify(f"{name}: llama-server stopped.", markup=False)
-        return True
-
-    def remove_server(self, name: str) -> None:
-        entry = self.entries.get(name)
-        if entry is None or entry.source != "added":
-            self.notify("Only servers added here can be removed; deselect the others.",
-                        severity="warning")
+    def on_add_server(self, message: AddServer) -> None:
+        try:
+            entry = self.registry.add_url(message.url)
+        except Refused as e:
+            self._refused(e)
             return
-        self._drop_entry(name, "removing")
+        if entry is not None:
+            self._probe(entry)
+            self._selection_changed(added=entry.name)
 
-    def _drop_entry(self, name: str, doing: str) -> bool:
-        """Off the list and the selection; refused for a server the running run compares."""
-        if self.running and name in self.selected:
-            self.notify(f"Stop the run (x) before {doing} a compared server.",
-                        severity="warning")
-            return False
-        self.entries.pop(name, None)
-        if name in self.selected:
-            self.selected.remove(name)
+    def on_remove_server(self, message: RemoveServer) -> None:
+        try:
+            self.registry.remove(message.name)
+        except Refused as e:
+            self._refused(e)
+            return
         self._selection_changed()
-        return True
 
-    def _selection_changed(self) -> None:
+    def on_probe_servers(self, _: ProbeServers) -> None:
+        self.probe_all()
+
+    def on_open_models(self, _: OpenModels) -> None:
+        self.action_models()
+
+    def _selection_changed(self, added: str | None = None) -> None:
         if not self.running:
-            self.live = None  # other servers: the last run's view no longer applies
+            self.run_state.live = None  # other servers: the last run's view no longer applies
         self._update_targets()
-        self.compare.call_later(self.compare.set_columns, list(self.selected))
-        self.servers_changed()
+        self.compare.call_later(self.compare.set_columns, list(self.registry.selected))
+        self.servers_changed(added)
 
     def _update_targets(self) -> None:
         if self.poller is not None:
-            self.poller.set_targets(
-                ProcessTarget(n, url=self.entries[n].spec.url, pid=self.entries[n].spec.pid)
-                for n in self.selected)
+            self.poller.set_targets(self.registry.targets())
+
+    # ------------------------------------------------------------------ servers started here
+
+    def on_start_servers(self, message: StartServers) -> None:
+        """Start what the model pane planned (and fit-checked); each joins the list, selected,
+        once healthy."""
+        launcher = self.registry.launcher
+        started: list[Launch] = []
+        for name, spec in message.todo:
+            launch = launcher.start(name, spec)  # on the loop's (main) thread: see core.launcher
+            if launch.state == "failed":
+                self.notify(launch.error or "failed", title=f"{name} not started",
+                            severity="error", markup=False, timeout=15)
+            else:
+                started.append(launch)
+            self._launch_changed(launch)
+        if started:
+            self.run_worker(self._wait_ready(started), group="launch", exit_on_error=False)
+
+    async def _wait_ready(self, launches: list[Launch]) -> None:
+        """Wait for servers started together; add the healthy ones in the order they were
+        started (largest file first: the reference, A, is the most precise quant)."""
+        launcher = self.registry.launcher
+        shown_at: dict[str, float] = {}
+
+        def progress(la: Launch) -> None:
+            now = time.monotonic()
+            if now - shown_at.get(la.name, 0.0) >= PROGRESS_S:
+                shown_at[la.name] = now
+                self._launch_changed(la)
+
+        async def one(launch: Launch) -> bool:
+            try:
+                return await launcher.wait_ready(launch, on_progress=progress)
+            except Exception as e:  # never leave a server half-started and unowned
+                launcher.stop(launch.name)
+                launch.state, launch.error = "failed", f"{launch.name}: {e!r}"
+                return False
+            finally:
+                self._launch_changed(launch)
+
+        t0 = time.monotonic()
+        oks = await asyncio.gather(*(one(la) for la in launches))
+        for launch, ok in zip(launches, oks, strict=True):
+            if ok:
+                self._probe(self.registry.add_launched(launch))
+                self._selection_changed()
+                # One toast per server: the start, and what happened on the way (a restart).
+                notes = "".join(f"\n{n}" for n in launch.notes)
+                self.notify(f"{launch.name}: {launch.model.name} at {launch.url}, ready in "
+                            f"{time.monotonic() - t0:.1f} s; selected for the comparison."
+                            f"{notes}", title="server started", markup=False,
+                            severity="warning" if notes else "information")
+            elif launch.state == "failed":
+                self.notify(launch.error or "failed", title=f"{launch.name} did not start",
+                            severity="error", markup=False, timeout=20)
+
+    def on_stop_server(self, message: StopServer) -> None:
+        try:
+            self.registry.stop_launched(message.name)
+        except Refused as e:
+            self._refused(e)
+            return
+        self.notify(f"{message.name}: llama-server stopped.", markup=False)
+        self._selection_changed()
+        launch = self.registry.launcher.launches.get(message.name)
+        if launch is not None:
+            self._launch_changed(launch)
+
+    def on_change_launch_defaults(self, message: ChangeLaunchDefaults) -> None:
+        launcher = self.registry.launcher
+        launcher.defaults = message.change(launcher.defaults)
+        self._launch_changed(None)
+
+    def _launch_changed(self, launch: Launch | None) -> None:
+        if isinstance(self.screen, ModelsScreen):
+            self.screen.post_message(LaunchChanged(launch))
 
     def on_hardware_sampled(self, message: HardwareSampled) -> None:
-        self.hw = message.sample
+        self.run_state.hw = message.sample
         if self.running:
             self.compare.hw_pending = True  # drawn with the run's figures, in one frame
         elif self.screen is self.compare:
@@ -299,7 +344,7 @@ class QuantTUI(App[None]):
         if self.screen is self.compare:
             self._drawn_version = -1
             self.compare.draw_servers()
-            self.compare.draw_hardware(self.hw)
+            self.compare.draw_hardware(self.run_state.hw)
             self._tick()
 
     # ------------------------------------------------------------------ runs
@@ -308,22 +353,30 @@ class QuantTUI(App[None]):
     def running(self) -> bool:
         return self.session is not None
 
+    def _set_session(self, session: Session | None) -> None:
+        """A run starts (the selection is fixed) or ends."""
+        self.session = session
+        self.run_state.running = self.registry.frozen = session is not None
+
+    def on_start_run(self, message: StartRun) -> None:
+        self.start_run(message.typed)
+
     def start_run(self, typed: str | None = None) -> None:
         if self.running:
             self.notify("A run is on: x stops it.", severity="warning")
             return
-        if not self.selected:
+        if not self.registry.selected:
             self.notify("No server selected: press s to choose the servers to compare.",
                         severity="error")
             return
         from quanttui.core.suites.prompts import PromptFileError
 
         try:
-            plan = build_plan(self.config, self.options, typed)
+            plan = build_plan(self.config, self.run_state.options, typed)
         except (ValueError, PromptFileError) as e:
             self.notify(str(e), title="cannot start the run", severity="error")
             return
-        if len(self.selected) == 1:
+        if len(self.registry.selected) == 1:
             self.notify("One server selected: nothing to compare it with (s to add one).",
                         severity="warning")
         live: LiveRun | None = None
@@ -334,10 +387,11 @@ class QuantTUI(App[None]):
                 with contextlib.suppress(Exception):
                     live.on_event(ev)
 
-        session = Session([self.entries[n].spec for n in self.selected], plan, emit=emit,
+        session = Session([e.spec for e in self.registry.chosen()], plan, emit=emit,
                           contention=self._contention_check)
         live = LiveRun(session.results)  # the results the session fills, read for stats
-        self.session, self.live, self.contention = session, live, []
+        self._set_session(session)
+        self.run_state.live, self.run_state.contention = live, []
         self._drawn_version = -1
         self._toasted.clear()
         self.compare.reset_columns()
@@ -362,7 +416,7 @@ class QuantTUI(App[None]):
                                            self.poller.host_info(),
                                            [(s.name, s.model_path) for s in r.servers])
             self.results = session.results
-            self.session = None
+            self._set_session(None)
             self._flush_timer.pause()
             self._tick()
             self.refresh_bindings()
@@ -372,34 +426,27 @@ class QuantTUI(App[None]):
         """Show a finished run (a stored one, or one built by a test) as a live one ends."""
         from quanttui.tui.live import replay
 
-        for info in results.servers:
-            entry = self.entries.get(info.name)
-            if entry is None:
-                entry = self.entries[info.name] = ServerEntry(
-                    ServerSpec(info.name, info.url, pid=info.pid), source="added")
-            entry.info = info
-            entry.health = "ok" if info.reachable else "down"
-            entry.error = info.error
-        self.selected = list(results.server_names)
+        self.registry.adopt(results.servers)
         self._selection_changed()
         # The status bar states the shown run's settings, not the config's next run.
         gen = (results.extra.get("config") or {}).get("generation") or {}
         n_predict = gen.get("n_predict")
-        schedule = next((x for x in SCHEDULES if x == results.schedule), self.options.schedule)
-        self.options = replace(
-            self.options, schedule=schedule, repetitions=results.repetitions,
-            n_predict=n_predict if isinstance(n_predict, int) else self.options.n_predict)
+        state = self.run_state
+        schedule = next((x for x in SCHEDULES if x == results.schedule), state.options.schedule)
+        state.options = replace(
+            state.options, schedule=schedule, repetitions=results.repetitions,
+            n_predict=n_predict if isinstance(n_predict, int) else state.options.n_predict)
         self.results = results
-        self.live = replay(results)
+        state.live = replay(results)
         self._drawn_version = -1
         self.compare.call_later(self._tick)
         if results.hardware and self.poller is None:
             # A stored run: its memory peaks instead of "n/a (hardware sampling off)".
-            self.hw_off_reason = None
+            state.hw_off_reason = None
             self.post_message(HardwareSampled(summary_sample(results.hardware)))
 
     def _tick(self) -> None:
-        live = self.live
+        live = self.run_state.live
         if live is None:
             return
         if live.notices:
@@ -413,7 +460,7 @@ class QuantTUI(App[None]):
 
     def _notice(self, n: Notice) -> None:
         if n.code == "contention":
-            self.contention.append(n.message)
+            self.run_state.contention.append(n.message)
             self.notify(n.message, title="CPU contention", severity="warning", timeout=12)
             return
         if n.code == "simultaneous":
@@ -452,57 +499,47 @@ class QuantTUI(App[None]):
 
     def action_servers(self) -> None:
         if not isinstance(self.screen, ServersScreen):
-            self.push_screen(ServersScreen())
+            self.push_screen(ServersScreen(self.registry, blink=self._blink))
 
     def action_models(self) -> None:
         if not isinstance(self.screen, ModelsScreen):
-            self.push_screen(ModelsScreen())
+            self.push_screen(ModelsScreen(self.registry, self.config.models))
 
     def action_cycle_schedule(self) -> None:
-        self.set_schedule(self.options.next_schedule())
+        self.set_schedule(self.run_state.options.next_schedule())
 
     def set_schedule(self, schedule: str) -> None:
         if schedule not in SCHEDULES:
             return
-        self.options.schedule = schedule
+        self.run_state.options.schedule = schedule
         self.compare.draw_status()
         if self.running:
             self.notify(f"Schedule {schedule} applies to the next run.")
 
     def action_cycle_suite(self) -> None:
-        self.set_suite(self.options.next_suite())
+        self.set_suite(self.run_state.options.next_suite())
 
     def set_suite(self, suite: str) -> None:
         if suite in SUITES:
-            self.options.suite = suite
+            self.run_state.options.suite = suite
             self.compare.draw_status()
 
     def action_repetitions(self, delta: int) -> None:
-        self.set_repetitions(self.options.repetitions + delta)
+        self.set_repetitions(self.run_state.options.repetitions + delta)
 
     def set_repetitions(self, n: int) -> None:
-        self.options.repetitions = min(max(n, 1), 1000)
+        self.run_state.options.repetitions = min(max(n, 1), 1000)
         self.compare.draw_status()
 
     def set_n_predict(self, n: int) -> None:
-        self.options.n_predict = n
+        self.run_state.options.n_predict = n
         self.compare.draw_status()
-
-    def suite_label(self) -> str:
-        suite = self.options.suite
-        if suite not in self._suite_labels:
-            try:
-                n = len(build_plan(self.config, self.options).prompts)
-                self._suite_labels[suite] = f"{suite} ({n})"
-            except Exception:  # a bad prompt file is reported when a run starts
-                self._suite_labels[suite] = suite
-        return self._suite_labels[suite]
 
     def action_snapshot(self) -> None:
         """The screen as SVG and the results so far as JSON, side by side in the export dir
         (written as the headless run and `quanttui snapshot` write them)."""
+        from quanttui.config import config_to_dict
         from quanttui.core.reports.snapshot import write_snapshot
-        from quanttui.headless import config_to_dict
 
         out = Path(self.config.run.export_dir)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -523,8 +560,8 @@ class QuantTUI(App[None]):
         self.notify("\n".join(map(str, files)), title="snapshot saved", markup=False)
 
     def _no_results(self) -> RunResults:
-        o = self.options
-        return RunResults(servers=[self.entries[n].info for n in self.selected],
+        o = self.run_state.options
+        return RunResults(servers=[e.info for e in self.registry.chosen()],
                           schedule=o.schedule, endpoint=self.config.run.endpoint,
                           repetitions=o.repetitions, warmup=self.config.run.warmup,
                           concurrency_levels=(self.config.run.concurrency,))
@@ -557,30 +594,13 @@ class QuantTUI(App[None]):
                                 lambda n=n: self.set_n_predict(n))
 
 
-def build_app(
-    config: Config,
-    servers: Sequence[ServerSpec] | None = None,
-    *,
-    launched: Sequence[ServerSpec] = (),
-    selected: Sequence[str] | None = None,
-    poller: HardwarePoller | None = None,
-    animations: bool = True,
-    probe_on_start: bool = True,
-    theme_dirs: Iterable[Path] | None = None,
-    contention: Callable[[list[Any]], list[str]] | None = None,
-    notes: Sequence[str] = (),
-    few_colours: bool = False,
-    llama_server: str | Path | None = None,
-    handle_signals: bool = False,
-) -> QuantTUI:
-    """The app from its parts; `servers` defaults to the config's servers reached by URL."""
-    entries = (entries_from_config(config) if servers is None
-               else [ServerEntry(s) for s in servers])
-    entries += [ServerEntry(s, source="launched") for s in launched]
-    return QuantTUI(config, entries, selected=selected, poller=poller, animations=animations,
-                    probe_on_start=probe_on_start, theme_dirs=theme_dirs, contention=contention,
-                    notes=notes, few_colours=few_colours, llama_server=llama_server,
-                    handle_signals=handle_signals)
+def build_app(config: Config, registry: ServerRegistry | None = None,
+              **options: Any) -> QuantTUI:
+    """The app for `config`, showing `registry` (default: the config's servers reached by URL);
+    `options` are `AppOptions`' fields."""
+    if registry is None:
+        registry = ServerRegistry.from_config(config)
+    return QuantTUI(config, registry, AppOptions(**options))
 
 
 def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False,
@@ -591,26 +611,28 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
 
     from rich.console import Console
 
+    from quanttui.core.models.launcher import specs_from_config
+    from quanttui.core.models.servers import ServerStartError
     from quanttui.core.run.contention import assess
-    from quanttui.core.models.servers import ManagedServer, ServerStartError
-    from quanttui.headless import HeadlessRun
 
-    managed: list[ManagedServer] = []
+    # The app's own registry and launcher: the servers started here and those started from the
+    # model pane are stopped by its one stop_all, also when the start fails half-way.
+    registry = ServerRegistry.from_config(cfg, llama_server=llama_server)
     poller: HardwarePoller | None = None
     app: QuantTUI | None = None
     try:
-        # The headless run's own start-up (fit check, core pinning, readiness, SIGILL retry),
-        # progress on stderr before the screen opens.
-        launcher = HeadlessRun(cfg, {}, llama_server=llama_server, force=force,
-                               pin_cores=pin_cores)
-        managed = asyncio.run(launcher.launch_servers())
+        # The one start path (fit check, core pinning, readiness, SIGILL retry), progress on
+        # stderr before the screen opens.
+        launches = asyncio.run(registry.launcher.start_together(
+            specs_from_config(cfg, pin_cores), force=force,
+            say=lambda line: print(line, file=sys.stderr)))
+        for la in launches:
+            registry.add_launched(la)
         poller = HardwarePoller(interval_s=cfg.hardware.poll_interval)
-        app = build_app(cfg, launched=[ServerSpec(m.label, m.url, pid=m.pid,
-                                                  launch_args=tuple(m.args)) for m in managed],
-                        poller=poller, contention=assess,
-                        notes=[f"{m.label}: {n}" for m in managed for n in m.notes],
+        app = build_app(cfg, registry, poller=poller, contention=assess,
+                        notes=[f"{la.name}: {n}" for la in launches for n in la.notes],
                         few_colours=Console().color_system in ("256", "standard"),
-                        llama_server=llama_server, handle_signals=True)
+                        handle_signals=True)
         app.run()
     except ServerStartError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -619,10 +641,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         print("stopped while starting servers", file=sys.stderr)
         return 130
     finally:
-        if app is not None:
-            app.launcher.stop_all()
-        for m in managed:
-            m.stop()
+        registry.launcher.stop_all()
         if poller is not None:
             poller.close()
     if app is not None and app.exit_signal is not None:

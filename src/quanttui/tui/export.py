@@ -17,8 +17,9 @@ def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
                config: Config | None = None) -> str:
     from textual.pilot import Pilot
 
-    from quanttui.core.run.session import ServerSpec
+    from quanttui.core.run.plan import ServerSpec
     from quanttui.tui.app import build_app
+    from quanttui.tui.registry import ServerRegistry
 
     out: list[str] = []
     errors: list[BaseException] = []
@@ -32,8 +33,9 @@ def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
         out.append(app.export_screenshot(simplify=True))
         app.exit()
 
-    app = build_app(config or Config(), [ServerSpec(s.name, s.url) for s in results.servers],
-                    animations=False, probe_on_start=False)
+    cfg = config or Config()
+    servers = ServerRegistry.from_config(cfg, [ServerSpec(s.name, s.url) for s in results.servers])
+    app = build_app(cfg, servers, animations=False, probe_on_start=False)
 
     def work() -> None:
         try:

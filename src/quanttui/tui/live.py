@@ -34,6 +34,7 @@ from quanttui.core.run.events import (
     RunStarted,
     TokenBatch,
 )
+from quanttui.core.run.metrics import decode_rate
 from quanttui.core.run.records import RequestRecord, RunResults
 
 Key = tuple[str, int, bool]  # prompt id, repetition, warm-up
@@ -82,10 +83,8 @@ class Stream:
         return self._text
 
     def decode_tps(self) -> float | None:
-        """Client decode rate so far: tokens after the first over first → last read."""
-        if self.t_first_ns is None or self.t_last_ns is None or self.t_last_ns <= self.t_first_ns:
-            return None
-        return (self.n_tokens - 1) / ((self.t_last_ns - self.t_first_ns) / NS)
+        """Client decode rate so far (core.run.metrics.decode_rate, as the final figure)."""
+        return decode_rate(self.n_tokens - 1, self.t_first_ns, self.t_last_ns)
 
 
 class RateSeries:

@@ -1,15 +1,22 @@
-"""Messages into the app from outside its event loop.
+"""The app's messages. Up: a screen asks the app for a change (the screens read the registry and
+the run state but never change them). Down: the app tells a screen what changed. In: the
+hardware poller's thread hands over a sample.
 
 Token events never travel as messages: the session's emit callback buffers them (see
-`quanttui.tui.live`) and a timer draws them a few times a second. Only the hardware poller's
-thread posts here, once per sample.
+`quanttui.tui.live`) and a timer draws them a few times a second.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.message import Message
 
 from quanttui.core.hardware import HwSample
+from quanttui.core.models.launcher import Launch, LaunchDefaults
+from quanttui.core.models.servers import LaunchSpec
+
+# ---------------------------------------------------------------------- in
 
 
 class HardwareSampled(Message):
@@ -23,5 +30,89 @@ class HardwareSampled(Message):
         return isinstance(message, HardwareSampled)
 
 
-class ServersChanged(Message):
-    """A probe finished or the list or selection changed: redraw what shows servers."""
+# ---------------------------------------------------------------------- up
+
+
+class ToggleServer(Message):
+    """Select the server (as the last) or deselect it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class AddServer(Message):
+    """Add the running server at this typed URL."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+
+class RemoveServer(Message):
+    """Take a server added by URL off the list."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class ProbeServers(Message):
+    """Ask every listed server again how it is and what it serves."""
+
+
+class OpenModels(Message):
+    """Open the model pane."""
+
+
+class StartServers(Message):
+    """Start llama-server for these (name, spec), planned and fit-checked by the model pane."""
+
+    def __init__(self, todo: list[tuple[str, LaunchSpec]]) -> None:
+        super().__init__()
+        self.todo = todo
+
+
+class StopServer(Message):
+    """Stop a server started here and take it off the list."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class ChangeLaunchDefaults(Message):
+    """Change the flags of the servers started from now on: `change` is applied to the flags
+    as they are when the app handles it, so that keys pressed in a row add up."""
+
+    def __init__(self, change: Callable[[LaunchDefaults], LaunchDefaults]) -> None:
+        super().__init__()
+        self.change = change
+
+
+class StartRun(Message):
+    """Run the typed prompt (or, with None, the chosen suite) on the selected servers."""
+
+    def __init__(self, typed: str | None = None) -> None:
+        super().__init__()
+        self.typed = typed
+
+
+# ---------------------------------------------------------------------- down
+
+
+class ServersChanged(Message, bubble=False):
+    """A probe finished or the list or selection changed: redraw what shows servers. `added`:
+    the server just added from the URL field."""
+
+    def __init__(self, added: str | None = None) -> None:
+        super().__init__()
+        self.added = added
+
+
+class LaunchChanged(Message, bubble=False):
+    """A server started here changed (state, loading time), or with None the launch flags."""
+
+    def __init__(self, launch: Launch | None = None) -> None:
+        super().__init__()
+        self.launch = launch

@@ -18,8 +18,10 @@ import httpx
 
 from quanttui.core.hardware.reading import NA, Reading
 from quanttui.core.hardware.remote import (
+    NodeSample,
     fetch_llama_metrics,
     fetch_metrics_text,
+    node_cpu_busy_percent,
     parse_dcgm,
     parse_node_exporter,
 )
@@ -42,6 +44,8 @@ class _Peaks:
     gpu_fb_used: Reading[int] = field(default_factory=lambda: NA("no scrape yet"))
     gpu_fb_total: Reading[int] = field(default_factory=lambda: NA("no scrape yet"))
     requests_deferred: Reading[float] = field(default_factory=lambda: NA("no scrape yet"))
+    host_cpu_busy: Reading[float] = field(default_factory=lambda: NA("fewer than two scrapes"))
+    last_node: NodeSample | None = None
     scrapes: int = 0
 
 
@@ -79,6 +83,10 @@ class RemoteWatcher:
                                       else NA("node_exporter lacks MemTotal/MemAvailable"))
                 p.host_ram_used = _max(p.host_ram_used, used)
                 p.host_ram_total = node.mem_total_bytes
+                if p.last_node is not None:
+                    p.host_cpu_busy = _max(p.host_cpu_busy,
+                                           node_cpu_busy_percent(p.last_node, node))
+                p.last_node = node
         if t.dcgm_exporter_url:
             text = await fetch_metrics_text(http, t.dcgm_exporter_url)
             gpus = text if isinstance(text, NA) else parse_dcgm(text)
@@ -86,9 +94,9 @@ class RemoteWatcher:
                 p.gpu_fb_used = _max(p.gpu_fb_used, gpus)
             else:
                 used_sum = sum(g.fb_used_bytes for g in gpus if not isinstance(g.fb_used_bytes, NA))
-                free_sum = sum(g.fb_free_bytes for g in gpus if not isinstance(g.fb_free_bytes, NA))
                 p.gpu_fb_used = _max(p.gpu_fb_used, used_sum)
-                p.gpu_fb_total = used_sum + free_sum
+                p.gpu_fb_total = sum(g.fb_total_bytes for g in gpus
+                                     if not isinstance(g.fb_total_bytes, NA))
         if t.scrape_server_metrics:
             # counters and queue gauges only: the rate gauges reset on each scrape (see remote)
             m = await fetch_llama_metrics(http, t.url)
@@ -118,5 +126,6 @@ class RemoteWatcher:
                        "gpu_memory_used_peak": reading_json(p.gpu_fb_used),
                        "gpu_memory_total": reading_json(p.gpu_fb_total),
                        "requests_deferred_peak": reading_json(p.requests_deferred),
+                       "host_cpu_busy_percent_peak": reading_json(p.host_cpu_busy),
                        "scrapes": p.scrapes}
                 for name, p in self.peaks.items()}

@@ -25,7 +25,9 @@ def model_file_bytes(path: str | None) -> Reading[int]:
     """Size on disk of the server's model (all shards of a split model)."""
     if not path:
         return NA("server did not say its model path")
-    from quanttui.core.models.discovery import shard_files  # pulls in gguf and numpy: only when asked
+    from quanttui.core.models.discovery import (
+        shard_files,  # pulls in gguf and numpy: only when asked
+    )
 
     try:
         return sum(p.stat().st_size for p in shard_files(Path(path)))

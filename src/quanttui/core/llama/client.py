@@ -1,9 +1,11 @@
 """Async client for one llama-server: streaming completions timed per event, and utility calls.
 
 The native `/completion` stream (one token per event) is the timing path; `/v1/completions`
-and `/v1/chat/completions` stream too. Each network read is stamped once with
-`time.perf_counter_ns()` as it leaves httpx, and every event in that read gets that stamp: it is
-the closest the client gets to the socket without a thread of its own.
+and `/v1/chat/completions` stream too. Each completion streams on a thread of its own
+(`StreamJob`) with blocking `http.client` reads (`blocking_http`): the thread stamps each
+network read with `time.perf_counter_ns()` as it returns, and every event in that read gets that
+stamp (this is where a token's arrival time is taken). The event loop collects what arrived a
+few times a second (`on_progress`), not per token. httpx does every other call.
 """
 
 from __future__ import annotations
@@ -23,17 +25,6 @@ import httpx
 import msgspec
 
 from quanttui.core.llama.blocking_http import STALE_ERRORS, ConnectionPool
-from quanttui.core.llama.result import (
-    AuthenticationError,
-    HTTPStatusError,
-    MalformedEvent,
-    ServerError,
-    ServerLoading,
-    ServerTimeout,
-    ServerUnreachable,
-    StreamEndedEarly,
-    StreamErrorEvent,
-)
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.protocol import (
     ErrorBody,
@@ -44,8 +35,22 @@ from quanttui.core.llama.protocol import (
     native_event_decoder,
     oai_chunk_decoder,
 )
-from quanttui.core.llama.result import ENDPOINT_PATHS, CompletionResult, Endpoint
+from quanttui.core.llama.result import (
+    ENDPOINT_PATHS,
+    AuthenticationError,
+    CompletionResult,
+    Endpoint,
+    HTTPStatusError,
+    MalformedEvent,
+    ServerError,
+    ServerLoading,
+    ServerTimeout,
+    ServerUnreachable,
+    StreamEndedEarly,
+    StreamErrorEvent,
+)
 from quanttui.core.llama.sse import SSEDecoder
+from quanttui.core.llama.urls import url_problem
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
 # event's index, index past the last). Events below the second index are complete in every list.
@@ -78,10 +83,10 @@ class LlamaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.name = name or parts.netloc
+        problem = url_problem(self.url)
+        if problem is not None:
+            raise ValueError(f"not a server URL: {url!r}: {problem}")
+        self.name = name or urlsplit(self.url).netloc
         self.timeouts = timeouts or Timeouts()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._headers = headers

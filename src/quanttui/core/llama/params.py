@@ -7,24 +7,39 @@ greedy decoding pins the sampler chain to the argmax so that outputs are compara
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+
+_Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
-@dataclass(frozen=True, slots=True)
-class GenerationParams:
-    n_predict: int = 128
-    temperature: float = 0.0
-    seed: int = 42
-    top_k: int = 40
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    stop: tuple[str, ...] = ()
+class Sampling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The generation fields a user sets: the config's `[generation]` section is this struct,
+    and every request's parameters extend it, so the fields and their limits are written once."""
+
+    n_predict: Annotated[int, msgspec.Meta(ge=1, le=32768)] = 128
+    temperature: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    seed: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)] = 42
+    top_k: Annotated[int, msgspec.Meta(ge=0)] = 40
+    top_p: _Fraction = 1.0
+    min_p: _Fraction = 0.0
+    repeat_penalty: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    stop: tuple[Annotated[str, msgspec.Meta(min_length=1)], ...] = ()
     cache_prompt: bool = False
     ignore_eos: bool = False
+
+
+class GenerationParams(Sampling, frozen=True, kw_only=True):
+    """What one request sends: the user's sampling fields, plus what a step asks for itself."""
+
     n_probs: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sampling: Sampling, **changes: Any) -> GenerationParams:
+        """Request parameters from the configured sampling fields (and any changes)."""
+        return cls(**(msgspec.structs.asdict(sampling) | changes))
 
     @property
     def greedy(self) -> bool:

@@ -1,7 +1,7 @@
 """llama-server's wire formats (b11434) as typed structs, decoded with msgspec.
 
 Only the fields quanttui reads are declared; unknown fields are ignored so that a newer server
-still decodes. Field names are the server's own (see shared/reference/llama-server.md §3).
+still decodes. Field names are the server's own (llama.cpp's tools/server/server.cpp at b11434).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ it shows a split model (`name-00001-of-00003.gguf`, ...) as one model. Every fil
 (not GGUF, truncated, empty, unreadable, a split model with shards missing) is returned as a
 `ModelProblem` with a reason; nothing raises out of `discover()`.
 
-Headers are read by `quanttui.core.models.gguf_header` (metadata and tensor infos, never tensor data) and
-cached in memory by real path, size and mtime, so a second scan only stats the files.
+Headers are read by `core.models.gguf_reader` (metadata and tensor infos, never tensor data;
+imported when a file is read) and cached in memory by real path, size and mtime, so a second
+scan only stats the files.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf import LlamaFileType
 from platformdirs import user_cache_dir
 
-from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, os_reason, read_gguf_header
+from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, os_reason
 
 __all__ = [
     "DiscoveryResult",
@@ -192,6 +192,8 @@ def _read_header(path: Path) -> GGUFHeader:
         result = hit[1]
     else:
         try:
+            from quanttui.core.models.gguf_reader import read_gguf_header
+
             result = read_gguf_header(path)
         except GGUFError as e:
             result = e
@@ -266,6 +268,8 @@ def _read_model(path: Path, shards: tuple[Path, ...]) -> ModelInfo:
             raise GGUFError(path, f"split.count is {declared}, file names say {len(shards)}")
     arch = first.get_str("general.architecture")
     file_type = first.get_int("general.file_type")
+    from gguf import LlamaFileType  # loaded with the reader already
+
     if file_type == LlamaFileType.GUESSED:
         file_type = None
     types: dict[str, int] = {}
@@ -301,6 +305,8 @@ def quant_name(file_type: int | None, tensor_types: Mapping[str, int] | None = N
     Without a file type: the tensor type holding most elements ("Q4_K"), or None.
     """
     if file_type is not None:
+        from gguf import LlamaFileType  # imports numpy: only when a file type is named
+
         try:
             name = LlamaFileType(file_type).name
         except ValueError:

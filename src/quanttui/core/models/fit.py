@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, read_gguf_header
 from quanttui.core.models.discovery import shard_files
+from quanttui.core.models.gguf_header import GGUFError, GGUFHeader
 
 RUNTIME_BYTES = 150 * 1024 * 1024  # compute buffers, context, the process itself
 WARN_SHARE = 0.85  # of free memory
@@ -67,6 +67,8 @@ def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2) 
 
 def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:
     """Raises GGUFError for a file that isn't a readable GGUF."""
+    from quanttui.core.models.gguf_reader import read_gguf_header  # numpy: only when read
+
     header = read_gguf_header(model, tensors=False)
     arch = header.get_str("general.architecture") or ""
     layers = header.get_int(f"{arch}.block_count") or 0

@@ -1,21 +1,22 @@
-"""llama-servers started while quanttui runs, for GGUF files the user picks (the TUI's model pane).
+"""llama-servers that quanttui starts: for the models a config names (headless run, TUI start-up)
+and for the GGUF files a user picks in the TUI's model pane, all through `Launcher`.
 
-The same path as the servers a config names: the fit check first, pinned flags, loopback ports,
-readiness with progress, the log tail when a start fails, and `stop_all()` as the one place that
-stops them. Servers are spawned on the caller's thread, which must be the main thread (the
-event loop's) so that they get the parent-death signal and die with quanttui even when it is
-killed.
+One path for every start: the fit check first, pinned flags, loopback ports, readiness with
+progress, the log tail when a start fails, and `stop_all()` as the one place that stops them.
+Servers are spawned on the caller's thread, which must be the main thread (the event loop's) so
+that they get the parent-death signal and die with quanttui even when it is killed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from quanttui.config import ModelsConfig
+from quanttui.config import Config, ModelsConfig
 from quanttui.core.models import fit
 from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.discovery import ModelInfo
@@ -57,6 +58,25 @@ def defaults_from(cfg: ModelsConfig) -> LaunchDefaults:
     return LaunchDefaults(threads=lc.threads, ctx_size=lc.ctx_size, parallel=lc.parallel,
                           n_gpu_layers=lc.n_gpu_layers, extra_args=tuple(lc.extra_args),
                           cpus=tuple(lc.cpus), pin_cores=cfg.pin_cores)
+
+
+def specs_from_config(cfg: Config, pin_cores: bool = False) -> list[tuple[str, LaunchSpec]]:
+    """Names and launch specs of the config's `[[servers]]` that name a `model`."""
+    out = []
+    for s in cfg.servers:
+        if s.model is None:
+            continue
+        lc = s.launch
+        spec = LaunchSpec(model=Path(s.model)) if lc is None else LaunchSpec(
+            model=Path(s.model), threads=lc.threads, ctx_size=lc.ctx_size,
+            parallel=lc.parallel, n_gpu_layers=lc.n_gpu_layers,
+            cpu_affinity=tuple(lc.cpus) or None, extra_args=tuple(lc.extra_args))
+        out.append((s.name, spec))
+    if pin_cores and out:
+        blocks = split_cores(len(out), sorted(os.sched_getaffinity(0)))
+        out = [(name, replace(spec, cpu_affinity=block)) for (name, spec), block
+               in zip(out, blocks, strict=True)]
+    return out
 
 
 def free_vram() -> int | None:
@@ -226,6 +246,43 @@ class Launcher:
                 launch.state = "ready"
         launch.notes = list(launch.server.notes)
         return launch.state == "ready"
+
+    async def start_together(self, todo: Sequence[tuple[str, LaunchSpec]], *, force: bool = False,
+                             say: Callable[[str], object] = lambda _: None) -> list[Launch]:
+        """Start these servers and wait until all serve (the config's servers, before a run).
+        Raises ServerStartError, naming each server that failed and why, after stopping them
+        all; `say` gets progress and fit warnings."""
+        report = self.check_fit(todo)
+        for w in report.warnings:
+            say(f"warning: {w}")
+        if report.refuse:
+            if not force:
+                raise ServerStartError(f"{report.refuse} (--force starts them anyway)")
+            say(f"warning: {report.refuse} (starting anyway: --force)")
+        launches = []
+        try:
+            for name, spec in todo:
+                la = self.start(name, spec)
+                launches.append(la)
+                if la.state == "failed":
+                    break
+                cores = (f", cores {','.join(map(str, spec.cpu_affinity))}"
+                         if spec.cpu_affinity else "")
+                say(f"starting {name}: {spec.model.name} on port {la.server.port}, "
+                    f"{spec.threads} thread(s){cores}")
+            if all(la.state != "failed" for la in launches):
+                await asyncio.gather(*(self.wait_ready(la) for la in launches))
+        except BaseException:
+            for la in launches:
+                self.stop(la.name)
+            raise
+        failed = [la for la in launches if la.state != "ready"]
+        if failed:
+            for la in launches:
+                self.stop(la.name)
+            raise ServerStartError("\n".join(la.error or f"{la.name}: did not start"
+                                             for la in failed))
+        return launches
 
     def stop(self, name: str) -> None:
         launch = self.launches.get(name)

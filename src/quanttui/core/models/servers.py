@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,19 +234,3 @@ class ManagedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def start_all(specs: Sequence[LaunchSpec], names: Sequence[str] | None = None,
-              timeout: float = 120.0) -> list[ManagedServer]:
-    """Start several servers, loading in parallel; on any failure stop them all."""
-    servers = [ManagedServer(s, name=(names[i] if names else None)) for i, s in enumerate(specs)]
-    try:
-        for s in servers:
-            s.start()
-        for s in servers:
-            s.wait_ready_sync(timeout)
-    except BaseException:
-        for s in servers:
-            s.stop()
-        raise
-    return servers

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from quanttui.core.llama.client import LlamaClient
-from quanttui.core.llama.result import ServerError
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.result import ServerError
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
 from quanttui.core.suites.tasks import Length, TaskItem, score
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 Works on token ids (one per event on `/completion`), or on any sequence of hashable units (e.g.
 the text pieces of a chat stream, which carries no ids). Definitions follow
-shared/reference/metrics.md:
+docs/metrics.md:
 
 - first divergence: index of the first position where the two sequences differ, `None` when
   they are identical. When one output is a strict prefix of the other (one stopped earlier), it
@@ -101,10 +101,3 @@ def units(token_ids: Sequence[int], texts: Sequence[str]) -> Sequence[Hashable]:
     if token_ids and len(token_ids) == len(texts):
         return token_ids
     return texts
-
-
-def aligned_text(diff: TokenDiff, a_texts: Sequence[str], b_texts: Sequence[str]
-                 ) -> list[tuple[SegmentKind, str, str]]:
-    """(kind, A text, B text) per segment, for reports; texts are per unit (one per id)."""
-    return [(s.kind, "".join(a_texts[s.a_start:s.a_end]), "".join(b_texts[s.b_start:s.b_end]))
-            for s in diff.segments]

@@ -1,6 +1,6 @@
 """Output comparison: two servers' greedy outputs for the same prompt, token by token.
 
-Definitions (shared/reference/metrics.md, Quality): exact match, first divergence (index of the
+Definitions (docs/metrics.md, Quality): exact match, first divergence (index of the
 first differing token id), token agreement (share of equal ids position by position, up to the
 shorter output) and text similarity (1 − Levenshtein distance / length of the longer text). The
 alignment and the first two come from `core.diff`, which the TUI renders as well.

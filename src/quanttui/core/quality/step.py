@@ -22,18 +22,11 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 
+import msgspec
+
 from quanttui.core.llama.client import LlamaClient, Timeouts
-from quanttui.core.quality.divergence import DistributionStats, PositionCompare, distribution_stats
-from quanttui.core.llama.result import ServerError
 from quanttui.core.llama.params import GenerationParams
-from quanttui.core.quality.outputs import (
-    OutputComparison,
-    OutputSummary,
-    compare_outputs,
-    compare_run_outputs,
-    representative_records,
-    summarize_outputs,
-)
+from quanttui.core.llama.result import ServerError
 from quanttui.core.quality.accuracy import (
     Accuracy,
     AccuracyDiff,
@@ -42,7 +35,33 @@ from quanttui.core.quality.accuracy import (
     accuracy_diff,
     run_tasks,
 )
-from quanttui.core.suites.tasks import TaskItem, builtin_tasks
+from quanttui.core.quality.divergence import (
+    DistributionStats,
+    MeanUnc,
+    PositionCompare,
+    distribution_stats,
+)
+from quanttui.core.quality.outputs import (
+    OutputComparison,
+    OutputSummary,
+    compare_outputs,
+    compare_run_outputs,
+    representative_records,
+    summarize_outputs,
+)
+from quanttui.core.quality.section import (
+    AccuracyDiffDoc,
+    DistributionDoc,
+    OutputComparisonDoc,
+    OutputsDoc,
+    PromptDivergenceDoc,
+    QualityOptionsDoc,
+    QualityPairDoc,
+    QualitySection,
+    TaskOutcomeDoc,
+    TaskOutputsDoc,
+    TasksDoc,
+)
 from quanttui.core.quality.teacher_forcing import (
     ForcedRun,
     ForcedSequence,
@@ -52,11 +71,12 @@ from quanttui.core.quality.teacher_forcing import (
     pair_runs,
     plan_positions,
 )
+from quanttui.core.suites.tasks import TaskItem, builtin_tasks
 
 if TYPE_CHECKING:
-    from quanttui.core.suites.prompts import Prompt
+    from quanttui.core.run.plan import ServerSpec
     from quanttui.core.run.records import RunResults
-    from quanttui.core.run.session import ServerSpec
+    from quanttui.core.suites.prompts import Prompt
 
 Stage = Literal["reference", "distribution", "tasks"]
 T = TypeVar("T")
@@ -371,11 +391,12 @@ def _r(x: float, nd: int = 6) -> float:
     return round(x, nd)
 
 
-def _mu(m: Any) -> dict[str, float]:
-    return {"value": _r(m.value), "unc": _r(m.unc)}
+def _mu(m: MeanUnc) -> MeanUnc:
+    return MeanUnc(_r(m.value), _r(m.unc))
 
 
-def stats_dict(s: DistributionStats) -> dict[str, Any]:
+def _stats_fields(s: DistributionStats) -> dict[str, Any]:
+    """DistributionDoc's figures, present when positions were compared."""
     return {
         "kld_label": s.kld_label,
         "same_top1": _mu(s.same_top1),
@@ -392,91 +413,91 @@ def stats_dict(s: DistributionStats) -> dict[str, Any]:
     }
 
 
-def _output_dict(c: OutputComparison) -> dict[str, Any]:
-    return {
-        "prompt_id": c.prompt_id,
-        "exact_match": c.exact_match,
-        "first_divergence": c.first_divergence,
-        "token_agreement": None if c.token_agreement is None else _r(c.token_agreement, 4),
-        "text_similarity": _r(c.text_similarity, 4),
-        "n_ref": c.diff.n_a,
-        "n_other": c.diff.n_b,
-        "segments": [[sg.kind, sg.a_start, sg.a_end, sg.b_start, sg.b_end]
-                     for sg in c.diff.segments],
-    }
+def _distribution_doc(d: DistributionResult) -> DistributionDoc:
+    return DistributionDoc(
+        method=d.method, k=d.k, n_positions=d.n_positions, requests_ref=d.requests_ref,
+        requests_other=d.requests_other, grammar_fallbacks=d.grammar_fallbacks,
+        elapsed_s=_r(d.elapsed_s, 3), interrupted=d.interrupted,
+        **(_stats_fields(d.stats) if d.stats is not None else {}),
+        per_prompt=[
+            PromptDivergenceDoc(
+                prompt_id=sid, n=len(ps),
+                same_top1=_r(sum(x.same_top1 for x in ps) / len(ps), 4) if ps else None,
+                kld_mean=_r(sum(x.kld for x in ps) / len(ps)) if ps else None)
+            for sid, ps in d.sequences])
 
 
-def _summary_dict(s: OutputSummary | None) -> dict[str, Any] | None:
+def _output_doc(c: OutputComparison) -> OutputComparisonDoc:
+    return OutputComparisonDoc(
+        prompt_id=c.prompt_id,
+        exact_match=c.exact_match,
+        first_divergence=c.first_divergence,
+        token_agreement=None if c.token_agreement is None else _r(c.token_agreement, 4),
+        text_similarity=_r(c.text_similarity, 4),
+        n_ref=c.diff.n_a,
+        n_other=c.diff.n_b,
+        segments=[(sg.kind, sg.a_start, sg.a_end, sg.b_start, sg.b_end)
+                  for sg in c.diff.segments],
+    )
+
+
+def _summary(s: OutputSummary | None) -> OutputSummary | None:
     if s is None:
         return None
-    d = dataclasses.asdict(s)
-    d["exact_match"] = _mu(s.exact_match)
-    d["token_agreement_mean"] = (None if s.token_agreement_mean is None
-                                 else _r(s.token_agreement_mean, 4))
-    d["text_similarity_mean"] = _r(s.text_similarity_mean, 4)
-    return d
+    return dataclasses.replace(
+        s, exact_match=_mu(s.exact_match),
+        token_agreement_mean=(None if s.token_agreement_mean is None
+                              else _r(s.token_agreement_mean, 4)),
+        text_similarity_mean=_r(s.text_similarity_mean, 4))
 
 
-def _acc_dict(a: Accuracy) -> dict[str, Any]:
-    return {"group": a.group, "server": a.server, "n": a.n, "n_correct": a.n_correct,
-            "accuracy": _mu(a.accuracy)}
+def _acc(a: Accuracy) -> Accuracy:
+    return dataclasses.replace(a, accuracy=_mu(a.accuracy))
 
 
-def _diff_dict(d: AccuracyDiff) -> dict[str, Any]:
-    return {"group": d.group, "n": d.n, "accuracy_ref": _r(d.accuracy_ref, 4),
-            "accuracy_other": _r(d.accuracy_other, 4), "diff": _mu(d.diff),
-            "only_ref_correct": d.only_ref_correct, "only_other_correct": d.only_other_correct}
+def _diff_doc(d: AccuracyDiff) -> AccuracyDiffDoc:
+    return AccuracyDiffDoc(
+        group=d.group, n=d.n, accuracy_ref=_r(d.accuracy_ref, 4),
+        accuracy_other=_r(d.accuracy_other, 4), diff=_mu(d.diff),
+        only_ref_correct=d.only_ref_correct, only_other_correct=d.only_other_correct)
+
+
+def quality_section(report: QualityReport) -> QualitySection:
+    """The `quality` section of the run JSON."""
+    o = report.options
+    return QualitySection(
+        reference=report.reference,
+        options=QualityOptionsDoc(
+            distribution=o.distribution, tasks=o.tasks, k=o.k, method=o.method,
+            position_budget=o.position_budget, positions_per_prompt=o.positions_per_prompt,
+            task_items=None if o.task_items is None else len(o.task_items)),
+        pairs=[QualityPairDoc(
+            reference=p.reference,
+            other=p.other,
+            outputs=OutputsDoc(summary=_summary(p.output_summary),
+                               per_prompt=[_output_doc(c) for c in p.outputs]),
+            distribution=None if p.distribution is None else _distribution_doc(p.distribution),
+            tasks=TasksDoc(
+                outputs=TaskOutputsDoc(summary=_summary(p.task_output_summary),
+                                       per_item=[_output_doc(c) for c in p.task_outputs]),
+                accuracy_diff=[_diff_doc(x) for x in p.accuracy_diff],
+                accuracy_diff_by_length=[_diff_doc(x) for x in p.accuracy_diff_by_length]),
+        ) for p in report.pairs],
+        accuracy=[_acc(a) for a in report.accuracy],
+        accuracy_by_length=[_acc(a) for a in report.accuracy_by_length],
+        task_outcomes=[TaskOutcomeDoc(item_id=t.item_id, category=t.category, length=t.length,
+                                      server=t.server, correct=t.correct, output=t.output,
+                                      error=t.error) for t in report.task_outcomes],
+        notices=list(report.notices),
+        interrupted=report.interrupted,
+        elapsed_s=_r(report.elapsed_s, 3),
+    )
 
 
 def quality_dict(report: QualityReport) -> dict[str, Any]:
-    """The `quality` section of the results JSON."""
-    o = report.options
-    pairs = []
-    for p in report.pairs:
-        dist = None
-        if p.distribution is not None:
-            d = p.distribution
-            dist = {
-                "method": d.method, "k": d.k, "n_positions": d.n_positions,
-                "requests_ref": d.requests_ref, "requests_other": d.requests_other,
-                "grammar_fallbacks": d.grammar_fallbacks, "elapsed_s": _r(d.elapsed_s, 3),
-                "interrupted": d.interrupted,
-                **(stats_dict(d.stats) if d.stats is not None else {}),
-                "per_prompt": [
-                    {"prompt_id": sid, "n": len(ps),
-                     "same_top1": _r(sum(x.same_top1 for x in ps) / len(ps), 4) if ps else None,
-                     "kld_mean": _r(sum(x.kld for x in ps) / len(ps)) if ps else None}
-                    for sid, ps in d.sequences],
-            }
-        pairs.append({
-            "reference": p.reference,
-            "other": p.other,
-            "outputs": {"summary": _summary_dict(p.output_summary),
-                        "per_prompt": [_output_dict(c) for c in p.outputs]},
-            "distribution": dist,
-            "tasks": {
-                "outputs": {"summary": _summary_dict(p.task_output_summary),
-                            "per_item": [_output_dict(c) for c in p.task_outputs]},
-                "accuracy_diff": [_diff_dict(x) for x in p.accuracy_diff],
-                "accuracy_diff_by_length": [_diff_dict(x) for x in p.accuracy_diff_by_length],
-            },
-        })
-    return {
-        "reference": report.reference,
-        "options": {"distribution": o.distribution, "tasks": o.tasks, "k": o.k,
-                    "method": o.method, "position_budget": o.position_budget,
-                    "positions_per_prompt": o.positions_per_prompt,
-                    "task_items": None if o.task_items is None else len(o.task_items)},
-        "pairs": pairs,
-        "accuracy": [_acc_dict(a) for a in report.accuracy],
-        "accuracy_by_length": [_acc_dict(a) for a in report.accuracy_by_length],
-        "task_outcomes": [{"item_id": t.item_id, "category": t.category, "length": t.length,
-                           "server": t.server, "correct": t.correct, "output": t.output,
-                           "error": t.error} for t in report.task_outcomes],
-        "notices": report.notices,
-        "interrupted": report.interrupted,
-        "elapsed_s": _r(report.elapsed_s, 3),
-    }
+    """`quality_section` as plain JSON types: what `RunResults.extra["quality"]` holds."""
+    data: dict[str, Any] = msgspec.to_builtins(quality_section(report))
+    return data
 
 
 def format_quality(report: QualityReport) -> str:

@@ -1,7 +1,7 @@
 """Teacher forcing through llama-server's HTTP API: the next-token distribution at every position
 of a fixed token sequence, as one server sees it.
 
-llama-server returns no log-probabilities for prompt tokens, so (shared/reference/metrics.md):
+llama-server returns no log-probabilities for prompt tokens, so (docs/metrics.md):
 
 - per-position: one request per position whose `prompt` is the token-id prefix, `n_predict: 1`,
   `n_probs: K`, raw probabilities, `cache_prompt: true` (each request extends the previous one by
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from quanttui.core.llama.client import LlamaClient
-from quanttui.core.quality.divergence import PositionCompare, PositionDist, compare_position
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.quality.divergence import PositionCompare, PositionDist, compare_position
 
 Method = Literal["per-position", "grammar"]
 METHODS: tuple[Method, ...] = ("per-position", "grammar")

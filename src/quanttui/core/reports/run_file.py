@@ -1,13 +1,20 @@
-"""Run results → schema-versioned JSON, and the plain-text summary the headless run prints.
+"""The run JSON (core.reports.schema.RunDoc): RunResults to file, and a stored run back.
 
-JSON is written atomically (temporary file in the same folder, then rename), so an interrupted
-export leaves either the old file or the new one, never half of one.
+Writing builds the structs and encodes them; the file is written atomically (temporary file in
+the same folder, then rename), so an interrupted export leaves either the old file or the new
+one, never half of one.
+
+Reading decodes the structs and rebuilds RunResults from the records and rounds only; statistics
+are recomputed from them, so a re-rendered report shows exactly the figures of the original run.
+Per-event times aren't stored, so a loaded record carries its text and token ids as one piece,
+which is all reports need.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -17,16 +24,33 @@ from typing import Any
 import msgspec
 
 from quanttui import __version__
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.quality.section import QualitySection
+from quanttui.core.reports.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    LevelStats,
+    PairedLevel,
+    RecordDoc,
+    RoundDoc,
+    RunDoc,
+)
+from quanttui.core.run.events import Notice
 from quanttui.core.run.records import (
     PAIRED_METRICS,
     SUMMARY_METRICS,
     RequestRecord,
+    RoundRecord,
     RunResults,
 )
 from quanttui.core.run.stats import Summary
 
-SCHEMA = "quanttui.run"
-SCHEMA_VERSION = 1
+
+class RunFileError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ writing
 
 
 def _iso(t: float | None) -> str | None:
@@ -35,96 +59,94 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _summary(s: Summary | None) -> dict[str, float] | None:
-    return None if s is None else {k: round(v, 4) for k, v in dataclasses.asdict(s).items()}
+def _summary(s: Summary | None) -> Summary | None:
+    if s is None:
+        return None
+    return Summary(*(round(getattr(s, f.name), 4) for f in dataclasses.fields(s)))
 
 
-def record_dict(r: RequestRecord) -> dict[str, Any]:
+def _record_doc(r: RequestRecord) -> RecordDoc:
     res = r.result
-    d: dict[str, Any] = {
-        "request_id": r.request_id,
-        "server": r.server,
-        "prompt_id": r.prompt_id,
-        "category": r.category,
-        "repetition": r.repetition,
-        "warmup": r.warmup,
-        "concurrency": r.concurrency,
-        "round": r.round,
-        "started_at": _iso(r.started_at),
-        "ok": r.ok,
-        "error_kind": r.error_kind,
-        "error": r.error,
-        "n_events": r.n_events,
-        "text": r.text,
-        "token_ids": r.token_ids,
-        "stop_reason": res.stop_reason if res else None,
-        "truncated": res.truncated if res else False,
-        "timings": msgspec.to_builtins(res.timings) if res and res.timings else None,
-    }
-    if r.metrics is not None:
-        d["metrics"] = dataclasses.asdict(r.metrics)
-    else:
-        d["metrics"] = None
-    return d
+    return RecordDoc(
+        request_id=r.request_id, server=r.server, prompt_id=r.prompt_id, category=r.category,
+        repetition=r.repetition, warmup=r.warmup, concurrency=r.concurrency, round=r.round,
+        started_at=_iso(r.started_at), ok=r.ok, error_kind=r.error_kind, error=r.error,
+        n_events=r.n_events, text=r.text, token_ids=r.token_ids,
+        stop_reason=res.stop_reason if res else None,
+        truncated=res.truncated if res else False,
+        timings=res.timings if res else None,
+        metrics=r.metrics,
+    )
+
+
+def _level_stats(results: RunResults, name: str, level: int) -> LevelStats:
+    summaries: dict[str, Any] = {m: _summary(results.summary(name, m, level))
+                                 for m in SUMMARY_METRICS}
+    agg = results.aggregate(name, level)
+    measured = results.measured(name, level)
+    return LevelStats(
+        **summaries,
+        itl_ms=_summary(results.itl_summary(name, level)),
+        aggregate_tps=round(agg[0], 3) if agg else None,
+        requests_per_s=round(agg[1], 4) if agg else None,
+        n_ok=sum(1 for r in measured if r.ok),
+        n_failed=sum(1 for r in measured if not r.ok),
+    )
+
+
+def _round_doc(r: RoundRecord) -> RoundDoc:
+    return RoundDoc(**dataclasses.asdict(r), aggregate_tps=r.aggregate_tps,
+                    requests_per_s=r.requests_per_s)
+
+
+def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> RunDoc:
+    """The run as the JSON document; `config` defaults to the one the run carries."""
+    names = results.server_names
+    levels = results.concurrency_levels
+    paired: dict[str, dict[int, PairedLevel]] = {}
+    if len(names) >= 2:
+        a = names[0]
+        for b in names[1:]:
+            paired[f"{b} vs {a}"] = {
+                level: PairedLevel(**{m: results.paired(m, a, b, level) for m in PAIRED_METRICS})
+                for level in levels}
+    quality = results.extra.get("quality")
+    return RunDoc(
+        schema=SCHEMA,
+        schema_version=SCHEMA_VERSION,
+        quanttui_version=__version__,
+        started_at=_iso(results.started_at),
+        finished_at=_iso(results.finished_at),
+        interrupted=results.interrupted,
+        schedule=results.schedule,
+        endpoint=results.endpoint,
+        repetitions=results.repetitions,
+        warmup=results.warmup,
+        concurrency_levels=list(levels),
+        config=dict(config) if config is not None else results.extra.get("config"),
+        provenance=results.extra.get("provenance"),
+        servers=list(results.servers),
+        stats={name: {level: _level_stats(results, name, level) for level in levels}
+               for name in names},
+        paired=paired,
+        rounds=[_round_doc(r) for r in results.rounds],
+        notices=[msgspec.convert(n, Notice) for n in results.notices],
+        hardware=results.hardware,
+        records=[_record_doc(r) for r in results.records],
+        # carried as plain data (core.quality.step.quality_dict); checked against the structs
+        quality=msgspec.UNSET if quality is None else msgspec.convert(quality, QualitySection),
+    )
 
 
 def results_dict(results: RunResults, config: Mapping[str, Any] | None = None
                  ) -> dict[str, Any]:
-    names = results.server_names
-    stats: dict[str, Any] = {}
-    for name in names:
-        per_level: dict[str, Any] = {}
-        for level in results.concurrency_levels:
-            m: dict[str, Any] = {metric: _summary(results.summary(name, metric, level))
-                                 for metric in SUMMARY_METRICS}
-            m["itl_ms"] = _summary(results.itl_summary(name, level))
-            agg = results.aggregate(name, level)
-            m["aggregate_tps"] = round(agg[0], 3) if agg else None
-            m["requests_per_s"] = round(agg[1], 4) if agg else None
-            m["n_ok"] = sum(1 for r in results.measured(name, level) if r.ok)
-            m["n_failed"] = sum(1 for r in results.measured(name, level) if not r.ok)
-            per_level[str(level)] = m
-        stats[name] = per_level
-    paired: dict[str, Any] = {}
-    if len(names) >= 2:
-        a = names[0]
-        for b in names[1:]:
-            per_level = {}
-            for level in results.concurrency_levels:
-                per_level[str(level)] = {
-                    metric: (dataclasses.asdict(d) if (d := results.paired(metric, a, b, level))
-                             else None)
-                    for metric in PAIRED_METRICS
-                }
-            paired[f"{b} vs {a}"] = per_level
-    out: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "quanttui_version": __version__,
-        "started_at": _iso(results.started_at),
-        "finished_at": _iso(results.finished_at),
-        "interrupted": results.interrupted,
-        "schedule": results.schedule,
-        "endpoint": results.endpoint,
-        "repetitions": results.repetitions,
-        "warmup": results.warmup,
-        "concurrency_levels": list(results.concurrency_levels),
-        "config": dict(config) if config is not None else results.extra.get("config"),
-        "provenance": results.extra.get("provenance"),
-        "servers": [dataclasses.asdict(s) for s in results.servers],
-        "stats": stats,
-        "paired": paired,
-        "rounds": [dataclasses.asdict(r) | {"aggregate_tps": r.aggregate_tps,
-                                            "requests_per_s": r.requests_per_s}
-                   for r in results.rounds],
-        "notices": results.notices,
-        "hardware": results.hardware,
-        "records": [record_dict(r) for r in results.records],
-    }
-    quality = results.extra.get("quality")
-    if quality is not None:  # runs with a quality step (core.quality_run) only
-        out["quality"] = quality
-    return out
+    """The document as plain JSON types (what the run history stores)."""
+    data: dict[str, Any] = msgspec.to_builtins(run_doc(results, config), str_keys=True)
+    return data
+
+
+def encode_run(results: RunResults, config: Mapping[str, Any] | None = None) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(run_doc(results, config)), indent=1)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -143,79 +165,120 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, results: RunResults, config: Mapping[str, Any] | None = None
                ) -> None:
-    write_atomic(path, msgspec.json.format(msgspec.json.encode(results_dict(results, config)),
-                                           indent=1))
+    write_atomic(path, encode_run(results, config))
 
 
-# ------------------------------------------------------------------ text summary
-
-def _f(v: float | None, fmt: str = ".1f") -> str:
-    return "n/a" if v is None else format(v, fmt)
+# ------------------------------------------------------------------ reading
 
 
-def format_summary(results: RunResults) -> str:
-    names = results.server_names
-    lines: list[str] = []
-    for level in results.concurrency_levels:
-        head = f"concurrency {level}" if len(results.concurrency_levels) > 1 else ""
-        lines.append(f"schedule: {results.schedule}  endpoint: {results.endpoint}  {head}".rstrip())
-        cols = ["server", "model", "ok/fail", "decode tok/s (client)", "server tok/s",
-                "TTFT p50 ms", "E2E p50 ms", "tokens"]
-        rows = []
-        for name in names:
-            info = next(s for s in results.servers if s.name == name)
-            dc = results.summary(name, "decode_tps_client", level)
-            ds = results.summary(name, "decode_tps_server", level)
-            tt = results.summary(name, "ttft_ms", level)
-            e2 = results.summary(name, "e2e_ms", level)
-            no = results.summary(name, "n_out", level)
-            meas = results.measured(name, level)
-            rows.append([
-                name, info.model_ftype or ("unreachable" if not info.reachable else "?"),
-                f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
-                f"{_f(dc.mean if dc else None)} ± {_f(dc.std if dc else None)}",
-                _f(ds.mean if ds else None), _f(tt.p50 if tt else None),
-                _f(e2.p50 if e2 else None), _f(no.mean if no else None, ".0f"),
-            ])
-            if level > 1 and (agg := results.aggregate(name, level)):
-                rows[-1][-1] += f"  (aggregate {agg[0]:.1f} tok/s, {agg[1]:.2f} req/s)"
-        widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows, strict=False)]
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-        for row in rows:
-            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-        if len(names) >= 2:
-            a = names[0]
-            for b in names[1:]:
-                d = results.paired("decode_tps_client", a, b, level)
-                if d is not None:
-                    ci = (f"95% CI [{d.ci_low:+.1f}, {d.ci_high:+.1f}]"
-                          if d.ci_low is not None and d.ci_high is not None else "CI n/a")
-                    lines.append(
-                        f"{b} − {a} decode tok/s: {d.mean_diff:+.1f} ({ci}), ratio "
-                        f"{_f(d.ratio, '.2f')}, {b} faster on {d.win_rate_b:.0%} of "
-                        f"{d.n} prompts")
-        lines.append("")
-    lines += _memory_lines(results)
-    for n in results.notices:
-        if n["level"] != "info":
-            lines.append(f"{n['level']}: {n['message']}")
-    return "\n".join(lines).rstrip() + "\n"
+class _Header(msgspec.Struct):
+    """Read before the rest, so that another format or a newer version is named as such."""
+
+    schema: Any = None
+    schema_version: Any = 0
 
 
-def _mb(v: Any) -> str:
-    if isinstance(v, dict):  # {"n/a": reason}
-        return f"n/a ({v['n/a']})"
-    return f"{v / 1e6:.0f} MB" if isinstance(v, (int, float)) else "n/a"
+def _check(header: _Header) -> None:
+    if header.schema != SCHEMA:
+        raise RunFileError(f"not a quanttui run (schema {header.schema!r})")
+    version = header.schema_version
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunFileError(f"not a quanttui run (schema version {version!r})")
+    if version > SCHEMA_VERSION:
+        raise RunFileError(
+            f"run written by a newer quanttui (schema version {version}, this one reads up "
+            f"to {SCHEMA_VERSION}); upgrade quanttui")
+    # Version 1 has the same fields as 2 (see core.reports.schema): it decodes as it is.
 
 
-def _memory_lines(results: RunResults) -> list[str]:
-    hw = results.hardware
-    if not hw:
-        return []
-    out = []
-    for name, s in hw.get("servers", {}).items():
-        cpu = s.get("cpu_percent_mean")
-        cpu_text = f", CPU {cpu:.0f}% of a core" if isinstance(cpu, (int, float)) else ""
-        out.append(f"memory {name}: RSS peak {_mb(s.get('rss_peak'))}, USS peak "
-                   f"{_mb(s.get('uss_peak'))}, model file {_mb(s.get('model_file'))}{cpu_text}")
-    return [*out, ""] if out else []
+def _ts(s: str | None) -> float:
+    if not s:
+        return 0.0
+    try:
+        return datetime.fromisoformat(s).timestamp()
+    except ValueError as e:
+        raise RunFileError(f"not a complete quanttui run (time {s!r})") from e
+
+
+def _record(d: RecordDoc) -> RequestRecord:
+    rec = RequestRecord(
+        request_id=d.request_id, server=d.server, prompt_id=d.prompt_id, category=d.category,
+        repetition=d.repetition, warmup=d.warmup, concurrency=d.concurrency, round=d.round,
+        started_at=_ts(d.started_at), metrics=d.metrics, error_kind=d.error_kind,
+        error=d.error)
+    res = CompletionResult(server=d.server, endpoint="completion", t_sent_ns=0)
+    res.event_texts = [d.text]
+    # per-event times aren't stored: keep the count (placeholders), not made-up times
+    res.event_times_ns = [0] * d.n_events
+    res.token_ids = list(d.token_ids)
+    res.stop_type = d.stop_reason
+    res.truncated = d.truncated
+    res.timings = d.timings
+    rec.result = res
+    return rec
+
+
+def results_from_doc(doc: RunDoc) -> RunResults:
+    res = RunResults(
+        servers=list(doc.servers), schedule=doc.schedule, endpoint=doc.endpoint,
+        repetitions=doc.repetitions, warmup=doc.warmup,
+        concurrency_levels=tuple(doc.concurrency_levels),
+        records=[_record(r) for r in doc.records],
+        rounds=[RoundRecord(r.server, r.concurrency, r.round, r.n_requests, r.n_ok, r.wall_s,
+                            r.tokens) for r in doc.rounds],
+        notices=[msgspec.to_builtins(n) for n in doc.notices],
+        started_at=_ts(doc.started_at),
+        finished_at=_ts(doc.finished_at) if doc.finished_at else None,
+        interrupted=doc.interrupted, hardware=doc.hardware,
+    )
+    if doc.config:
+        res.extra["config"] = doc.config
+    if doc.provenance:
+        res.extra["provenance"] = doc.provenance
+    if doc.quality is not msgspec.UNSET:
+        res.extra["quality"] = msgspec.to_builtins(doc.quality)
+    return res
+
+
+def results_from_dict(data: dict[str, Any]) -> RunResults:
+    """A run from its plain-JSON form (a decoded file, or the run history's copy)."""
+    _check(_Header(data.get("schema"), data.get("schema_version", 0)))
+    try:
+        doc = msgspec.convert(data, RunDoc, str_keys=True)
+    except msgspec.ValidationError as e:
+        raise RunFileError(f"not a complete quanttui run ({e})") from e
+    return results_from_doc(doc)
+
+
+_header_decoder = msgspec.json.Decoder(_Header)
+_doc_decoder = msgspec.json.Decoder(RunDoc)
+
+
+def _malformed(raw: bytes, e: msgspec.DecodeError) -> str:
+    """msgspec names the byte where the JSON breaks; say the line as well."""
+    msg = str(e).removeprefix("JSON is malformed: ")
+    m = re.search(r" \(byte (\d+)\)$", msg)
+    if m is None:
+        return msg
+    line = raw.count(b"\n", 0, int(m[1])) + 1
+    return f"line {line}: {msg[:m.start()]}"
+
+
+def load_run(path: Path) -> RunResults:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RunFileError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        try:
+            header = _header_decoder.decode(raw)
+        except msgspec.ValidationError as e:  # valid JSON, but not an object
+            raise RunFileError(f"not a quanttui run ({e})") from e
+        _check(header)
+        return results_from_doc(_doc_decoder.decode(raw))
+    except RunFileError as e:
+        raise RunFileError(f"{path}: {e}") from e
+    except msgspec.ValidationError as e:
+        raise RunFileError(f"{path}: not a complete quanttui run ({e})") from e
+    except msgspec.DecodeError as e:
+        raise RunFileError(f"{path}: not JSON ({_malformed(raw, e)})") from e

@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import msgspec
-
 from quanttui.core.reports import csv_export, markdown
+from quanttui.core.reports.run_file import encode_run, write_atomic
 from quanttui.core.run.records import RunResults
-from quanttui.core.reports.run_file import results_dict, write_atomic
 
 FORMATS = ("json", "md", "csv", "svg")
 
 
 def render_json(results: RunResults) -> bytes:
-    return msgspec.json.format(msgspec.json.encode(results_dict(results)), indent=1)
+    return encode_run(results)
 
 
 def write_snapshot(

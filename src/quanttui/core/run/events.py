@@ -1,7 +1,8 @@
 """The typed events a comparison run emits; the TUI, the headless run and tests consume them.
 
-Events are small frozen records. Token batches are one per network read per request (not one
-per token), so a consumer sees every token without a message per token.
+Events are small frozen records. A token batch carries what arrived on one request since the
+session last collected its stream (a few times a second), not a message per token; `t_ns` is the
+stamp of the batch's last event.
 """
 
 from __future__ import annotations

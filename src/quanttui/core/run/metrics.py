@@ -1,4 +1,4 @@
-"""Per-request figures, as defined in shared/reference/metrics.md.
+"""Per-request figures, as defined in docs/metrics.md.
 
 Client times come from the stream's monotonic stamps; server figures are copied from
 llama-server's `timings` and kept beside them, never mixed in.
@@ -31,6 +31,16 @@ class RequestMetrics:
     cache_hit: bool
 
 
+def decode_rate(n_after_first: int, t_first_ns: int | None, t_last_ns: int | None
+                ) -> float | None:
+    """Decode tok/s: the tokens after the first one, over the time from the first to the last
+    token-bearing event (llama-server's n − 1 convention). The one formula for the final figure
+    (`request_metrics`) and the live one the TUI shows while a request streams."""
+    if t_first_ns is None or t_last_ns is None or t_last_ns <= t_first_ns or n_after_first < 1:
+        return None
+    return n_after_first / ((t_last_ns - t_first_ns) / 1e9)
+
+
 def _ms(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / NS_PER_MS
 
@@ -50,10 +60,8 @@ def request_metrics(r: CompletionResult) -> RequestMetrics:
         gap = (times[i] - times[i - 1]) / NS_PER_MS / per
         itl.extend([gap] * per)
     decode_client = None
-    if n_streamed >= 2 and len(times) >= 2 and times[-1] > times[0]:
-        # tokens after the first one, over the time from first to last token-bearing event
-        after_first = n_streamed - max(ntoks[0], 1)
-        decode_client = after_first / ((times[-1] - times[0]) / 1e9)
+    if len(times) >= 2:
+        decode_client = decode_rate(n_streamed - max(ntoks[0], 1), times[0], times[-1])
     tpot = None
     if ttft is not None and e2e is not None and n_out > 1:
         tpot = (e2e - ttft) / (n_out - 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quanttui.core.run.metrics import RequestMetrics
 from quanttui.core.llama.result import CompletionResult
+from quanttui.core.run.metrics import RequestMetrics
 from quanttui.core.run.stats import PairedDiff, Summary, paired_difference, summarize
 
 # Per-request figures summarized per server (RequestMetrics field names).

@@ -18,11 +18,13 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from quanttui.core.llama.client import LlamaClient, Timeouts
-from quanttui.core.llama.result import ServerError
+import msgspec
+
+from quanttui.core.llama.client import LlamaClient
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.result import CompletionResult, ServerError
 from quanttui.core.run.events import (
     Event,
     Notice,
@@ -34,55 +36,13 @@ from quanttui.core.run.events import (
     TokenBatch,
 )
 from quanttui.core.run.metrics import request_metrics
-from quanttui.core.llama.params import GenerationParams
-from quanttui.core.suites.prompts import Prompt
+from quanttui.core.run.plan import RunPlan, ServerSpec
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
-from quanttui.core.llama.result import CompletionResult, Endpoint
+from quanttui.core.suites.prompts import Prompt
 
-Schedule = Literal["simultaneous", "alternating", "sequential"]
-SCHEDULES: tuple[Schedule, ...] = ("simultaneous", "alternating", "sequential")
 Emit = Callable[[Event], None]
 # Consecutive failed requests after which a server is taken as down for the rest of the run.
 DOWN_AFTER = 3
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    name: str
-    url: str
-    api_key: str | None = None
-    pid: int | None = None  # when quanttui launched it
-    launch_args: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    prompts: tuple[Prompt, ...]
-    params: GenerationParams = field(default_factory=GenerationParams)
-    schedule: Schedule = "simultaneous"
-    repetitions: int = 1
-    warmup: int = 1
-    concurrency_levels: tuple[int, ...] = (1,)
-    endpoint: Endpoint = "completion"
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    order_seed: int = 0
-    warmup_n_predict: int = 8
-
-    def __post_init__(self) -> None:
-        if not self.prompts:
-            raise ValueError("a run needs at least one prompt")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.repetitions < 1 or self.warmup < 0 or not self.concurrency_levels or min(
-                self.concurrency_levels) < 1:
-            raise ValueError("repetitions and concurrency must be ≥ 1, warm-up ≥ 0")
-
-    @property
-    def units(self) -> list[tuple[Prompt, int]]:
-        return [(p, rep) for rep in range(self.repetitions) for p in self.prompts]
-
-    def total_requests(self, n_servers: int) -> int:
-        return len(self.units) * len(self.concurrency_levels) * n_servers
 
 
 class Session:
@@ -114,9 +74,7 @@ class Session:
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self.results = RunResults(
-            servers=[ServerInfo(name=s.name, url=s.url, pid=s.pid, managed=s.pid is not None,
-                                launch_args=list(s.launch_args) if s.launch_args else None)
-                     for s in servers],
+            servers=[s.info() for s in servers],
             schedule=plan.schedule,
             endpoint=plan.endpoint,
             repetitions=plan.repetitions,
@@ -340,6 +298,5 @@ class Session:
 
 
 def _replace_n_predict(p: GenerationParams, n: int) -> GenerationParams:
-    from dataclasses import replace
 
-    return replace(p, n_predict=min(n, p.n_predict))
+    return msgspec.structs.replace(p, n_predict=min(n, p.n_predict))

@@ -58,7 +58,8 @@ _LONG = [
     ) + "\ndef parse_bool(text):\n"),
 ]
 
-BUILTIN: dict[str, list[tuple[str, str]]] = {"quick": _QUICK, "long": _LONG, "tasks": []}
+BUILTIN: dict[str, list[tuple[str, str]]] = {"quick": _QUICK, "tasks": [], "long": _LONG}
+SUITE_NAMES: tuple[str, ...] = tuple(BUILTIN)  # the built-in suites, by the name users give
 
 
 def builtin_suite(name: str) -> list[Prompt]:

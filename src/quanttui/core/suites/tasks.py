@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-
 TaskKind = Literal["number", "choice", "text", "open"]
 Length = Literal["short", "medium", "long"]
 LETTERS = "ABCDEFGHIJ"

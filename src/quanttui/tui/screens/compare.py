@@ -1,9 +1,10 @@
 """The main screen: the selected servers side by side, run status, paired figures, host memory,
-and the prompt line."""
+and the prompt line. It draws the registry and the run state the app hands it; a typed prompt
+goes up as `StartRun`, the other keys are the app's actions."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,13 +15,13 @@ from textual.widgets import Footer, Input
 from quanttui.core.hardware import NA, HwSample
 from quanttui.tui import fmt
 from quanttui.tui.live import LiveRun
+from quanttui.tui.messages import StartRun
+from quanttui.tui.registry import ServerRegistry
+from quanttui.tui.state import RunState
 from quanttui.tui.widgets.gauges import bar
 from quanttui.tui.widgets.line import Line
 from quanttui.tui.widgets.server_column import ServerColumn
 from quanttui.tui.widgets.stream_view import NOTE
-
-if TYPE_CHECKING:
-    from quanttui.tui.app import QuantTUI
 
 FIRST_RUN_HINT = ("r runs the prompt suite on every selected server, / types your own prompt; "
                   "outputs stream here side by side, differences highlighted.")
@@ -43,8 +44,11 @@ class CompareScreen(Screen[None]):
         Binding("escape", "leave_prompt", "Leave prompt"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, registry: ServerRegistry, state: RunState, *, blink: bool = True) -> None:
         super().__init__(id="compare")
+        self.registry = registry
+        self.state = state
+        self._blink = blink
         self.columns: dict[str, ServerColumn] = {}
         self._bucket = -1
         self._slow_at = -1.0
@@ -53,10 +57,6 @@ class CompareScreen(Screen[None]):
         self._means: dict[str, tuple[str, int]] = {}
         self._final_drawn = False
         self.hw_pending = False  # a sample to draw with the next figures
-
-    @property
-    def qapp(self) -> QuantTUI:
-        return cast("QuantTUI", self.app)
 
     def compose(self) -> ComposeResult:
         # A grid, filled row by row: status; each server's figures; each server's output; the
@@ -70,8 +70,8 @@ class CompareScreen(Screen[None]):
             yield Footer(compact=True)
 
     async def on_mount(self) -> None:
-        self.query_one("#prompt", Input).cursor_blink = self.qapp.blink
-        await self.set_columns(list(self.qapp.selected))
+        self.query_one("#prompt", Input).cursor_blink = self._blink
+        await self.set_columns(list(self.registry.selected))
 
     # ------------------------------------------------------------------ actions
 
@@ -102,7 +102,7 @@ class CompareScreen(Screen[None]):
             # Leave the input (the text stays: / then Enter runs it again) so that the run's
             # keys, x to stop first, work at once.
             self.set_focus(None)
-            self.qapp.start_run(typed=text)
+            self.post_message(StartRun(text))
 
     # ------------------------------------------------------------------ columns
 
@@ -127,11 +127,11 @@ class CompareScreen(Screen[None]):
             await self.mount_all([Line(classes="empty"), Line(
                 "No server selected: press [b]s[/b] to choose the servers to compare.",
                 classes="empty")], before=bottom)
-        if self.qapp.live is None:
+        if self.state.live is None:
             for col in cols:
                 col.output.append(FIRST_RUN_HINT, NOTE)
         self.draw_servers()
-        self.draw_hardware(self.qapp.hw)
+        self.draw_hardware(self.state.hw)
 
     def reset_columns(self) -> None:
         for col in self.columns.values():
@@ -147,10 +147,9 @@ class CompareScreen(Screen[None]):
     # ------------------------------------------------------------------ drawing
 
     def draw_servers(self) -> None:
-        app = self.qapp
-        live = app.live
+        live = self.state.live
         for name, col in self.columns.items():
-            entry = app.entries.get(name)
+            entry = self.registry.entries.get(name)
             if entry is None:
                 continue
             state: list[tuple[str, str | None]] = []
@@ -164,9 +163,9 @@ class CompareScreen(Screen[None]):
         self.draw_status()
 
     def draw_status(self) -> None:
-        app = self.qapp
-        live, opts = app.live, app.options
-        if app.running and live is not None:
+        state = self.state
+        live, opts = state.live, state.options
+        if state.running and live is not None:
             p = live.progress
             if p is None or not live.started:
                 left = "[$accent]▶[/] starting: probing servers, warm-up …"
@@ -188,13 +187,13 @@ class CompareScreen(Screen[None]):
         else:
             left = "[$success]●[/] ready"
         right = (f"[@click=app.cycle_schedule]{opts.schedule}[/] │ "
-                 f"[@click=app.cycle_suite]{app.suite_label()}[/] │ "
+                 f"[@click=app.cycle_suite]{state.suite_label()}[/] │ "
                  f"[@click=app.repetitions(1)]×{opts.repetitions}[/] │ {opts.n_predict} tok")
         warn = ""
-        if app.contention:
+        if state.contention:
             warn = " │ [$warning]⚠ contention[/]"
         self.query_one("#status", Line).set(f"{left} │ {right}{warn}",
-                                            "\n\n".join(app.contention) or None)
+                                            "\n\n".join(state.contention) or None)
 
     def draw_run(self, live: LiveRun, now: float) -> None:
         """One refresh tick. Outputs are appended every tick; the figures (stats, sparklines,
@@ -246,7 +245,7 @@ class CompareScreen(Screen[None]):
             self.draw_paired(live)
         self.draw_status()
         if self.hw_pending:
-            self.draw_hardware(self.qapp.hw)
+            self.draw_hardware(self.state.hw)
 
     def draw_paired(self, live: LiveRun) -> None:
         """B − A per prompt (bootstrap CI), identical outputs; throttled: the bootstrap costs."""
@@ -277,13 +276,13 @@ class CompareScreen(Screen[None]):
         self.query_one("#paired", Line).set("\n".join(lines))
 
     def draw_hardware(self, sample: HwSample | None) -> None:
-        app = self.qapp
+        off = self.state.hw_off_reason
         self.hw_pending = False
         for col in self.columns.values():
-            col.show_memory(sample, app.hw_off_reason)
+            col.show_memory(sample, off)
         host = self.query_one("#host", Line)
         if sample is None:
-            reason = app.hw_off_reason or "waiting for the first sample"
+            reason = off or "waiting for the first sample"
             host.set(f"host [$text-muted]n/a ({fmt.escape(reason)})[/]")
             return
         h = sample.host

@@ -4,17 +4,16 @@ Opened with `l` on the servers screen (or from the command palette). Discovery r
 (it reads every file's header); space or a click marks files, Enter starts llama-server for the
 marked ones (or the highlighted one) with the config's `[models.launch]` flags, after the fit
 check; `x` stops a server started here. A started server joins the server list, selected for
-the comparison. Everything about starting and stopping is `core.launcher`; this only shows it.
+the comparison. The pane shows the registry's launcher and asks the app, by message, to start,
+stop or change flags; the app does it (through `core.launcher`) and says back `LaunchChanged`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -23,20 +22,19 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from quanttui.core.models.launcher import Launch, LaunchDefaults
+from quanttui.config import ModelsConfig
 from quanttui.core.models.discovery import DiscoveryResult, ModelInfo, discover
+from quanttui.core.models.launcher import Launch
 from quanttui.core.models.servers import LaunchSpec
 from quanttui.tui import fmt
+from quanttui.tui.messages import ChangeLaunchDefaults, LaunchChanged, StartServers, StopServer
+from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.widgets.line import Line
-
-if TYPE_CHECKING:
-    from quanttui.tui.app import QuantTUI
 
 # (label, key): cells are updated by key (a loading server's time, a mark)
 COLUMNS = (("", "mark"), ("model", "model"), ("quant", "quant"), ("params", "params"),
            ("size", "size"), ("ctx", "ctx"), ("arch", "arch"), ("status", "status"),
            ("file", "file"))
-PROGRESS_S = 0.5  # how often a loading server's row shows its time
 # What t and c step through; -1: llama-server's default threads, 0: the model's trained context.
 _CORES = os.cpu_count() or 1
 THREAD_CHOICES = tuple(sorted({n for n in (1, 2, 4, 8) if n <= _CORES} | {_CORES, -1}))
@@ -61,16 +59,13 @@ class ModelsScreen(Screen[None]):
         Binding("escape,l", "close", "Back"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, registry: ServerRegistry, models: ModelsConfig) -> None:
         super().__init__(id="models")
+        self.registry = registry
+        self._models = models  # where to look for GGUF files
         self.result: DiscoveryResult | None = None
         self.marked: set[Path] = set()
         self._refused: list[tuple[str, LaunchSpec]] | None = None  # held for `f`
-        self._shown_at: dict[str, float] = {}
-
-    @property
-    def qapp(self) -> QuantTUI:
-        return cast("QuantTUI", self.app)
 
     def compose(self) -> ComposeResult:
         yield Line("[b]Models[/b] · space marks · [b]Enter[/b] starts llama-server for the "
@@ -88,34 +83,37 @@ class ModelsScreen(Screen[None]):
 
     def _draw_flags(self) -> None:
         self.query_one("#models-flags", Line).set(
-            f"[$text-muted]starts with[/] {fmt.escape(self.qapp.launcher.defaults.describe())}"
+            f"[$text-muted]starts with[/] {fmt.escape(self.registry.launcher.defaults.describe())}"
             " [$text-muted](t threads · c context · p pin cores; defaults: [models.launch] in "
             "the config)[/]")
 
     # ------------------------------------------------------------------ launch settings
 
+    # For the servers started from now on; running ones keep the flags they have.
+
     def action_threads(self) -> None:
-        d = self.qapp.launcher.defaults
-        self._set_defaults(replace(d, threads=_next(THREAD_CHOICES, d.threads)))
+        self.post_message(ChangeLaunchDefaults(
+            lambda d: replace(d, threads=_next(THREAD_CHOICES, d.threads))))
 
     def action_context(self) -> None:
-        d = self.qapp.launcher.defaults
-        self._set_defaults(replace(d, ctx_size=_next(CTX_CHOICES, d.ctx_size)))
+        self.post_message(ChangeLaunchDefaults(
+            lambda d: replace(d, ctx_size=_next(CTX_CHOICES, d.ctx_size))))
 
     def action_pin(self) -> None:
-        d = self.qapp.launcher.defaults
-        self._set_defaults(replace(d, pin_cores=not d.pin_cores))
+        self.post_message(ChangeLaunchDefaults(lambda d: replace(d, pin_cores=not d.pin_cores)))
 
-    def _set_defaults(self, defaults: LaunchDefaults) -> None:
-        """For the servers started from now on; running ones keep the flags they have."""
-        self.qapp.launcher.defaults = defaults
-        self._draw_flags()
+    def on_launch_changed(self, message: LaunchChanged) -> None:
+        if message.launch is None:
+            self._draw_flags()
+        else:
+            self._refresh_row(message.launch.model)
+        self._detail()
 
     # ------------------------------------------------------------------ discovery
 
     def action_rescan(self) -> None:
         self.query_one("#model-detail", Line).set("[$text-muted]looking for GGUF files …[/]")
-        cfg = self.qapp.config.models
+        cfg = self._models
         dirs, default_places = list(cfg.dirs), cfg.default_places
 
         def work() -> None:  # a thread: discovery reads file headers
@@ -187,7 +185,7 @@ class ModelsScreen(Screen[None]):
         return Text("")
 
     def _launch_of(self, path: Path) -> Launch | None:
-        launcher = self.qapp.launcher
+        launcher = self.registry.launcher
         live = launcher.by_model(path)
         if live is not None:
             return live
@@ -198,7 +196,7 @@ class ModelsScreen(Screen[None]):
     def _served_by(self, path: Path) -> str | None:
         """A server in the list (configured, demo, added) that has this file loaded."""
         real = str(path.resolve())
-        for e in self.qapp.entries.values():
+        for e in self.registry.entries.values():
             mp = e.info.model_path
             if mp and (mp == str(path) or str(Path(mp).resolve()) == real):
                 return e.name
@@ -287,7 +285,7 @@ class ModelsScreen(Screen[None]):
         chosen = [m for m in self.result.models if m.path in self.marked]
         if not chosen and (m := self._current()) is not None:
             chosen = [m]
-        launcher = self.qapp.launcher
+        launcher = self.registry.launcher
         busy = [m for m in chosen if launcher.by_model(m.path) is not None]
         for m in busy:
             self.notify(f"{m.path.name} is already running here.", severity="warning")
@@ -295,7 +293,7 @@ class ModelsScreen(Screen[None]):
         if not chosen:
             return
         chosen.sort(key=lambda m: -m.size_bytes)  # the most precise first: the reference
-        todo = launcher.plan(chosen, taken=self.qapp.entries.keys())
+        todo = launcher.plan(chosen, taken=self.registry.entries.keys())
         report = launcher.check_fit(todo)
         for w in report.warnings:
             self.notify(w, title="fit check", severity="warning", markup=False, timeout=10)
@@ -312,56 +310,10 @@ class ModelsScreen(Screen[None]):
             self._start(todo)
 
     def _start(self, todo: list[tuple[str, LaunchSpec]]) -> None:
-        launcher = self.qapp.launcher
-        started: list[Launch] = []
-        for name, spec in todo:
-            launch = launcher.start(name, spec)  # on the loop's (main) thread: see core.launcher
+        for _, spec in todo:
             self.marked.discard(spec.model)
-            if launch.state == "failed":
-                self.notify(launch.error or "failed", title=f"{name} not started",
-                            severity="error", markup=False, timeout=15)
-            else:
-                started.append(launch)
-        if started:
-            self.run_worker(self._wait(started), group="launch", exit_on_error=False)
+        self.post_message(StartServers(todo))  # each launch comes back as LaunchChanged
         self.draw()
-
-    async def _wait(self, launches: list[Launch]) -> None:
-        """Wait for servers started together; add the healthy ones in the order they were
-        started (largest file first: the reference, A, is the most precise quant)."""
-        def progress(la: Launch) -> None:
-            now = time.monotonic()
-            if now - self._shown_at.get(la.name, 0.0) >= PROGRESS_S:
-                self._shown_at[la.name] = now
-                self._refresh_row(la.model)
-
-        async def one(launch: Launch) -> bool:
-            try:
-                return await self.qapp.launcher.wait_ready(launch, on_progress=progress)
-            except Exception as e:  # never leave a server half-started and unowned
-                self.qapp.launcher.stop(launch.name)
-                launch.state, launch.error = "failed", f"{launch.name}: {e!r}"
-                return False
-            finally:
-                if self.is_attached:
-                    self._refresh_row(launch.model)
-
-        t0 = time.monotonic()
-        oks = await asyncio.gather(*(one(la) for la in launches))
-        for launch, ok in zip(launches, oks, strict=True):
-            if ok:
-                self.qapp.add_launched(launch)
-                # One toast per server: the start, and what happened on the way (a restart).
-                notes = "".join(f"\n{n}" for n in launch.notes)
-                self.notify(f"{launch.name}: {launch.model.name} at {launch.url}, ready in "
-                            f"{time.monotonic() - t0:.1f} s; selected for the comparison."
-                            f"{notes}", title="server started", markup=False,
-                            severity="warning" if notes else "information")
-            elif launch.state == "failed":
-                self.notify(launch.error or "failed", title=f"{launch.name} did not start",
-                            severity="error", markup=False, timeout=20)
-        if self.is_attached:
-            self._detail()
 
     def action_stop(self) -> None:
         m = self._current()
@@ -369,12 +321,10 @@ class ModelsScreen(Screen[None]):
             return
         launch = self._launch_of(m.path)
         if launch is None or (launch.state not in ("starting", "ready")
-                              and launch.name not in self.qapp.entries):
+                              and launch.name not in self.registry.entries):
             self.notify("Only servers started here can be stopped here.", severity="warning")
             return
-        if self.qapp.stop_launched(launch.name):
-            self._refresh_row(m.path)
-            self._detail()
+        self.post_message(StopServer(launch.name))  # stopped: LaunchChanged
 
     def action_close(self) -> None:
         self.app.pop_screen()

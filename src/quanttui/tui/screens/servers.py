@@ -1,10 +1,11 @@
 """Model selection: the configured servers and any typed URL, what each serves, its health, and
-which ones to compare."""
+which ones to compare. It shows the registry the app hands it; every change goes up as a message
+(`quanttui.tui.messages`) and comes back as `ServersChanged`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -14,13 +15,17 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
 from quanttui.tui import fmt
-from quanttui.tui.messages import ServersChanged
-from quanttui.tui.state import ServerEntry
+from quanttui.tui.messages import (
+    AddServer,
+    OpenModels,
+    ProbeServers,
+    RemoveServer,
+    ServersChanged,
+    ToggleServer,
+)
+from quanttui.tui.registry import ServerEntry, ServerRegistry
 from quanttui.tui.widgets.line import Line
 from quanttui.tui.widgets.server_column import HEALTH_MARK
-
-if TYPE_CHECKING:
-    from quanttui.tui.app import QuantTUI
 
 LAUNCH_NOTE = ("[$text-muted][b]l[/b]: pick GGUF files on this machine and start llama-server "
                "for them.[/]")
@@ -38,13 +43,11 @@ class ServersScreen(Screen[None]):
         Binding("escape,s", "close", "Done"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, registry: ServerRegistry, *, blink: bool = True) -> None:
         super().__init__(id="servers")
+        self.registry = registry
+        self._blink = blink
         self._cursor_to: str | None = None  # a server just added: put the cursor on it
-
-    @property
-    def qapp(self) -> QuantTUI:
-        return cast("QuantTUI", self.app)
 
     def compose(self) -> ComposeResult:
         yield Line("[b]Servers[/b] · space, Enter or a click on the marked row selects; the "
@@ -58,25 +61,29 @@ class ServersScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        self.query_one("#add-url", Input).cursor_blink = self.qapp.blink
+        self.query_one("#add-url", Input).cursor_blink = self._blink
         self.draw()
         table.focus()
         # Health changes (a server restarted, finished loading): re-ask while this screen shows.
-        self.set_interval(REFRESH_S, self.qapp.probe_all)
+        self.set_interval(REFRESH_S, self.action_refresh)
 
-    def on_servers_changed(self, _: ServersChanged) -> None:
+    def on_servers_changed(self, message: ServersChanged) -> None:
+        if message.added is not None:  # the typed URL was taken: on to the table, cursor on it
+            self._cursor_to = message.added
+            self.query_one("#add-url", Input).clear()
+            self.query_one(DataTable).focus()
         self.draw()
 
     def draw(self) -> None:
-        app = self.qapp
+        entries = self.registry.entries
         table = self.query_one(DataTable)
         row = table.cursor_row
         # Columns too: an auto width keeps the widest text it ever saw ("checking").
         table.clear(columns=True)
         table.add_columns(*COLUMNS)
-        for entry in app.entries.values():
+        for entry in entries.values():
             table.add_row(*self._cells(entry), key=entry.name)
-        names = list(app.entries)
+        names = list(entries)
         if self._cursor_to in names:
             row = names.index(self._cursor_to)
             self._cursor_to = None
@@ -88,10 +95,9 @@ class ServersScreen(Screen[None]):
         # DataTable cells take Rich text, which knows no theme variables: look the colours up.
         colours = self.app.theme_variables
         info = entry.info
-        app = self.qapp
-        if entry.name in app.selected:
-            mark = Text(chr(ord("A") + app.selected.index(entry.name)),
-                        style=Style(bold=True, color=colours["accent"]))
+        letter = self.registry.letter(entry.name)
+        if letter is not None:
+            mark = Text(letter, style=Style(bold=True, color=colours["accent"]))
         else:
             mark = Text("·", style="dim")
         health_colour = {"ok": "success", "loading": "warning", "down": "error"}.get(entry.health)
@@ -115,7 +121,7 @@ class ServersScreen(Screen[None]):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.qapp.entries.get(key or "")
+        return self.registry.entries.get(key or "")
 
     def _detail(self) -> None:
         e = self._current()
@@ -146,33 +152,29 @@ class ServersScreen(Screen[None]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
-            self.qapp.toggle_selected(event.row_key.value)
+            self.post_message(ToggleServer(event.row_key.value))
 
     def action_toggle_server(self) -> None:
         e = self._current()
         if e is not None:
-            self.qapp.toggle_selected(e.name)
+            self.post_message(ToggleServer(e.name))
 
     def action_add(self) -> None:
         self.query_one("#add-url", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        before = set(self.qapp.entries)
-        if self.qapp.add_server(event.value.strip()):
-            self._cursor_to = next(iter(set(self.qapp.entries) - before), None)
-            event.input.clear()
-            self.query_one(DataTable).focus()
+        self.post_message(AddServer(event.value))  # taken: ServersChanged(added=...)
 
     def action_refresh(self) -> None:
-        self.qapp.probe_all()
+        self.post_message(ProbeServers())
 
     def action_remove(self) -> None:
         e = self._current()
         if e is not None:
-            self.qapp.remove_server(e.name)
+            self.post_message(RemoveServer(e.name))
 
     def action_launch(self) -> None:
-        self.qapp.action_models()
+        self.post_message(OpenModels())
 
     def action_close(self) -> None:
         if self.query_one("#add-url", Input).has_focus:

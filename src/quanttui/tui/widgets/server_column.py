@@ -16,7 +16,7 @@ from textual.widget import Widget
 from quanttui.core.hardware import NA, HwSample, Reading
 from quanttui.tui import fmt
 from quanttui.tui.live import Key, LiveRun, Stream, unit_name
-from quanttui.tui.state import ServerEntry
+from quanttui.tui.registry import ServerEntry
 from quanttui.tui.widgets.figures import Run, Runs, ServerFigures
 from quanttui.tui.widgets.gauges import bar
 from quanttui.tui.widgets.stream_view import DIFF, FIRST, NORMAL, NOTE, StreamView

@@ -1,0 +1,133 @@
+"""The `quality` section of the run JSON as msgspec structs (built by core.quality.step).
+
+Figures are rounded for the file (shares to 4 digits, divergences to 6). Shares are fractions.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from quanttui.core.quality.accuracy import Accuracy
+from quanttui.core.quality.diff import SegmentKind
+from quanttui.core.quality.divergence import MeanUnc
+from quanttui.core.quality.outputs import OutputSummary
+from quanttui.core.quality.teacher_forcing import Method
+from quanttui.core.suites.tasks import Length
+
+
+class QualityOptionsDoc(msgspec.Struct):
+    distribution: bool
+    tasks: bool
+    k: int
+    method: Method
+    position_budget: int
+    positions_per_prompt: int
+    task_items: int | None  # how many items were given; None: the built-in suite
+
+
+class OutputComparisonDoc(msgspec.Struct):
+    """The two greedy outputs for one prompt (or task item)."""
+
+    prompt_id: str
+    exact_match: bool
+    first_divergence: int | None
+    token_agreement: float | None
+    text_similarity: float
+    n_ref: int
+    n_other: int
+    # aligned runs of tokens: [kind, ref start, ref end, other start, other end]
+    segments: list[tuple[SegmentKind, int, int, int, int]]
+
+
+class OutputsDoc(msgspec.Struct):
+    summary: OutputSummary | None
+    per_prompt: list[OutputComparisonDoc]
+
+
+class PromptDivergenceDoc(msgspec.Struct):
+    prompt_id: str
+    n: int  # positions compared
+    same_top1: float | None
+    kld_mean: float | None
+
+
+class DistributionDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Teacher-forced comparison on the reference's continuation. The figures from `kld_label`
+    to `tail_ref_max` are left out when no position was compared."""
+
+    method: Method
+    k: int
+    n_positions: int
+    requests_ref: int
+    requests_other: int
+    grammar_fallbacks: int
+    elapsed_s: float
+    interrupted: bool
+    kld_label: str | None = None  # "KLD@K": truncated at the top K of the reference
+    same_top1: MeanUnc | None = None
+    kld: MeanUnc | None = None
+    kld_percentiles: dict[str, float] | None = None
+    delta_p: MeanUnc | None = None
+    delta_p_percentiles: dict[str, float] | None = None
+    rms_delta_p: MeanUnc | None = None
+    ln_ppl_ratio: MeanUnc | None = None
+    ppl_ref: float | None = None
+    ppl_other: float | None = None
+    tail_ref_mean: float | None = None
+    tail_ref_max: float | None = None
+    per_prompt: list[PromptDivergenceDoc]
+
+
+class TaskOutputsDoc(msgspec.Struct):
+    summary: OutputSummary | None
+    per_item: list[OutputComparisonDoc]
+
+
+class AccuracyDiffDoc(msgspec.Struct):
+    """other − reference over the items both scored."""
+
+    group: str
+    n: int
+    accuracy_ref: float
+    accuracy_other: float
+    diff: MeanUnc
+    only_ref_correct: int
+    only_other_correct: int
+
+
+class TasksDoc(msgspec.Struct):
+    outputs: TaskOutputsDoc
+    accuracy_diff: list[AccuracyDiffDoc]
+    accuracy_diff_by_length: list[AccuracyDiffDoc]
+
+
+class QualityPairDoc(msgspec.Struct):
+    reference: str
+    other: str
+    outputs: OutputsDoc
+    distribution: DistributionDoc | None
+    tasks: TasksDoc
+
+
+class TaskOutcomeDoc(msgspec.Struct):
+    item_id: str
+    category: str
+    length: Length
+    server: str
+    correct: bool | None  # None: open item, or the request failed
+    output: str
+    error: str | None
+
+
+class QualitySection(msgspec.Struct):
+    """Every other server against the reference: outputs, distributions, task accuracy."""
+
+    reference: str
+    options: QualityOptionsDoc
+    pairs: list[QualityPairDoc]
+    accuracy: list[Accuracy]
+    accuracy_by_length: list[Accuracy]
+    task_outcomes: list[TaskOutcomeDoc]
+    notices: list[str]
+    interrupted: bool
+    elapsed_s: float

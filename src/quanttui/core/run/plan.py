@@ -1,0 +1,100 @@
+"""What a run will do (`RunPlan`: prompts, generation parameters, schedule, repetitions,
+warm-up, concurrency, endpoint, timeouts) and on which servers (`ServerSpec`), and both as the
+config describes them. The headless run
+and the TUI both build their plan here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quanttui.core.llama.client import Timeouts
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.result import Endpoint
+from quanttui.core.run.records import ServerInfo
+from quanttui.core.run.schedule import SCHEDULES, Schedule
+from quanttui.core.suites.prompts import Prompt, collect
+
+if TYPE_CHECKING:
+    from quanttui.config import Config
+    from quanttui.core.models.servers import ManagedServer
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server to compare, as the run knows it: its name (the column), URL and key; the
+    process and command line when quanttui started it."""
+
+    name: str
+    url: str
+    api_key: str | None = None
+    pid: int | None = None  # when quanttui launched it
+    launch_args: tuple[str, ...] | None = None
+
+    @classmethod
+    def launched(cls, server: ManagedServer) -> ServerSpec:
+        """A server quanttui started, with the command line it actually ran."""
+        return cls(server.label, server.url, pid=server.pid,
+                   launch_args=tuple(server.spawned_args))
+
+    def info(self) -> ServerInfo:
+        """What the run records of it before asking the server anything."""
+        return ServerInfo(name=self.name, url=self.url, pid=self.pid,
+                          managed=self.pid is not None,
+                          launch_args=list(self.launch_args) if self.launch_args else None)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    prompts: tuple[Prompt, ...]
+    params: GenerationParams = field(default_factory=GenerationParams)
+    schedule: Schedule = "simultaneous"
+    repetitions: int = 1
+    warmup: int = 1
+    concurrency_levels: tuple[int, ...] = (1,)
+    endpoint: Endpoint = "completion"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    order_seed: int = 0
+    warmup_n_predict: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise ValueError("a run needs at least one prompt")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if self.repetitions < 1 or self.warmup < 0 or not self.concurrency_levels or min(
+                self.concurrency_levels) < 1:
+            raise ValueError("repetitions and concurrency must be ≥ 1, warm-up ≥ 0")
+
+    @property
+    def units(self) -> list[tuple[Prompt, int]]:
+        return [(p, rep) for rep in range(self.repetitions) for p in self.prompts]
+
+    def total_requests(self, n_servers: int) -> int:
+        return len(self.units) * len(self.concurrency_levels) * n_servers
+
+
+def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = None) -> RunPlan:
+    """The run `cfg` describes; raises ValueError / PromptFileError for bad prompts."""
+    t = cfg.timeouts
+    prompts = collect(cfg.prompts.suites, [Path(f) for f in cfg.prompts.files],
+                      cfg.prompts.inline)
+    return RunPlan(
+        prompts=tuple(prompts),
+        params=GenerationParams.of(cfg.generation),
+        schedule=cfg.run.schedule,
+        repetitions=cfg.run.repetitions,
+        warmup=cfg.run.warmup,
+        concurrency_levels=tuple(concurrency_levels or (cfg.run.concurrency,)),
+        endpoint=cfg.run.endpoint,
+        timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
+        order_seed=cfg.run.order_seed,
+    )
+
+
+def attached_specs(cfg: Config) -> list[ServerSpec]:
+    """The config's servers reached by URL (those it names by `model` are started first)."""
+    return [ServerSpec(s.name, s.url, api_key=s.api_key) for s in cfg.servers if s.url is not None]
