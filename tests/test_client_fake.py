@@ -264,5 +264,5 @@ async def test_no_hang_when_server_vanishes(fake: FakeLlamaServer) -> None:
 
 
 def test_bad_url_is_rejected() -> None:
-    with pytest.raises(ValueError, match="not an http"):
+    with pytest.raises(ValueError, match=r"not a server URL.*expected an http:// or https:// URL"):
         LlamaClient("localhost:8080")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from quanttui.core.reports.schema import SCHEMA, SCHEMA_VERSION
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
 PY = sys.executable
@@ -40,7 +41,7 @@ def test_headless_run_writes_json_and_summary(pair: tuple[FakeLlamaServer, ...],
                  "-o", str(out)], tmp_path)
     assert p.returncode == 0, p.stderr
     data = json.loads(out.read_text())
-    assert data["schema"] == "quanttui.run" and data["schema_version"] == 1
+    assert (data["schema"], data["schema_version"]) == (SCHEMA, SCHEMA_VERSION)
     assert data["config"]["generation"]["n_predict"] == 16
     assert len([r for r in data["records"] if not r["warmup"]]) == 2 * 6 * 2
     assert data["stats"]["A"]["1"]["decode_tps_client"]["n"] == 12

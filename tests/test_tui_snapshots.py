@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from quanttui.config import load_config
 from quanttui.core.hardware import NA, HostSample, HwSample, ProcessSample
@@ -32,9 +33,14 @@ SIZES = [(80, 24), (160, 48)]
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    """Let queued messages and the tables' column sizing (done on a later refresh) finish:
-    one pause is not always enough on a loaded machine."""
+    """Let queued messages and the tables' column sizing (done when a table is next idle)
+    finish: on a loaded machine a few pauses are not always enough, so wait for the tables."""
     for _ in range(4):
+        await pilot.pause(0.05)
+    for _ in range(100):
+        if not any(t._require_update_dimensions or t._updated_cells
+                   for t in pilot.app.screen.query(DataTable)):
+            break
         await pilot.pause(0.05)
 PORTS = (47811, 47812)
 

@@ -14,6 +14,7 @@ from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import ServerError
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
+from quanttui.core.run.stats import paired_proportion_interval
 from quanttui.core.suites.tasks import Length, TaskItem, score
 
 
@@ -82,6 +83,14 @@ class AccuracyDiff:
     diff: MeanUnc
     only_ref_correct: int
     only_other_correct: int
+    ci_low: float | None = None  # paired 95% interval of the difference (Newcombe)
+    ci_high: float | None = None
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the interval excludes 0: otherwise the items can't tell the two apart."""
+        return (self.ci_low is not None and self.ci_high is not None
+                and (self.ci_low > 0 or self.ci_high < 0))
 
 
 def accuracy_by(outcomes: Iterable[TaskOutcome], key: Callable[[TaskOutcome], str] | None = None
@@ -116,8 +125,13 @@ def accuracy_diff(outcomes: Iterable[TaskOutcome], reference: str, other: str,
         mean = sum(d) / n
         var = sum(x * x for x in d) / n - mean * mean
         unc = math.sqrt(var / (n - 1)) if n > 1 and var > 0 else 0.0
+        only_ref = sum(a and not b for a, b in pairs)
+        only_other = sum(b and not a for a, b in pairs)
+        both = sum(a and b for a, b in pairs)
+        neither = n - both - only_ref - only_other
+        ci = paired_proportion_interval(both, only_ref, only_other, neither)
         out.append(AccuracyDiff(
             g, reference, other, n, sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n,
-            MeanUnc(mean, unc), sum(a and not b for a, b in pairs),
-            sum(b and not a for a, b in pairs)))
+            MeanUnc(mean, unc), only_ref, only_other,
+            ci[0] if ci else None, ci[1] if ci else None))
     return out

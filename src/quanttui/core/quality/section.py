@@ -93,6 +93,8 @@ class AccuracyDiffDoc(msgspec.Struct):
     diff: MeanUnc
     only_ref_correct: int
     only_other_correct: int
+    ci_low: float | None = None  # paired 95% interval (Newcombe); absent before schema 2
+    ci_high: float | None = None
 
 
 class TasksDoc(msgspec.Struct):

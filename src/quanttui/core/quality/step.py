@@ -459,7 +459,8 @@ def _diff_doc(d: AccuracyDiff) -> AccuracyDiffDoc:
     return AccuracyDiffDoc(
         group=d.group, n=d.n, accuracy_ref=_r(d.accuracy_ref, 4),
         accuracy_other=_r(d.accuracy_other, 4), diff=_mu(d.diff),
-        only_ref_correct=d.only_ref_correct, only_other_correct=d.only_other_correct)
+        only_ref_correct=d.only_ref_correct, only_other_correct=d.only_other_correct,
+        ci_low=_r(d.ci_low, 4), ci_high=_r(d.ci_high, 4))
 
 
 def quality_section(report: QualityReport) -> QualitySection:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import Summary
 
@@ -100,19 +101,19 @@ def render(results: RunResults) -> str:
                                                [n for n, _ in shown], [v for _, v in shown]),
                       "```"]
         if len(names) >= 2:
-            lines += ["", "Paired per prompt (B − A, bootstrap 95% interval):", ""]
+            lines += ["", "Paired per prompt (B − A, paired Student-t 95% interval; where it "
+                          "covers 0 the data can't tell the two apart):", ""]
             prow = []
             for b in names[1:]:
                 for metric in ("decode_tps_client", "ttft_ms"):
                     d = results.paired(metric, names[0], b, level)
                     if d is None:
                         continue
-                    ci = (f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
-                          if d.ci_low is not None and d.ci_high is not None else "n/a")
                     prow.append([f"{b} − {names[0]}", metric, str(d.n), f"{d.mean_diff:+.2f}",
-                                 ci, _f(d.ratio, ".3f"), f"{d.win_rate_b:.0%}"])
+                                 wording.interval(d, 2), wording.ratio(d),
+                                 f"{d.win_rate_b:.0%}", wording.verdict(d, names[0], b)])
             lines += _table(["pair", "figure", "prompts", "mean diff", "95% CI", "ratio B/A",
-                             "B higher"], prow)
+                             "per-prompt win rate of B", "verdict"], prow)
     hw = results.hardware
     if hw and hw.get("servers"):
         lines += ["", "## Memory", ""]

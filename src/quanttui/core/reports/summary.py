@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
 
 
@@ -47,12 +48,11 @@ def format_summary(results: RunResults) -> str:
             for b in names[1:]:
                 d = results.paired("decode_tps_client", a, b, level)
                 if d is not None:
-                    ci = (f"95% CI [{d.ci_low:+.1f}, {d.ci_high:+.1f}]"
-                          if d.ci_low is not None and d.ci_high is not None else "CI n/a")
                     lines.append(
-                        f"{b} − {a} decode tok/s: {d.mean_diff:+.1f} ({ci}), ratio "
-                        f"{_f(d.ratio, '.2f')}, {b} faster on {d.win_rate_b:.0%} of "
-                        f"{d.n} prompts")
+                        f"{b} − {a} decode tok/s: {d.mean_diff:+.1f}, 95% CI "
+                        f"{wording.interval(d)}, ratio {wording.ratio(d)}: "
+                        f"{wording.verdict(d, a, b, higher='faster', lower='slower')}; "
+                        f"{wording.win_rate(d, b)}")
         lines.append("")
     lines += _memory_lines(results)
     for n in results.notices:
