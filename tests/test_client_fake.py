@@ -4,6 +4,8 @@ what arrived before it, and never hangs."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
 
 import pytest
@@ -266,3 +268,51 @@ async def test_no_hang_when_server_vanishes(fake: FakeLlamaServer) -> None:
 def test_bad_url_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"not a server URL.*expected an http:// or https:// URL"):
         LlamaClient("localhost:8080")
+
+
+def _raw_chunks(url: str, body: dict[str, object]) -> list[bytes]:
+    """The chunks of one streamed response, as they were framed on the wire."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        raw = b""
+        while not raw.endswith(b"\r\n0\r\n\r\n"):
+            got = s.recv(65536)
+            assert got, "connection closed before the last chunk"
+            raw += got
+    rest = raw.partition(b"\r\n\r\n")[2]
+    chunks = []
+    while True:
+        size, _, rest = rest.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return chunks
+        chunks.append(rest[:n])
+        rest = rest[n + 2:]
+
+
+def test_fake_writes_one_event_per_chunk_like_llama_server(fake: FakeLlamaServer) -> None:
+    """As llama-server (cpp-httplib) does: each SSE event is a chunk of its own, and with
+    `timings_per_token` every event carries the running timings."""
+    chunks = _raw_chunks(fake.url, {"prompt": "x", "n_predict": 5, "stream": True,
+                                    "timings_per_token": True})
+    assert len(chunks) == 6
+    assert all(c.startswith(b"data: ") and c.endswith(b"\n\n") and c.count(b"data: ") == 1
+               for c in chunks)
+    events = [json.loads(c[6:]) for c in chunks]
+    assert [e["timings"]["predicted_n"] for e in events] == [1, 2, 3, 4, 5, 5]
+    assert [e["stop"] for e in events] == [False] * 5 + [True]
+    plain = [json.loads(c[6:]) for c in _raw_chunks(fake.url, {"prompt": "x", "n_predict": 3,
+                                                               "stream": True})]
+    assert ["timings" in e for e in plain] == [False, False, False, True]
+
+
+async def test_fake_paces_tokens_by_the_clock(fake: FakeLlamaServer) -> None:
+    """token_delay 0.01 is 100 tok/s: token i leaves at first + i·0.01 s, oversleeps or not."""
+    fake.token_delay = 0.01
+    async with LlamaClient(fake.url) as c:
+        r = await c.complete("x", GenerationParams(n_predict=30))
+    span = (r.event_times_ns[-1] - r.event_times_ns[0]) / 1e9
+    assert 0.285 <= span < 1.0

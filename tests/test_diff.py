@@ -67,7 +67,9 @@ def test_common_prefix_len_resumes() -> None:
 
 
 def test_units_prefers_ids_when_one_per_piece() -> None:
-    assert units([5, 6], ["a", "b"]) == [5, 6]
+    assert units([5, 6], ["a", "b"]) == [(5, "a"), (6, "b")]
+    # byte-fallback: the same last id can end two different characters
+    assert units([9], ["\U00013002"]) != units([9], ["\U00013003"])
     assert units([], ["a", "b"]) == ["a", "b"]  # chat: no ids
     assert units([5, 6, 7], ["ab", "c"]) == ["ab", "c"]
 

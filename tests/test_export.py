@@ -41,7 +41,8 @@ def golden(name: str, text: str) -> None:
 def test_json_round_trips_exactly() -> None:
     # The recorded run is schema version 1: it loads, and writes back as the current version with
     # every stored fact unchanged. Derived figures are recomputed from the records: only the
-    # paired intervals differ (v1 had bootstrap intervals, now paired Student-t ones).
+    # paired intervals differ (v1 had bootstrap intervals, now paired Student-t ones), and fields
+    # added since (ids_missing) have their defaults.
     original = json.loads(RECORDED.read_bytes())
     assert original["schema_version"] == 1
     again = json.loads(render_json(load_run(RECORDED)))
@@ -54,6 +55,9 @@ def test_json_round_trips_exactly() -> None:
                     if d is not None:
                         assert d["ci_low"] <= d["mean_diff"] <= d["ci_high"]
                         del d["ci_low"], d["ci_high"]
+    for rec in again["records"]:  # a figure v1 did not have: no run then reported any
+        if rec["metrics"] is not None:
+            assert rec["metrics"].pop("ids_missing") == 0
     assert again == original
 
 
@@ -256,7 +260,7 @@ def test_svg_of_the_screen_shows_the_panes(tmp_path: Path) -> None:
     assert hw is not None
     for name in ("gemma3-270m-Q8_0", "gemma3-270m-Q2_K"):
         rss = hw["servers"][name]["rss_peak"]
-        assert f"RAM {rss / 1e6:.0f} MB" in text
+        assert f"RSS {rss / 1e6:.0f} MB" in text
     assert "hardware sampling off" not in text
     n_predict = results.extra["config"]["generation"]["n_predict"]
     status = next(line for line in text.splitlines() if "done 24/24" in line)

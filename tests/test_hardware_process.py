@@ -9,13 +9,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import psutil
 import pytest
 
 from quanttui.core.hardware import (
     NA,
+    HardwarePoller,
+    ModelPages,
     ProcessSampler,
     ProcessTarget,
     ServerFlags,
@@ -24,7 +28,15 @@ from quanttui.core.hardware import (
     parse_server_flags,
 )
 from quanttui.core.hardware import process as process_mod
-from quanttui.core.hardware.process import EXITED, OTHER_USER, url_host_port
+from quanttui.core.hardware.process import (
+    EXITED,
+    NOT_REPORTED,
+    OTHER_USER,
+    SmapsTotals,
+    parse_smaps,
+    url_host_port,
+)
+from quanttui.core.hardware.summary import hardware_json
 
 MiB = 1024 * 1024
 
@@ -220,15 +232,20 @@ def test_access_denied_per_figure(
     spawn: Callable[..., Child], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     child = spawn()
+    real_open = open
 
-    def denied(self: psutil.Process) -> object:
-        raise psutil.AccessDenied(self.pid)
+    def smaps_denied(path: object, *args: Any, **kwargs: Any) -> Any:
+        # As for another user's process: /proc/PID/smaps* are readable by their owner only.
+        if str(path).startswith(f"/proc/{child.pid}/smaps"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(psutil.Process, "memory_full_info", denied)
-    s = ProcessSampler(ProcessTarget("E", pid=child.pid)).sample()
-    assert isinstance(s.rss_bytes, int)  # RSS is readable for anyone's process
-    assert s.uss_bytes == NA(OTHER_USER)
-    assert s.pss_bytes == NA(OTHER_USER)
+    monkeypatch.setattr("builtins.open", smaps_denied)
+    sampler = ProcessSampler(ProcessTarget("E", pid=child.pid))
+    for s in (sampler.sample(), sampler.sample()):  # the walk, then smaps_rollup
+        assert isinstance(s.rss_bytes, int)  # RSS is readable for anyone's process
+        for figure in (s.uss_bytes, s.pss_bytes, s.private_bytes, s.model):
+            assert figure == NA(OTHER_USER)
 
 
 def test_access_denied_whole_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,3 +346,189 @@ def test_child_cpu_time_accounting_is_bounded(spawn: Callable[..., Child]) -> No
     time.sleep(0.1)
     cpu = sampler.sample().cpu_percent
     assert isinstance(cpu, float) and 0.0 <= cpu < 100.0
+
+
+# --- memory: private, model pages, sharing ----------------------------------------------------
+
+# Maps the file after -m read-only and shared, as llama.cpp maps a model, touches every page,
+# says so, and lives until its stdin closes.
+MAPPER = """
+import mmap, sys
+with open(sys.argv[2], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+touched = sum(m[i] for i in range(0, len(m), mmap.PAGESIZE))
+print("mapped", touched, flush=True)
+sys.stdin.read()
+"""
+
+
+def _cpu_ns(pid: int) -> int:
+    """Time the process has run on a CPU, from the scheduler (not the tick-based stat psutil
+    reads)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def test_two_servers_mapping_one_model_file(tmp_path: Path) -> None:
+    model = tmp_path / "shared-model.gguf"
+    with model.open("wb") as f:
+        for _ in range(25):
+            f.write(b"\xa5" * (8 * MiB))  # 200 MiB of real (not sparse) data
+    size = model.stat().st_size
+    script = tmp_path / "server.py"
+    script.write_text(MAPPER)
+    procs = [subprocess.Popen([sys.executable, str(script), "-m", str(model)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"], text=True))
+    try:
+        for proc in procs[:2]:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+            assert ready and proc.stdout.readline().startswith("mapped")
+        targets = [ProcessTarget(n, pid=p.pid) for n, p in zip("ABS", procs, strict=True)]
+        poller = HardwarePoller(targets, gpu=False)
+        spun = _cpu_ns(procs[2].pid)
+        poller.sample_once()  # the mapping walk
+        time.sleep(1.0)
+        last = poller.sample_once()  # smaps_rollup; the walk's model pages kept
+        spun = _cpu_ns(procs[2].pid) - spun
+        for name, other in (("A", "B"), ("B", "A")):
+            p = last.process(name)
+            assert p is not None
+            assert isinstance(p.rss_bytes, int) and p.rss_bytes >= size
+            # The file's pages are mapped by two processes: each carries half in its PSS.
+            assert isinstance(p.pss_bytes, int) and size / 2 <= p.pss_bytes <= size / 2 + 40 * MiB
+            assert isinstance(p.private_bytes, int) and p.private_bytes < 40 * MiB
+            assert isinstance(p.uss_bytes, int) and p.uss_bytes < 40 * MiB  # shared pages leave it
+            assert isinstance(p.model, ModelPages)
+            assert 0.98 * size <= p.model.resident_bytes <= size
+            assert p.model.file_bytes == size and p.model.paths == (str(model),)
+            assert p.model.shared and p.model_shared_with == (other,)
+        # A spinning process runs a whole core, as much as the scheduler gives it: on a busy
+        # machine less, so the figure is checked against the kernel's own count of its run time.
+        spin = last.process("S")
+        assert spin is not None and isinstance(spin.cpu_percent, float)
+        truth = 100.0 * spun / (last.t_ns - poller.history()[0].t_ns)
+        assert abs(spin.cpu_percent - truth) <= 10.0 and spin.cpu_percent <= 110.0
+        if os.getloadavg()[0] < (os.cpu_count() or 1) - 1:  # a core to spare: it had one
+            assert spin.cpu_percent >= 80.0
+        assert isinstance(spin.model, NA) and spin.model.reason.startswith("no model file mapped")
+        hw = hardware_json(poller.history(), poller.host_info(),
+                           [("A", str(model)), ("B", None), ("S", None)])
+        poller.close()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=5)
+    a, b = hw["servers"]["A"], hw["servers"]["B"]
+    assert a["model_file"] == b["model_file"] == size  # B's from the file it maps
+    assert 0.98 * size <= a["model_pages_peak"] <= size
+    assert a["private_peak"] < 40 * MiB and a["rss_peak"] >= size
+    assert a["shared_model_file"] is True and a["model_shared_with"] == ["B"]
+    assert b["model_shared_with"] == ["A"]
+    assert hw["servers"]["S"]["shared_model_file"] == {"n/a": spin.model.reason}
+
+
+SMAPS = """\
+5600-5700 r-xp 00000000 fe:00 11 /usr/bin/llama-server
+Rss:                 256 kB
+Pss:                 128 kB
+Shared_Clean:        256 kB
+Private_Clean:         0 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me sd
+7000-8000 rw-p 00000000 00:00 0
+Rss:                1024 kB
+Pss:                1024 kB
+Shared_Clean:          0 kB
+Private_Dirty:      1024 kB
+Anonymous:          1024 kB
+7f00-7f80 r--s 00639000 fe:00 42 /models/My Model-Q4_0.GGUF
+Rss:                2048 kB
+Pss:                2048 kB
+Shared_Clean:          0 kB
+Private_Clean:      2048 kB
+Anonymous:             0 kB
+7f80-7fa0 r--s 00800000 fe:00 42 /models/My Model-Q4_0.GGUF
+Rss:                 512 kB
+Pss:                 256 kB
+Shared_Clean:        512 kB
+Anonymous:             0 kB
+7fa0-7fb0 r--s 00000000 fe:01 43 /models/weights.bin (deleted)
+Rss:                 100 kB
+Anonymous:             0 kB
+"""
+
+
+def test_parse_smaps_groups_model_mappings_by_file() -> None:
+    totals, files = parse_smaps(SMAPS)
+    assert totals == SmapsTotals(rss=3940 * 1024, pss=3456 * 1024, shared=768 * 1024,
+                                 uss=3072 * 1024, anonymous=1024 * 1024)
+    # one file split in two mappings (llama.cpp unmaps the parts it doesn't need), name with a
+    # space and an upper-case suffix
+    assert list(files) == [("fe:00", 42)]
+    path, model = files[("fe:00", 42)]
+    assert path == "/models/My Model-Q4_0.GGUF"
+    assert (model.rss, model.shared, model.uss) == (2560 * 1024, 512 * 1024, 2048 * 1024)
+    # a model file without the .gguf suffix is known by the basename of -m
+    _, files = parse_smaps(SMAPS, model_name="weights.bin")
+    assert files[("fe:01", 43)] == ("/models/weights.bin", SmapsTotals(rss=100 * 1024))
+
+
+def test_mapping_walk_is_throttled(spawn: Callable[..., Child],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    child = spawn()
+    now = [0.0]
+    reads: list[str] = []
+    real = process_mod._proc_text
+
+    def counted(pid: int, name: str) -> Any:
+        reads.append(name)
+        return real(pid, name)
+
+    monkeypatch.setattr(process_mod, "_proc_text", counted)
+    cost = [0.0]  # CPU seconds each read takes
+    cpu = [0.0]
+
+    def cpu_clock() -> float:  # called before and after each read
+        cpu[0] += cost[0]
+        return cpu[0]
+
+    sampler = ProcessSampler(ProcessTarget("W", pid=child.pid), clock=lambda: now[0],
+                             cpu_clock=cpu_clock)
+    for _ in range(3):
+        s = sampler.sample()
+        assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)
+        now[0] += 1.0
+    assert reads == ["smaps", "smaps_rollup", "smaps_rollup"]
+    now[0] = process_mod.MAPPINGS_EVERY_S
+    sampler.sample()
+    assert reads[-1] == "smaps"
+    # A big process: a read costs 0.02 s of CPU, so the next waits 0.02 / MEMORY_READ_SHARE.
+    reads.clear()
+    cost[0] = 0.02
+    now[0] = 100.0
+    for _ in range(11):
+        s = sampler.sample()
+        assert isinstance(s.private_bytes, int)  # the last figures, kept in between
+        now[0] += 1.0
+    assert process_mod.MEMORY_READ_SHARE == 0.01  # 2 s apart; the walk every 5 s
+    assert reads == ["smaps", "smaps_rollup", "smaps_rollup", "smaps", "smaps_rollup",
+                     "smaps_rollup", "smaps"]  # at 100, 102, 104, 105, 107, 109, 110 s
+
+
+def test_memory_without_smaps_rollup_or_proc(spawn: Callable[..., Child],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    child = spawn()
+    real = process_mod._proc_text
+    monkeypatch.setattr(process_mod, "_proc_text", lambda pid, name: NA(NOT_REPORTED)
+                        if name == "smaps_rollup" else real(pid, name))
+    sampler = ProcessSampler(ProcessTarget("old kernel", pid=child.pid))
+    for s in (sampler.sample(), sampler.sample()):  # the walk's figures stand in
+        assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)
+    monkeypatch.setattr(process_mod, "_proc_text", lambda pid, name: NA(NOT_REPORTED))
+    s = ProcessSampler(ProcessTarget("no /proc", pid=child.pid)).sample()
+    assert isinstance(s.uss_bytes, int)  # psutil's
+    assert s.private_bytes == NA(NOT_REPORTED) and s.model == NA(NOT_REPORTED)

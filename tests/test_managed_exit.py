@@ -55,6 +55,7 @@ def start(models: list[Path], tmp_path: Path, reps: int) -> subprocess.Popen[str
          "--model", str(models[1]), "-n", "16", "--prompt", "Hello", "-r", str(reps),
          "-o", str(tmp_path / "r.json")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, QUANTTUI_CACHE_DIR=str(tmp_path / "cache")),  # logs of its own
         start_new_session=True)  # signals reach quanttui alone, as from another terminal
 
 
@@ -79,8 +80,13 @@ def wait_running(proc: subprocess.Popen[str], marker: Path) -> None:
 
 
 def test_normal_exit_stops_servers(models: list[Path], tmp_path: Path) -> None:
-    proc = start(models, tmp_path, reps=1)
+    proc = start(models, tmp_path, reps=3)
+    seen: set[int] = set()  # both servers seen running, or "gone" proves nothing
+    while proc.poll() is None and len(seen) < 2:
+        seen |= {p.pid for p in servers_for(tmp_path)}
+        time.sleep(0.05)
     out, err = proc.communicate(timeout=120)
+    assert len(seen) == 2, err
     assert proc.returncode == 0, err
     assert wait_gone(tmp_path) == []
     assert "results:" in out

@@ -595,8 +595,8 @@ def test_table_when_nothing_found(tmp_path: Path) -> None:
 
 def test_human_units() -> None:
     assert models.human_size(512) == "512 B"
-    assert models.human_size(253_104_000) == "241.4 MiB"
-    assert models.human_size(5 * 1024**3) == "5.0 GiB"
+    assert models.human_size(253_104_000) == "253 MB"
+    assert models.human_size(5 * 1024**3) == "5.4 GB"
     assert models.human_params(268_098_176) == "268M"
     assert models.human_params(7_241_732_096) == "7.24B"
     assert models.human_params(950) == "950"

@@ -102,3 +102,38 @@ async def test_task_suite_on_the_real_pair(real_pair: tuple[ManagedServer, ...])
     assert {d["group"] for d in tasks["accuracy_diff"]} == {"arithmetic", "facts", "code"}
     assert len(tasks["outputs"]["per_item"]) == 12  # chat items: compared by divergence only
     assert all(o["error"] is None and o["output"] for o in data["task_outcomes"])
+
+
+async def test_q8_against_q2_through_the_run(real_pair: tuple[ManagedServer, ...],
+                                             make_server: Callable[..., ManagedServer]) -> None:
+    """The quality step on a real run, servers named by quant and the reference chosen by name:
+    Q2_K diverges from Q8_0 measurably but not wildly, and every position's reported
+    distribution is a distribution (most likely first, probabilities summing to at most 1)."""
+    import math
+
+    q8, q2 = real_pair[1], make_server("Q2_K")
+    specs = [ServerSpec("Q2_K", q2.url), ServerSpec("Q8_0", q8.url)]
+    res = await Session(specs, RunPlan(prompts=PROMPTS, params=P24, warmup=0)).run()
+    rep = await compare_quality(res, specs, PROMPTS, reference="Q8_0", options=QualityOptions(
+        k=40, tasks=False, positions_per_prompt=24, run_params=P24))
+    (pair,) = rep.pairs
+    assert (pair.reference, pair.other) == ("Q8_0", "Q2_K")
+    d = pair.distribution
+    assert d is not None and d.stats is not None and d.stats.n == 48
+    assert 1e-4 < d.stats.kld.value < 1
+    assert 0.5 < d.stats.same_top1.value < 1
+    assert all(0 <= pc.tail_ref <= 1 for _, ps in d.sequences for pc in ps)
+    # what the step read: per position, the top-K as the servers reported them
+    async with LlamaClient(q8.url) as c:
+        prefix = tuple(await c.tokenize(PROMPTS[0].text, add_special=True))
+        out = await c.post_json("/completion", P24.body() | {
+            "prompt": list(prefix), "stream": False, "return_tokens": True})
+    seq = ForcedSequence(PROMPTS[0].id, prefix, tuple(out["tokens"]))
+    for server in (q8, q2):
+        async with LlamaClient(server.url) as c:
+            run = await force_sequences(c, [seq], k=40, method="grammar")
+        assert run.n_positions == 24
+        for dist in run.sequences[0].positions:
+            lps = [lp for _, lp in dist.top]
+            assert len(lps) == 40 and lps == sorted(lps, reverse=True)
+            assert sum(math.exp(lp) for lp in lps) <= 1 + 1e-6

@@ -95,3 +95,37 @@ async def test_real_http_error_is_typed(real_pair: tuple[ManagedServer, ...]) ->
     assert ei.value.status == 400
     assert ei.value.error_type == "exceed_context_size_error"
     assert "exceeds the available context size" in str(ei.value) and "Q4" in str(ei.value)
+
+
+BYTE_FALLBACK_PROMPT = "Hieroglyphs: 𓀀𓀁𓀂𓀃𓀄 ꙮꙮ 🪿🪿 𓀀𓀁"
+
+
+async def test_byte_fallback_tokens(real_pair: tuple[ManagedServer, ...]) -> None:
+    """Characters Gemma spells with byte tokens: llama-server streams one event per completed
+    character, carrying only the last token's id. The count still matches the server's (from
+    the per-event `timings`), the rate agrees with the server's, and the record says how many
+    ids the stream never sent."""
+    server = real_pair[1]
+    async with LlamaClient(server.url) as c:
+        r = await c.complete(BYTE_FALLBACK_PROMPT, GenerationParams(n_predict=64,
+                                                                    ignore_eos=True))
+    assert r.ok and r.timings is not None and r.timings.predicted_n == 64
+    assert r.n_events < 64  # the case this test is about: fewer events than tokens
+    assert r.n_tokens == 64 and r.n_streamed <= 64  # a character cut off at the end: not sent
+    assert r.n_streamed > r.n_events  # the events' own counts, not one per event
+    assert r.ids_missing == 64 - len(r.token_ids) > 0
+    m = request_metrics(r)
+    assert m.n_out == 64 and m.ids_missing == r.ids_missing
+    assert m.decode_tps_client is not None and m.decode_tps_server is not None
+    assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.02)
+
+
+async def test_client_rate_uses_n_minus_one_like_the_server(
+        real_pair: tuple[ManagedServer, ...]) -> None:
+    """At n_predict=8 a wrong convention (n instead of n − 1 tokens) is off by 14%."""
+    for server in real_pair:
+        async with LlamaClient(server.url) as c:
+            r = await c.complete(PROMPT, GenerationParams(n_predict=8, ignore_eos=True))
+        m = request_metrics(r)
+        assert m.decode_tps_client is not None and m.decode_tps_server is not None
+        assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.02)

@@ -116,15 +116,19 @@ async def test_one_server_failing_never_stops_the_other(pair: tuple[FakeLlamaSer
     events: list[Event] = []
     res = await Session(specs(a, b), plan(repetitions=2, warmup=0), emit=events.append).run()
     assert all(r.ok for r in res.measured("A")) and len(res.measured("A")) == 6
-    failed = [r for r in res.records if r.server == "B"]
+    failed = [r for r in res.records if r.server == "B" and r.error_kind != "skipped"]
     assert failed and all(r.error_kind == "ended-early" for r in failed)
     assert all("B" in (r.error or "") and "mid-stream" in (r.error or "") for r in failed)
     assert all(r.n_events == 3 for r in failed)  # partial output kept
-    # after 3 failures in a row B is taken as down and its remaining requests skipped
+    # after 3 failures in a row B is taken as down; its remaining requests are recorded as
+    # skipped, with the reason, and counted
     assert len(failed) == 3
+    skipped = [r for r in res.records if r.error_kind == "skipped"]
+    assert len(skipped) == 3 and all(r.server == "B" and "taken as down" in (r.error or "")
+                                     and "mid-stream" in (r.error or "") for r in skipped)
     assert any(isinstance(e, Notice) and e.code == "server-down" for e in events)
     last = [e for e in events if isinstance(e, Progress)][-1]
-    assert last.done == last.total == 9
+    assert last.done == last.total == 12 and last.failed == 6
 
 
 async def test_unreachable_server_is_left_out(pair: tuple[FakeLlamaServer, ...]) -> None:
@@ -209,3 +213,76 @@ def test_no_contention_warning_for_one_process_on_two_ports(pair: tuple[FakeLlam
 
     a, b = pair  # both fakes live in this test process
     assert assess([ServerInfo("A", a.url), ServerInfo("B", b.url)]) == []
+
+
+def test_unrepeatable_prompts_are_found() -> None:
+    """Repetitions of a prompt that gave different tokens on one server are named, per prompt
+    and concurrency level; failed requests and other servers don't count."""
+    from quanttui.core.llama.result import CompletionResult
+    from quanttui.core.run.metrics import request_metrics
+    from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+
+    res = RunResults([ServerInfo("A", "u"), ServerInfo("B", "v")], "simultaneous",
+                     "completion", 2, 0, (1,))
+
+    def add(server: str, prompt: str, rep: int, ids: list[int], ok: bool = True) -> None:
+        r = CompletionResult(server, "completion", 0, t_first_event_ns=1, t_done_ns=3,
+                             event_times_ns=[1, 2], event_ntokens=[1, 1],
+                             event_texts=[str(i) for i in ids], token_ids=ids)
+        rec = RequestRecord(len(res.records), server, prompt, "chat", rep, False, 1, rep, 0.0,
+                            result=r)
+        if ok:
+            rec.metrics = request_metrics(r)
+        else:
+            rec.error = "boom"
+        res.records.append(rec)
+
+    add("A", "p1", 0, [1, 2])
+    add("A", "p1", 1, [1, 2])
+    add("A", "p2", 0, [1, 2])
+    add("A", "p2", 1, [1, 3])
+    add("A", "p3", 0, [1, 2])
+    add("A", "p3", 1, [9, 9], ok=False)
+    add("B", "p1", 0, [5, 5])
+    add("B", "p1", 1, [5, 5])
+    assert res.unrepeatable("A") == ["p2"]
+    assert res.unrepeatable("B") == []
+
+
+@pytest.mark.parametrize("schedule", ["simultaneous", "alternating", "sequential"])
+async def test_until_decided_stops_when_decided(pair: tuple[FakeLlamaServer, ...],
+                                                schedule: str) -> None:
+    """A at twice B's pace: the planned pass decides it; no repetition is added."""
+    events: list[Event] = []
+    res = await Session(specs(*pair), plan(until_decided=0.03, schedule=schedule),
+                        emit=events.append).run()
+    assert res.repetitions == 1 and len(res.measured()) == 2 * len(PROMPTS)
+    assert any(isinstance(e, Notice) and e.code == "decided" for e in events)
+
+
+async def test_until_decided_adds_repetitions_within_its_budget() -> None:
+    """Two equal servers and a half-width no run can reach: repetitions are added, progress
+    says how far from a decision, and the budget ends it with a warning that names the ratio."""
+    with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.002) as b:
+        events: list[Event] = []
+        res = await Session(specs(a, b), plan(until_decided=1e-9, decide_budget_s=1.5,
+                                              schedule="alternating"),
+                            emit=events.append).run()
+    notes = [e for e in events if isinstance(e, Notice)]
+    assert res.repetitions > 1
+    reps = {r.repetition for r in res.measured()}
+    assert reps == set(range(res.repetitions))
+    assert all(len(res.measured(s)) == res.repetitions * len(PROMPTS) for s in ("A", "B"))
+    deciding = [n for n in notes if n.code == "deciding"]
+    assert deciding and "B/A ×" in deciding[-1].message and "±" in deciding[-1].message
+    (undecided,) = [n for n in notes if n.code == "undecided"]
+    assert undecided.level == "warning" and "not decided" in undecided.message
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].done == progress[-1].total == res.repetitions * len(PROMPTS) * 2
+
+
+def test_until_decided_needs_two_prompts_and_one_level() -> None:
+    with pytest.raises(ValueError, match="at least 2 prompts"):
+        plan(prompts=PROMPTS[:1], until_decided=0.03)
+    with pytest.raises(ValueError, match="one concurrency level"):
+        plan(until_decided=0.03, concurrency_levels=(1, 2))

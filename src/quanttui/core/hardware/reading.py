@@ -56,6 +56,18 @@ def peak(readings: Iterable[Reading[N]]) -> Reading[N]:
     return last_na if best is None else best
 
 
+def format_bytes(n: float) -> str:
+    """A size as every face shows it: decimal units (kB = 10³, MB = 10⁶, GB = 10⁹ bytes), whole
+    kB and MB, GB and TB with one decimal. llama.cpp's logs use binary units (MiB = 2²⁰ bytes):
+    its "226.1 MiB" is 237 MB here."""
+    # Each unit starts where the one below would print as 1000.
+    for start, scale, unit, digits in ((999.95e9, 1e12, "TB", 1), (999.5e6, 1e9, "GB", 1),
+                                       (999.5e3, 1e6, "MB", 0), (999.5, 1e3, "kB", 0)):
+        if n >= start:
+            return f"{n / scale:.{digits}f} {unit}"
+    return f"{n:.0f} B"
+
+
 def describe_error(exc: BaseException) -> str:
     """A short reason string for an unexpected exception (type plus message)."""
     text = str(exc).strip()

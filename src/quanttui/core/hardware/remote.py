@@ -234,7 +234,8 @@ def parse_dcgm(text: str) -> Reading[tuple[DcgmGpu, ...]]:
 
 
 async def fetch_metrics_text(
-    client: httpx.AsyncClient, url: str, *, timeout_s: float = 5.0
+    client: httpx.AsyncClient, url: str, *, timeout_s: float = 5.0,
+    headers: Mapping[str, str] | None = None,
 ) -> Reading[str]:
     """GET a Prometheus text endpoint; any failure is `NA` with the reason.
 
@@ -245,7 +246,7 @@ async def fetch_metrics_text(
     wants those two gauges. The counters are unaffected.
     """
     try:
-        response = await client.get(url, timeout=timeout_s)
+        response = await client.get(url, timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         return NA(f"cannot fetch {url}: {describe_error(exc)}")
     if response.status_code == 501:
@@ -256,8 +257,12 @@ async def fetch_metrics_text(
 
 
 async def fetch_llama_metrics(
-    client: httpx.AsyncClient, base_url: str, *, timeout_s: float = 5.0
+    client: httpx.AsyncClient, base_url: str, *, timeout_s: float = 5.0,
+    api_key: str | None = None,
 ) -> Reading[LlamaMetrics]:
-    """Scrape `<base_url>/metrics` and parse it (resets the throughput gauges, see above)."""
-    text = await fetch_metrics_text(client, base_url.rstrip("/") + "/metrics", timeout_s=timeout_s)
+    """Scrape `<base_url>/metrics` and parse it (resets the throughput gauges, see above);
+    `api_key` for a server started with one (its /metrics needs it)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    text = await fetch_metrics_text(client, base_url.rstrip("/") + "/metrics",
+                                    timeout_s=timeout_s, headers=headers)
     return text if isinstance(text, NA) else parse_llama_metrics(text)

@@ -35,6 +35,7 @@ class RemoteTarget:
     node_exporter_url: str | None = None
     dcgm_exporter_url: str | None = None
     scrape_server_metrics: bool = True
+    api_key: str | None = field(default=None, repr=False)  # the server's, for its /metrics
 
 
 @dataclass
@@ -99,7 +100,7 @@ class RemoteWatcher:
                                      if not isinstance(g.fb_total_bytes, NA))
         if t.scrape_server_metrics:
             # counters and queue gauges only: the rate gauges reset on each scrape (see remote)
-            m = await fetch_llama_metrics(http, t.url)
+            m = await fetch_llama_metrics(http, t.url, api_key=t.api_key)
             p.requests_deferred = _max(p.requests_deferred,
                                        m if isinstance(m, NA) else m.requests_deferred)
 

@@ -2,7 +2,8 @@
 
 Peaks are taken over the samples of the run. A figure that was never readable stays n/a with
 the last reason, and JSON shows it as {"n/a": reason}, never as 0. The model file size sits beside
-each server's memory, because "how much RAM does this quant take" is read against it.
+each server's memory, because "how much RAM does this quant take" is read against it: private
+memory plus the model's resident pages, out of the file size (definitions in docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from quanttui.core.hardware.host import HostInfo
 from quanttui.core.hardware.poller import HwSample
+from quanttui.core.hardware.process import ModelPages
 from quanttui.core.hardware.reading import NA, Reading, peak
 
 
@@ -37,6 +39,8 @@ def model_file_bytes(path: str | None) -> Reading[int]:
 
 @dataclass(frozen=True)
 class ServerHardware:
+    """One server over a run; `to_json` is its entry in the run file's hardware.servers."""
+
     name: str
     pid: Reading[int]
     rss_peak: Reading[int]
@@ -47,9 +51,15 @@ class ServerHardware:
     cpu_percent_mean: Reading[float]
     threads: Reading[int]
     model_file: Reading[int]
+    private_peak: Reading[int]  # anonymous memory
+    model_pages_peak: Reading[int]  # the model file's resident mapped pages
+    shared_model_file: Reading[bool]  # another process mapped the model file too
+    model_shared_with: tuple[str, ...]  # the watched servers among them
 
     def to_json(self) -> dict[str, Any]:
-        return {k: reading_json(getattr(self, k)) for k in self.__dataclass_fields__}
+        out = {k: reading_json(getattr(self, k)) for k in self.__dataclass_fields__}
+        out["model_shared_with"] = list(self.model_shared_with)
+        return out
 
 
 def _mean(xs: list[Reading[float]]) -> Reading[float]:
@@ -67,9 +77,22 @@ def _last(xs: Sequence[Reading[Any]]) -> Reading[Any]:
     return xs[-1] if xs else NA("no samples")
 
 
+def _shared(models: Sequence[Reading[ModelPages]], with_: set[str]) -> Reading[bool]:
+    mapped = [m for m in models if not isinstance(m, NA)]
+    if not mapped:
+        return _last(models)
+    return bool(with_) or any(m.shared for m in mapped)
+
+
 def server_hardware(history: Sequence[HwSample], name: str, model_path: str | None
                     ) -> ServerHardware:
     procs = [p for s in history if (p := s.process(name)) is not None]
+    models = [p.model for p in procs]
+    with_ = {n for p in procs for n in p.model_shared_with}
+    model_file = model_file_bytes(model_path)
+    if isinstance(model_file, NA):  # the server's own mapping of it, when we could read that
+        model_file = _last([m.file_bytes for m in models if not isinstance(m, NA)]
+                           or [model_file])
     return ServerHardware(
         name=name,
         pid=_last([p.pid for p in procs]),
@@ -80,7 +103,11 @@ def server_hardware(history: Sequence[HwSample], name: str, model_path: str | No
         vram_peak=peak(p.vram_bytes for p in procs),
         cpu_percent_mean=_mean([p.cpu_percent for p in procs]),
         threads=_last([p.num_threads for p in procs]),
-        model_file=model_file_bytes(model_path),
+        model_file=model_file,
+        private_peak=peak(p.private_bytes for p in procs),
+        model_pages_peak=peak(m if isinstance(m, NA) else m.resident_bytes for m in models),
+        shared_model_file=_shared(models, with_),
+        model_shared_with=tuple(sorted(with_)),
     )
 
 
@@ -123,7 +150,7 @@ def _reading(value: Any, kind: type) -> Reading[Any]:
 
 def summary_sample(hw: dict[str, Any]) -> HwSample:
     """A stored run's hardware section as one sample of its peaks, so a re-rendered screen
-    shows each server's peak RSS / VRAM and the host's peak RAM (the gauges' "last" figures
+    shows each server's peak memory / VRAM and the host's peak RAM (the gauges' "last" figures
     are gone once the run is over)."""
     from quanttui.core.hardware.host import HostSample
     from quanttui.core.hardware.nvml import GpuSample
@@ -139,12 +166,18 @@ def summary_sample(hw: dict[str, Any]) -> HwSample:
                       swap_used_bytes=na)
     procs = []
     for name, s in (hw.get("servers") or {}).items():
+        pages = _reading(s.get("model_pages_peak"), int)
+        model: Reading[ModelPages] = pages if isinstance(pages, NA) else ModelPages(
+            resident_bytes=pages, shared=s.get("shared_model_file") is True, shared_bytes=na,
+            file_bytes=_reading(s.get("model_file"), int), paths=(), files=())
         procs.append(ProcessSample(
             name=name, pid=_reading(s.get("pid"), int), rss_bytes=_reading(s.get("rss_peak"), int),
             uss_bytes=_reading(s.get("uss_peak"), int), pss_bytes=_reading(s.get("pss_peak"), int),
             cpu_percent=_reading(s.get("cpu_percent_mean"), float),
             num_threads=_reading(s.get("threads"), int), cpu_affinity=na, flags=na,
-            vram_bytes=_reading(s.get("vram_peak"), int)))
+            vram_bytes=_reading(s.get("vram_peak"), int),
+            private_bytes=_reading(s.get("private_peak"), int), model=model,
+            model_shared_with=tuple(str(n) for n in s.get("model_shared_with") or ())))
     stored = hw.get("gpus")
     gpus: Reading[tuple[GpuSample, ...]]
     if isinstance(stored, list):

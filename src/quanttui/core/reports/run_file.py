@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from quanttui import __version__
+from quanttui.core.ladder.section import LadderSection
 from quanttui.core.llama.result import CompletionResult
 from quanttui.core.quality.section import QualitySection
 from quanttui.core.reports.schema import (
@@ -111,6 +112,7 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
                 level: PairedLevel(**{m: results.paired(m, a, b, level) for m in PAIRED_METRICS})
                 for level in levels}
     quality = results.extra.get("quality")
+    ladder = results.extra.get("ladder")
     return RunDoc(
         schema=SCHEMA,
         schema_version=SCHEMA_VERSION,
@@ -135,6 +137,7 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
         records=[_record_doc(r) for r in results.records],
         # carried as plain data (core.quality.step.quality_dict); checked against the structs
         quality=msgspec.UNSET if quality is None else msgspec.convert(quality, QualitySection),
+        ladder=msgspec.UNSET if ladder is None else msgspec.convert(ladder, LadderSection),
     )
 
 
@@ -149,10 +152,27 @@ def encode_run(results: RunResults, config: Mapping[str, Any] | None = None) -> 
     return msgspec.json.format(msgspec.json.encode(run_doc(results, config)), indent=1)
 
 
+def _umask() -> int:
+    """The process umask (read, not changed, where /proc tells it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all, with the permissions a new file gets under the umask
+    (mkstemp alone would make it 0600). Raises OSError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -237,6 +257,8 @@ def results_from_doc(doc: RunDoc) -> RunResults:
         res.extra["provenance"] = doc.provenance
     if doc.quality is not msgspec.UNSET:
         res.extra["quality"] = msgspec.to_builtins(doc.quality)
+    if doc.ladder is not msgspec.UNSET:
+        res.extra["ladder"] = msgspec.to_builtins(doc.ladder)
     return res
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from quanttui.core.ladder.section import LadderSection
 from quanttui.core.llama.protocol import Timings
 from quanttui.core.quality.section import QualitySection
 from quanttui.core.run.events import Notice
@@ -129,6 +130,8 @@ class RunDoc(msgspec.Struct, kw_only=True):
     records: list[RecordDoc]
     # only in runs with a quality step; left out of the JSON otherwise
     quality: QualitySection | msgspec.UnsetType = msgspec.UNSET
+    # only in ladder runs (quanttui ladder): one row per quant, neighbours, the verdict
+    ladder: LadderSection | msgspec.UnsetType = msgspec.UNSET
 
 
 def json_schema() -> bytes:

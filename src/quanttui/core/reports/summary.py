@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
 
@@ -64,7 +65,7 @@ def format_summary(results: RunResults) -> str:
 def _mb(v: Any) -> str:
     if isinstance(v, dict):  # {"n/a": reason}
         return f"n/a ({v['n/a']})"
-    return f"{v / 1e6:.0f} MB" if isinstance(v, (int, float)) else "n/a"
+    return format_bytes(v) if isinstance(v, (int, float)) else "n/a"
 
 
 def _memory_lines(results: RunResults) -> list[str]:
@@ -75,6 +76,24 @@ def _memory_lines(results: RunResults) -> list[str]:
     for name, s in hw.get("servers", {}).items():
         cpu = s.get("cpu_percent_mean")
         cpu_text = f", CPU {cpu:.0f}% of a core" if isinstance(cpu, (int, float)) else ""
-        out.append(f"memory {name}: RSS peak {_mb(s.get('rss_peak'))}, USS peak "
-                   f"{_mb(s.get('uss_peak'))}, model file {_mb(s.get('model_file'))}{cpu_text}")
+        out.append(f"memory {name}: {_memory_text(s)}{cpu_text}")
     return [*out, ""] if out else []
+
+
+def _memory_text(s: dict[str, Any]) -> str:
+    """Private memory, the model file's resident pages out of its size, RSS (docs/metrics.md)."""
+    if "private_peak" not in s:  # recorded before quanttui measured private memory
+        return (f"RSS peak {_mb(s.get('rss_peak'))}, USS peak {_mb(s.get('uss_peak'))}, "
+                f"model file {_mb(s.get('model_file'))}")
+    private, pages, rss, size = (s.get(k) for k in ("private_peak", "model_pages_peak",
+                                                    "rss_peak", "model_file"))
+    if isinstance(private, dict) and private == pages == rss:  # one reason for all: say it once
+        return f"{_mb(private)}, model file {_mb(size)}"
+    if isinstance(pages, (int, float)) and isinstance(size, (int, float)):
+        model = f"model pages peak {_mb(pages)} of the {_mb(size)} file"
+    else:
+        model = f"model pages peak {_mb(pages)}, model file {_mb(size)}"
+    if s.get("shared_model_file") is True:
+        with_ = ", ".join(s.get("model_shared_with") or []) or "another process"
+        model += f" (shared with {with_})"
+    return f"private peak {_mb(private)}, {model}, RSS peak {_mb(rss)}"

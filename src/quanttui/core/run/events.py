@@ -2,7 +2,7 @@
 
 Events are small frozen records. A token batch carries what arrived on one request since the
 session last collected its stream (a few times a second), not a message per token; `t_ns` is the
-stamp of the batch's last event.
+stamp of the batch's last event, `t_first_ns` its first.
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ class RequestStarted:
 class TokenBatch:
     request_id: int
     server: str
-    t_ns: int
+    t_sent_ns: int  # when the request was sent (TTFT shows with the first batch)
+    t_first_ns: int  # the batch's first event (a live rate counts its tokens from there)
+    t_ns: int  # the batch's last event
     text: str
     token_ids: tuple[int, ...]
     n_events: int  # token-bearing events in this batch
+    n_tokens: int  # tokens they carried (the server's count; ids may be fewer)
     warmup: bool
 
 

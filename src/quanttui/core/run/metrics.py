@@ -29,6 +29,7 @@ class RequestMetrics:
     n_out: int
     cache_n: int
     cache_hit: bool
+    ids_missing: int = 0  # streamed tokens without an id (byte-fallback): the diff uses text
 
 
 def decode_rate(n_after_first: int, t_first_ns: int | None, t_last_ns: int | None
@@ -51,9 +52,9 @@ def request_metrics(r: CompletionResult) -> RequestMetrics:
     ttft = _ms(r.t_sent_ns, r.t_first_token_ns)
     e2e = _ms(r.t_sent_ns, r.t_done_ns)
     n_out = r.n_tokens
-    # Streamed count for the client rate: on /completion one token per event; an event whose
-    # token count is unknown (chat deltas) counts as one.
-    n_streamed = sum(k if k > 0 else 1 for k in ntoks)
+    # Streamed count for the client rate: on /completion the server's own running count per
+    # event; an event whose token count is unknown (chat deltas) counts as one.
+    n_streamed = r.n_streamed
     itl: list[float] = []
     for i in range(1, len(times)):
         per = max(ntoks[i], 1)
@@ -93,4 +94,5 @@ def request_metrics(r: CompletionResult) -> RequestMetrics:
         n_out=n_out,
         cache_n=cache_n,
         cache_hit=cache_n > 0,
+        ids_missing=r.ids_missing,
     )

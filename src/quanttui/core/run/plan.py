@@ -16,6 +16,7 @@ from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import Endpoint
 from quanttui.core.run.records import ServerInfo
 from quanttui.core.run.schedule import SCHEDULES, Schedule
+from quanttui.core.secrets import mask_args
 from quanttui.core.suites.prompts import Prompt, collect
 
 if TYPE_CHECKING:
@@ -30,21 +31,22 @@ class ServerSpec:
 
     name: str
     url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     pid: int | None = None  # when quanttui launched it
-    launch_args: tuple[str, ...] | None = None
+    launch_args: tuple[str, ...] | None = None  # secrets masked
 
     @classmethod
     def launched(cls, server: ManagedServer) -> ServerSpec:
-        """A server quanttui started, with the command line it actually ran."""
-        return cls(server.label, server.url, pid=server.pid,
+        """A server quanttui started, with the command line it ran (masked) and the key it
+        was started with."""
+        return cls(server.label, server.url, api_key=server.spec.client_key, pid=server.pid,
                    launch_args=tuple(server.spawned_args))
 
     def info(self) -> ServerInfo:
-        """What the run records of it before asking the server anything."""
+        """What the run records of it before asking the server anything (secrets masked)."""
         return ServerInfo(name=self.name, url=self.url, pid=self.pid,
                           managed=self.pid is not None,
-                          launch_args=list(self.launch_args) if self.launch_args else None)
+                          launch_args=mask_args(self.launch_args) if self.launch_args else None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class RunPlan:
     timeouts: Timeouts = field(default_factory=Timeouts)
     order_seed: int = 0
     warmup_n_predict: int = 8
+    # Adaptive length: more repetitions until the decode ratio is decided (core.run.stats.decided)
+    # within this half-width, or the budget runs out. None: exactly `repetitions`.
+    until_decided: float | None = None
+    decide_budget_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -68,6 +74,11 @@ class RunPlan:
         if self.repetitions < 1 or self.warmup < 0 or not self.concurrency_levels or min(
                 self.concurrency_levels) < 1:
             raise ValueError("repetitions and concurrency must be ≥ 1, warm-up ≥ 0")
+        if self.until_decided is not None and len(self.concurrency_levels) > 1:
+            raise ValueError("--until-decided runs at one concurrency level, not a sweep")
+        if self.until_decided is not None and len(self.prompts) < 2:
+            raise ValueError("--until-decided needs at least 2 prompts (the interval is over "
+                             "prompts)")
 
     @property
     def units(self) -> list[tuple[Prompt, int]]:
@@ -92,6 +103,8 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
         endpoint=cfg.run.endpoint,
         timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
         order_seed=cfg.run.order_seed,
+        until_decided=cfg.run.decide_half_width if cfg.run.until_decided else None,
+        decide_budget_s=cfg.run.decide_budget_s,
     )
 
 

@@ -170,6 +170,18 @@ class RunResults:
         return paired_difference(self.per_prompt(a, metric, concurrency),
                                  self.per_prompt(b, metric, concurrency))
 
+    def unrepeatable(self, server: str) -> list[str]:
+        """Prompts whose finished repetitions on this server gave different outputs (token ids,
+        or text where no ids were streamed). At temperature 0 a server should repeat itself;
+        where it doesn't, a diff between two servers mixes that noise into the quantization
+        effect."""
+        outs: dict[tuple[str, int], set[tuple[tuple[int, ...], str]]] = {}
+        for r in self.measured(server):
+            if r.ok and r.result is not None and r.result.stop_reason != "cancelled":
+                outs.setdefault((r.prompt_id, r.concurrency), set()).add(
+                    (tuple(r.token_ids), r.text))
+        return sorted({p for (p, _), seen in outs.items() if len(seen) > 1})
+
     def aggregate(self, server: str, concurrency: int) -> tuple[float, float] | None:
         """(aggregate tok/s, requests/s) over a server's rounds at that concurrency."""
         rs = [r for r in self.rounds if r.server == server and r.concurrency == concurrency]

@@ -8,7 +8,11 @@ Schedules:
 - sequential: all rounds on the first server, then all on the next.
 
 A round is `concurrency` requests in flight on one server. One server failing never stops the
-others; `stop()` ends the run cleanly and every finished request is kept.
+others; `stop()` ends the run cleanly and every finished request is kept. A server still loading
+its model (503) is waited for, up to the connect timeout. A server is taken as down after
+DOWN_AFTER server failures in a row (no connection, timeout, stream cut, loading again); its
+remaining requests are recorded as skipped, with the reason. A request the server refuses (an
+HTTP error such as 400 for a prompt longer than the context) fails alone: the server is up.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import msgspec
 
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.params import GenerationParams
-from quanttui.core.llama.result import CompletionResult, ServerError
+from quanttui.core.llama.result import CompletionResult, ServerError, ServerLoading
 from quanttui.core.run.events import (
     Event,
     Notice,
@@ -38,11 +42,15 @@ from quanttui.core.run.events import (
 from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.plan import RunPlan, ServerSpec
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
+from quanttui.core.run.stats import PairedDiff, decided
 from quanttui.core.suites.prompts import Prompt
 
 Emit = Callable[[Event], None]
-# Consecutive failed requests after which a server is taken as down for the rest of the run.
+# Consecutive server failures after which a server is taken as down for the rest of the run.
 DOWN_AFTER = 3
+# Failures that say the server is not serving (ServerError kinds); any other failure is the
+# request's own (an HTTP error or an error event: the server answered).
+SERVER_FAILURES = frozenset({"unreachable", "timeout", "ended-early", "loading"})
 
 
 class Session:
@@ -111,8 +119,42 @@ class Session:
                 with contextlib.suppress(Exception):
                     await c.aclose()
             self.results.finished_at = time.time()
+        self._check_repeatable()
+        self._check_ids()
         self._emit(RunFinished(self.results))
         return self.results
+
+    def _check_repeatable(self) -> None:
+        """Greedy repetitions of a prompt must give the same tokens on one server; say where
+        they didn't, since the diff between servers then mixes that noise in."""
+        if not self.plan.params.greedy or self.plan.repetitions < 2:
+            return
+        for s in self.servers:
+            prompts = self.results.unrepeatable(s.name)
+            if prompts:
+                shown = ", ".join(prompts[:5]) + (" …" if len(prompts) > 5 else "")
+                self._notice(
+                    "warning", "nondeterministic",
+                    f"{s.name}: repetitions of {len(prompts)} prompt(s) gave different tokens "
+                    f"at temperature 0 ({shown}); several slots batching, flash attention or a "
+                    "sampler setting can do this, and the output diff between servers then "
+                    "mixes this noise into the quantization effect", s.name)
+
+    def _check_ids(self) -> None:
+        """Say where the stream sent fewer token ids than the server generated: counts and
+        rates come from the server's own per-event counts, but the output diff compares text
+        at those places."""
+        for s in self.servers:
+            recs = [r for r in self.results.measured(s.name)
+                    if r.metrics is not None and r.metrics.ids_missing]
+            if recs:
+                n = sum(r.metrics.ids_missing for r in recs if r.metrics is not None)
+                self._notice(
+                    "warning", "ids-missing",
+                    f"{s.name}: {n} generated token(s) in {len(recs)} request(s) came without "
+                    "their ids (tokens ending inside a multi-byte character are streamed by the "
+                    "last id only); token counts and rates use the server's counts, and the "
+                    "output diff compares text there", s.name)
 
     def stop(self) -> None:
         """Stop the run; in-flight requests are cancelled and recorded as such."""
@@ -139,21 +181,68 @@ class Session:
         await self._warmup(live)
         rng = random.Random(self.plan.order_seed)
         for level in self.plan.concurrency_levels:
-            units = self.plan.units
-            rounds = [units[i:i + level] for i in range(0, len(units), level)]
-            if self.plan.schedule == "sequential":
-                for s in live:
-                    for i, rnd in enumerate(rounds):
-                        await self._round(s, rnd, level, i)
-            elif self.plan.schedule == "alternating":
-                for i, rnd in enumerate(rounds):
-                    order = list(live)
-                    rng.shuffle(order)
-                    for s in order:
-                        await self._round(s, rnd, level, i)
-            else:
-                for i, rnd in enumerate(rounds):
-                    await asyncio.gather(*(self._round(s, rnd, level, i) for s in live))
+            await self._pass(live, self.plan.units, level, 0, rng)
+        if self.plan.until_decided is not None and len(live) > 1:
+            await self._until_decided(live, rng)
+
+    async def _pass(self, live: list[ServerSpec], units: list[tuple[Prompt, int]], level: int,
+                    first_round: int, rng: random.Random) -> None:
+        """These (prompt, repetition) units on every live server, in rounds of `level`, as the
+        schedule orders them."""
+        rounds = [units[i:i + level] for i in range(0, len(units), level)]
+        if self.plan.schedule == "sequential":
+            for s in live:
+                for i, rnd in enumerate(rounds, first_round):
+                    await self._round(s, rnd, level, i)
+        elif self.plan.schedule == "alternating":
+            for i, rnd in enumerate(rounds, first_round):
+                order = list(live)
+                rng.shuffle(order)
+                for s in order:
+                    await self._round(s, rnd, level, i)
+        else:
+            for i, rnd in enumerate(rounds, first_round):
+                await asyncio.gather(*(self._round(s, rnd, level, i) for s in live))
+
+    async def _until_decided(self, live: list[ServerSpec], rng: random.Random) -> None:
+        """One more repetition of every prompt at a time, until each server's decode ratio to
+        the first is decided or the time budget is spent; a notice after each says how far
+        from a decision the run is."""
+        assert self.plan.until_decided is not None
+        half = self.plan.until_decided
+        level = self.plan.concurrency_levels[0]
+        per_rep = len(self.plan.prompts)
+        n_rounds = -(-per_rep // level)
+        rep = self.plan.repetitions
+        while True:
+            ref = live[0].name
+            open_pairs = []
+            for s in live[1:]:
+                d = self.results.paired("decode_tps_client", ref, s.name, level)
+                if not decided(d, half):
+                    open_pairs.append((s.name, d))
+            elapsed = time.monotonic() - self._t0
+            if not open_pairs:
+                self._notice("info", "decided",
+                             f"until-decided: every decode ratio decided after {rep} "
+                             f"repetition(s) ({elapsed:.0f} s)")
+                return
+            where = "; ".join(f"{name}/{ref} {_ratio_words(d)}" for name, d in open_pairs)
+            if elapsed >= self.plan.decide_budget_s or self._stopping or all(
+                    s.name in self._down for s in live[1:]):
+                self._notice("warning", "undecided",
+                             f"until-decided: budget of {self.plan.decide_budget_s:g} s spent "
+                             f"after {rep} repetition(s), not decided: {where}")
+                return
+            self._notice("info", "deciding",
+                         f"until-decided: {where} (decided when it excludes 1 or is within "
+                         f"±{half:.1%}); repetition {rep + 1}, {elapsed:.0f} of "
+                         f"{self.plan.decide_budget_s:g} s")
+            self._total += per_rep * len(live)
+            self.results.repetitions = rep + 1
+            units = [(p, rep) for p in self.plan.prompts]
+            await self._pass(live, units, level, rep * n_rounds, rng)
+            rep += 1
 
     async def _probe(self) -> None:
         """Read what each server serves; an unreachable one is reported and left out."""
@@ -161,7 +250,10 @@ class Session:
         async def one(info: ServerInfo) -> None:
             client = self._clients[info.name]
             try:
-                await client.health()
+                try:
+                    await client.health()
+                except ServerLoading:
+                    await self._wait_loading(info.name, client)
                 props = await client.props()
                 models = await client.models()
             except ServerError as e:
@@ -173,6 +265,18 @@ class Session:
             info.update_from(props, models)
 
         await asyncio.gather(*(one(i) for i in self.results.servers))
+
+    async def _wait_loading(self, name: str, client: LlamaClient) -> None:
+        """Until a server that answers 503 (loading its model) is ready, within the connect
+        timeout; raises ServerTimeout when it isn't."""
+        budget = self.plan.timeouts.connect
+        self._notice("info", "server-loading",
+                     f"{client.label}: still loading its model; waiting up to {budget:g} s "
+                     "(timeouts.connect)", name)
+        t0 = time.monotonic()
+        await client.wait_ready(timeout=budget)
+        self._notice("info", "server-loading",
+                     f"{client.label}: ready after {time.monotonic() - t0:.1f} s", name)
 
     def _check_slots(self, level: int) -> None:
         for info in self.results.servers:
@@ -189,12 +293,14 @@ class Session:
         prompt = self.plan.prompts[0]
         for s in live:  # one at a time: warm-up also pages the weights in
             for i in range(self.plan.warmup):
+                if s.name in self._down:
+                    break
                 await self._request(s, prompt, i, warmup=True, concurrency=1, rnd=-1)
 
     async def _round(self, s: ServerSpec, units: list[tuple[Prompt, int]], level: int,
                      index: int) -> None:
         if s.name in self._down:
-            self._skip(s, len(units))
+            self._skip(s, units, level, index)
             return
         t0 = time.perf_counter_ns()
         recs = await asyncio.gather(*(
@@ -206,9 +312,18 @@ class Session:
         self.results.rounds.append(RoundRecord(s.name, level, index, len(recs), len(ok), wall,
                                                tokens))
 
-    def _skip(self, s: ServerSpec, n: int) -> None:
-        self._total -= n
-        self._progress()
+    def _skip(self, s: ServerSpec, units: list[tuple[Prompt, int]], level: int, index: int
+              ) -> None:
+        """A down server's requests: recorded as skipped, with the reason, and counted."""
+        for prompt, rep in units:
+            rec = RequestRecord(
+                request_id=self._next_id, server=s.name, prompt_id=prompt.id,
+                category=prompt.category, repetition=rep, warmup=False, concurrency=level,
+                round=index, started_at=time.time(), error_kind="skipped",
+                error=f"{s.name}: not sent: the server was taken as down "
+                      f"({self._down[s.name]})")
+            self._next_id += 1
+            self._finish(s, rec, warmup=False)
 
     async def _request(self, s: ServerSpec, prompt: Prompt, rep: int, *, warmup: bool,
                        concurrency: int, rnd: int) -> RequestRecord:
@@ -229,17 +344,19 @@ class Session:
         if task is not None:
             self._inflight.add(task)
 
-        n_ids = 0  # token ids passed on so far (one per event on /completion, none on chat)
+        n_ids = 0  # token ids passed on so far (as many as events on /completion, none on chat)
 
         def progress(res: CompletionResult, first: int, end: int) -> None:
             nonlocal n_ids
             if emit is None:
                 return
-            k = sum(res.event_ntokens[first:end])
-            ids = tuple(res.token_ids[n_ids:n_ids + k]) if len(res.token_ids) >= n_ids + k else ()
+            k = sum(res.event_nids[first:end]) if len(res.event_nids) >= end else 0
+            ids = tuple(res.token_ids[n_ids:n_ids + k])
             n_ids += len(ids)
-            emit(TokenBatch(rid, s.name, res.event_times_ns[end - 1],
-                            "".join(res.event_texts[first:end]), ids, end - first, warmup))
+            emit(TokenBatch(rid, s.name, res.t_sent_ns, res.event_times_ns[first],
+                            res.event_times_ns[end - 1],
+                            "".join(res.event_texts[first:end]), ids, end - first,
+                            sum(k if k > 0 else 1 for k in res.event_ntokens[first:end]), warmup))
 
         try:
             await client.complete(prompt.text, params, endpoint=self.plan.endpoint,
@@ -262,14 +379,17 @@ class Session:
     def _finish(self, s: ServerSpec, rec: RequestRecord, warmup: bool) -> None:
         self.results.records.append(rec)
         self._emit(RequestFinished(rec))
-        if rec.error is not None and rec.error_kind != "cancelled":
+        if rec.error_kind in SERVER_FAILURES:
             self._fails[s.name] = self._fails.get(s.name, 0) + 1
-            self._notice("error", "request-failed", rec.error, s.name)
+            self._notice("error", "request-failed", rec.error or "", s.name)
             if self._fails[s.name] >= DOWN_AFTER and s.name not in self._down:
-                self._down[s.name] = rec.error
+                self._down[s.name] = rec.error or ""
                 self._notice("error", "server-down",
-                             f"{s.name}: {DOWN_AFTER} requests in a row failed; its remaining "
-                             f"requests are skipped (last: {rec.error})", s.name)
+                             f"{s.name}: {DOWN_AFTER} requests in a row got no answer; its "
+                             f"remaining requests are skipped (last: {rec.error})", s.name)
+        elif rec.error is not None and rec.error_kind not in ("cancelled", "skipped"):
+            self._fails[s.name] = 0  # it answered: up, but refused this request
+            self._notice("error", "request-failed", rec.error, s.name)
         elif rec.error is None:
             self._fails[s.name] = 0
         if not warmup:
@@ -295,6 +415,14 @@ class Session:
     def _emit(self, ev: Event) -> None:
         if self._emit_cb is not None:
             self._emit_cb(ev)
+
+
+def _ratio_words(d: PairedDiff | None) -> str:
+    """"×1.04 [0.99, 1.09] (±4.6%)", or why there is no interval yet."""
+    ci = d.ratio_ci if d is not None else None
+    if d is None or d.ratio is None or ci is None:
+        return "needs 2 prompts finished on both"
+    return f"×{d.ratio:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] (±{(ci[1] - ci[0]) / 2:.1%})"
 
 
 def _replace_n_predict(p: GenerationParams, n: int) -> GenerationParams:

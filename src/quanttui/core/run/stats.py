@@ -195,6 +195,15 @@ class PairedDiff:
                 and (self.ci_low > 0 or self.ci_high < 0))
 
 
+def decided(d: PairedDiff | None, half_width: float) -> bool:
+    """Enough data to say something about B / A: its interval excludes 1, or it is narrower
+    than ± `half_width` (then "no difference larger than that")."""
+    ci = d.ratio_ci if d is not None else None
+    if ci is None:
+        return False
+    return ci[0] > 1 or ci[1] < 1 or (ci[1] - ci[0]) / 2 <= half_width
+
+
 def paired_difference(a: Mapping[str, float], b: Mapping[str, float]) -> PairedDiff | None:
     keys = [k for k in a if k in b]
     if not keys:

@@ -8,19 +8,21 @@ between servers by output divergence only). Each comes in short, medium (few-sho
 (a passage or a longer program) prompts.
 
 Scoring is generative, as lm-evaluation-harness's generative tasks: greedy output, the first
-non-empty line, then an exact check (number, letter, or text). Running the items on servers and
-accuracy per category are in `core.quality.accuracy`.
+non-empty line, then an exact check (number, letter, or text). Items of kind "program" (HumanEval,
+`core.suites.humaneval`) are checked by running the program `prompt + output + "\n" + answer`
+through a runner the caller passes (the sandbox, `core.quality.code_exec`). Running the items on
+servers and accuracy per category are in `core.quality.accuracy`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-TaskKind = Literal["number", "choice", "text", "open"]
+TaskKind = Literal["number", "choice", "text", "open", "program"]
 Length = Literal["short", "medium", "long"]
 LETTERS = "ABCDEFGHIJ"
 
@@ -35,6 +37,21 @@ class TaskItem:
     length: Length = "short"
     n_predict: int = 12
     choices: tuple[str, ...] = ()  # for kind "choice": the options, lettered A, B, ...
+    stop: tuple[str, ...] = ()  # stop strings for the completion (kind "program": HumanEval's)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """An output checked: correct or not (None: not scored), why not, and notes on how it was
+    checked (e.g. "network not isolated") that the report shows once."""
+
+    correct: bool | None
+    detail: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+ProgramRunner = Callable[[str], Check]
+"""Runs a program's source and says whether it passed (`core.quality.code_exec.runner`)."""
 
 
 # ------------------------------------------------------------------ scoring
@@ -74,8 +91,8 @@ def extract_choice(text: str, choices: Sequence[str] = ()) -> str | None:
 
 
 def score(item: TaskItem, output: str) -> bool | None:
-    """True/False for checkable items, None for open ones."""
-    if item.kind == "open" or item.answer is None:
+    """True/False for checkable items, None for open ones (and for programs: see `check`)."""
+    if item.kind in ("open", "program") or item.answer is None:
         return None
     if item.kind == "number":
         got = extract_number(output)
@@ -83,6 +100,16 @@ def score(item: TaskItem, output: str) -> bool | None:
     if item.kind == "choice":
         return extract_choice(output, item.choices) == item.answer
     return first_line(output) == item.answer.strip()
+
+
+def check(item: TaskItem, output: str, run_program: ProgramRunner | None = None) -> Check:
+    """`score` with the reason. A "program" item runs `prompt + output + "\n" + answer` (the
+    answer holds the tests) through `run_program`; without one it is not scored."""
+    if item.kind != "program":
+        return Check(score(item, output))
+    if run_program is None or item.answer is None:
+        return Check(None, "not run: code execution is not allowed")
+    return run_program(item.prompt + output + "\n" + item.answer)
 
 
 # ------------------------------------------------------------------ the built-in suite

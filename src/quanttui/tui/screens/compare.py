@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from quanttui.core.hardware import NA, HwSample
+from quanttui.core.reports import wording
 from quanttui.tui import fmt
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import StartRun
@@ -26,7 +27,7 @@ from quanttui.tui.widgets.stream_view import NOTE
 FIRST_RUN_HINT = ("r runs the prompt suite on every selected server, / types your own prompt; "
                   "outputs stream here side by side, differences highlighted.")
 PAIRED_S = 5.0
-SLOW_S = 1.0  # figures, sparklines, status: once a second
+SLOW_S = 1.0  # sparklines, paired line, status, memory: once a second
 PROMPT_HINT = "/ to type a prompt, Enter runs it on the selected servers · r runs the suite"
 
 
@@ -56,6 +57,7 @@ class CompareScreen(Screen[None]):
         self._paired_keys = 0
         self._means: dict[str, tuple[str, int]] = {}
         self._final_drawn = False
+        self._headers_due = False  # a request ended: failure marks in the headers
         self.hw_pending = False  # a sample to draw with the next figures
 
     def compose(self) -> ComposeResult:
@@ -142,6 +144,7 @@ class CompareScreen(Screen[None]):
         self._paired_keys = 0
         self._means.clear()
         self._final_drawn = False
+        self._headers_due = False
         self.query_one("#paired", Line).set("")
 
     # ------------------------------------------------------------------ drawing
@@ -196,49 +199,56 @@ class CompareScreen(Screen[None]):
                                             "\n\n".join(state.contention) or None)
 
     def draw_run(self, live: LiveRun, now: float) -> None:
-        """One refresh tick. Outputs are appended every tick; the figures (stats, sparklines,
-        headers, paired line, status, memory) at most once a second and all in one frame:
-        Textual repaints the box around all of a frame's changes, so small changes scattered
-        over the screen at every tick would repaint most of it at every tick."""
-        for col in self.columns.values():
-            col.sync(live)
+        """One refresh tick. Outputs and each server's live figures (decode t/s, TTFT) follow
+        every tick, which is when new tokens show anyway; the rest (sparklines, headers,
+        paired line, status, memory) at most once a second and all in one frame: Textual
+        repaints the box around all of a frame's changes, so small changes scattered over the
+        screen at every tick would repaint most of it at every tick."""
         final = live.finished and not self._final_drawn
+        results = live.results
+        finished_any = False
+        for name, col in self.columns.items():
+            col.sync(live)
+            srv = live.by_server.get(name)
+            if srv is None or not (srv.changed or final):
+                continue
+            srv.changed = False
+            finished_any |= srv.finished_since_flush
+            cur = srv.current
+            streaming = cur is not None and not cur.done
+            last = srv.last_ok
+            m = last.metrics if last is not None else None
+            rate = cur.decode_tps() if cur is not None and streaming else None
+            if rate is None and m is not None:
+                rate = m.decode_tps_client
+            ttft = cur.ttft_ms if cur is not None and streaming and cur.ttft_ms else None
+            if ttft is None and m is not None:
+                ttft = m.ttft_ms
+            if srv.finished_since_flush or final or name not in self._means:
+                s = results.summary(name, "decode_tps_client")  # only when one ended
+                self._means[name] = (fmt.mean(s), s.n if s else 0)
+            col.show_stats(rate, *self._means[name], ttft, m.prompt_tps_server if m else None)
+            col.mark_failed(srv.failed, srv.down, srv.last_error)
+            srv.finished_since_flush = False
+        self._headers_due |= finished_any
         if not final and now - self._slow_at < SLOW_S:
             return
         self._slow_at = now
         self._final_drawn = live.finished
-        results = live.results
         bucket_moved = live.now_bucket != self._bucket
         self._bucket = live.now_bucket
-        finished_any = False
-        for name, col in self.columns.items():
-            srv = live.by_server.get(name)
-            if srv is None:
-                continue
-            if bucket_moved or final:
-                # once finished, the last (partial) second is complete too
-                end = live.now_bucket + (1 if live.finished else 0)
-                col.show_rate(srv.rate.window(end, col.figures.size.width or 40))
-            if srv.changed or final:
-                srv.changed = False
-                finished_any |= srv.finished_since_flush
-                cur = srv.current
-                rate = cur.decode_tps() if cur is not None and not cur.done else None
-                last = srv.last_ok
-                if rate is None and last is not None and last.metrics is not None:
-                    rate = last.metrics.decode_tps_client
-                if srv.finished_since_flush or final or name not in self._means:
-                    s = results.summary(name, "decode_tps_client")  # only when one ended
-                    self._means[name] = (fmt.mean(s), s.n if s else 0)
-                m = last.metrics if last is not None else None
-                col.show_stats(rate, *self._means[name],
-                               m.ttft_ms if m else None, m.prompt_tps_server if m else None)
-                col.mark_failed(srv.failed, srv.down, srv.last_error)
-                srv.finished_since_flush = False
-        if finished_any or final:
+        if bucket_moved or final:
+            # once finished, the last (partial) second is complete too
+            end = live.now_bucket + (1 if live.finished else 0)
+            for name, col in self.columns.items():
+                srv = live.by_server.get(name)
+                if srv is not None:
+                    col.show_rate(srv.rate.window(end, col.figures.size.width or 40))
+        if self._headers_due or final:
+            self._headers_due = False
             self.draw_servers()  # failure marks in the headers
-        # The paired bootstrap costs milliseconds: only when a prompt has finished on every
-        # server, at most every PAIRED_S seconds while running, and once at the end.
+        # Only when a prompt has finished on every server, at most every PAIRED_S seconds while
+        # running (the line stays put while it is read), and once at the end.
         if final or (live.completed_keys != self._paired_keys
                      and now - self._paired_at >= PAIRED_S):
             self._paired_keys, self._paired_at = live.completed_keys, now
@@ -248,7 +258,7 @@ class CompareScreen(Screen[None]):
             self.draw_hardware(self.state.hw)
 
     def draw_paired(self, live: LiveRun) -> None:
-        """B − A per prompt (bootstrap CI), identical outputs; throttled: the bootstrap costs."""
+        """B − A per prompt (paired t interval), identical outputs; throttled with the status."""
         results = live.results
         a = live.reference
         # One line per pair when wide, two when narrow: a fixed height whatever the numbers
@@ -265,14 +275,15 @@ class CompareScreen(Screen[None]):
                 lines.append(f"{head} decode Δ after 2 prompts on both ({have} so far)"
                              f"{sep}{ident}")
                 continue
-            ci = (f" [{d.ci_low:+.1f}, {d.ci_high:+.1f}]"
-                  if d.ci_low is not None and d.ci_high is not None else "")
-            ratio = f" ×{d.ratio:.2f}" if d.ratio is not None else ""
             t = mean_difference(results.per_prompt(a, "ttft_ms"),
                                 results.per_prompt(b, "ttft_ms"))
             ttft = f"TTFT {round(t):+d} ms · " if t is not None else ""  # no "-0"
-            lines.append(f"{head} decode {d.mean_diff:+.1f} t/s{fmt.escape(ci)}{ratio} "
-                         f"(n {d.n}, faster {d.win_rate_b:.0%}){sep}{ttft}{ident}")
+            say = ("[$text-muted]no measurable difference[/]" if not d.measurable
+                   else f"[b]{'faster' if d.mean_diff > 0 else 'slower'}[/b]")
+            lines.append(f"{head} decode {d.mean_diff:+.1f} t/s "
+                         f"{fmt.escape(wording.interval(d))} ×{d.ratio or 0:.2f}: "
+                         f"{say} (n {d.n}, wins {d.win_rate_b:.0%} of prompts)"
+                         f"{sep}{ttft}{ident}")
         self.query_one("#paired", Line).set("\n".join(lines))
 
     def draw_hardware(self, sample: HwSample | None) -> None:

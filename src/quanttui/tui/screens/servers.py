@@ -29,7 +29,8 @@ from quanttui.tui.widgets.server_column import HEALTH_MARK
 
 LAUNCH_NOTE = ("[$text-muted][b]l[/b]: pick GGUF files on this machine and start llama-server "
                "for them.[/]")
-COLUMNS = ("", "name", "health", "quant", "model file", "size", "params", "ctx", "slots", "url")
+COLUMNS = ("", "name", "health", "quant", "model file", "weights", "params", "ctx", "slots",
+           "url")
 REFRESH_S = 5.0
 
 
@@ -132,7 +133,7 @@ class ServersScreen(Screen[None]):
             return
         i = e.info
         facts = [x for x in (
-            i.model_ftype, fmt.size(i.model_size) if i.model_size else None,
+            i.model_ftype, f"weights {fmt.size(i.model_size)}" if i.model_size else None,
             f"{fmt.count(i.n_params)} params" if i.n_params else None,
             f"ctx {i.n_ctx}" if i.n_ctx else None,
             f"{i.total_slots} slot(s)" if i.total_slots else None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from textual.widget import Widget
 
-from quanttui.core.hardware import NA, HwSample, Reading
+from quanttui.core.hardware import NA, HwSample, ProcessSample, Reading, format_bytes
 from quanttui.tui import fmt
 from quanttui.tui.live import Key, LiveRun, Stream, unit_name
 from quanttui.tui.registry import ServerEntry
@@ -94,12 +94,9 @@ class ServerColumn:
         gpus = sample.gpus
         gpu_total: Reading[int] = gpus if isinstance(gpus, NA) else sum(
             g.memory_total_bytes for g in gpus if not isinstance(g.memory_total_bytes, NA))
-        runs = [*_gauge("RAM", proc.rss_bytes, sample.host.ram_total_bytes), ("  ", None),
-                *_gauge("VRAM", proc.vram_bytes, gpu_total)]
-        # The tooltip says why a figure is n/a; it stays put (a new tooltip every sample costs).
-        tips = [f"{k}: {v.reason}" for k, v in (("RAM", proc.rss_bytes),
-                                                ("VRAM", proc.vram_bytes)) if isinstance(v, NA)]
-        self.figures.put_memory(runs, "\n".join(tips) or None)
+        self.figures.put_memory([*_ram(proc), ("  ", None),
+                                 *_gauge("VRAM", proc.vram_bytes, gpu_total)],
+                                _memory_tip(proc))
 
     def mark_failed(self, failed: int, down: str | None, last_error: str | None) -> None:
         self.output.set_class(bool(failed or down), "-failed")
@@ -206,12 +203,67 @@ class ServerColumn:
             self.output.border_title = title
 
 
+def _ram(proc: ProcessSample) -> Runs:
+    """`private 84 MB  model 285/292 MB ███▉  RSS 386 MB`: private memory, the model file's
+    resident pages against its size (a bar), RSS; "shared" when another process maps the file."""
+    model = proc.model
+    if isinstance(model, NA) and model == proc.private_bytes:  # one reason: say it once
+        if model == proc.rss_bytes:
+            return [("RAM ", None), (str(model), "muted")]
+        # another user's process, or a run stored before these were read: RSS first
+        return [*_figure("RSS", proc.rss_bytes), ("  private, model ", None),
+                (str(model), "muted")]
+    runs = _figure("private", proc.private_bytes)
+    runs.append(("  ", None))
+    if isinstance(model, NA):
+        runs += [("model ", None), (str(model), "muted")]
+    elif isinstance(model.file_bytes, NA) or model.file_bytes <= 0:
+        runs.append((f"model {format_bytes(model.resident_bytes)}", None))
+    else:
+        share = model.resident_bytes / model.file_bytes
+        filled, empty = bar(share, 4)
+        runs += [(f"model {_pair(model.resident_bytes, model.file_bytes)} ", None),
+                 (filled, "accent"), (empty, "muted")]
+    if not isinstance(model, NA) and (model.shared or proc.model_shared_with):
+        runs.append((" shared", "muted"))
+    return [*runs, ("  ", None), *_figure("RSS", proc.rss_bytes)]
+
+
+def _figure(label: str, value: Reading[int]) -> Runs:
+    if isinstance(value, NA):
+        return [(f"{label} ", None), (str(value), "muted")]
+    return [(f"{label} {format_bytes(value)}", None)]
+
+
+def _pair(part: int, whole: int) -> str:
+    """`285/292 MB`, or `950 MB/1.2 GB` across units."""
+    a, b = format_bytes(part), format_bytes(whole)
+    return f"{a.split()[0]}/{b}" if a.split()[1] == b.split()[1] else f"{a}/{b}"
+
+
+def _memory_tip(proc: ProcessSample) -> str:
+    """What each memory figure is (docs/metrics.md), and why any is n/a. It changes only when
+    a reason or the sharing does: a new tooltip every sample costs."""
+    tips = ["private: anonymous memory (KV cache, compute buffers, repacked weights)",
+            "model: the model file's pages in RAM, mapped by this server / the file's size",
+            "RSS: all resident pages, libraries included"]
+    model = proc.model
+    if not isinstance(model, NA) and (model.shared or proc.model_shared_with):
+        who = ", ".join(proc.model_shared_with) or "another process"
+        tips.append(f"shared: {who} maps the same model file; its pages sit in RAM once but "
+                    "count in each one's model pages and RSS")
+    tips += [f"{k}: {v.reason}" for k, v in (("private", proc.private_bytes), ("model", model),
+                                             ("RSS", proc.rss_bytes), ("VRAM", proc.vram_bytes))
+             if isinstance(v, NA)]
+    return "\n".join(tips)
+
+
 def _gauge(label: str, value: Reading[int], total: Reading[int], width: int = 4) -> Runs:
-    """`RAM 402 MB ▎─── 2%`: the bar and share are of the machine's RAM (or its GPUs')."""
+    """`VRAM 402 MB ▎─── 2%`: the bar and share are of the machine's GPU memory."""
     if isinstance(value, NA):
         return [(f"{label} ", None), (f"n/a ({value.reason})", "muted")]
     if isinstance(total, NA) or total <= 0:
-        return [(f"{label} {fmt.size(value)}", None)]
+        return [(f"{label} {format_bytes(value)}", None)]
     filled, empty = bar(value / total, width)
-    return [(f"{label} {fmt.size(value)} ", None), (filled, "accent"), (empty, "muted"),
+    return [(f"{label} {format_bytes(value)} ", None), (filled, "accent"), (empty, "muted"),
             (f" {value / total:.0%}", None)]

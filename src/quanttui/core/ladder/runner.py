@@ -1,0 +1,254 @@
+"""Running a ladder: every quant measured on the same prompts, without contention.
+
+Passes, one candidate at a time: when the reference and the largest candidate fit in memory
+together, the reference stays up and each pass alternates it with one candidate (one request at a
+time, so each runs solo, and both are measured in the same minutes: drift on a shared machine
+hits both). When they don't fit, each quant runs alone in its own pass and is paired with the
+reference across passes.
+
+Quality is collected per server and compared afterwards, so any two quants can be compared
+(neighbours as well as against the reference) whichever passes they ran in: the reference's
+greedy continuation of each prompt is teacher-forced on every quant (distributions), a fixed
+text is scored on every quant (perplexity), and the task items are run on every quant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from quanttui.core.hardware import HardwarePoller, ProcessTarget
+from quanttui.core.hardware.summary import hardware_json
+from quanttui.core.ladder.lineup import Lineup
+from quanttui.core.llama.client import LlamaClient
+from quanttui.core.llama.result import ServerError
+from quanttui.core.models.launcher import Launch, Launcher
+from quanttui.core.models.servers import LaunchSpec
+from quanttui.core.quality.accuracy import TaskOutcome, run_tasks
+from quanttui.core.quality.step import QualityOptions, eos_ids, reference_sequences
+from quanttui.core.quality.teacher_forcing import (
+    ForcedRun,
+    ForcedSequence,
+    TeacherForcingError,
+    force_sequences,
+    plan_positions,
+)
+from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.records import RunResults
+from quanttui.core.run.session import Session
+from quanttui.core.suites.tasks import TaskItem, builtin_tasks
+from quanttui.core.suites.texts import prose
+
+TEXT_ID = "text"
+TEXT_POSITIONS = 128  # tokens of the perplexity text scored per quant
+
+
+@dataclass
+class LadderOptions:
+    plan: RunPlan  # prompts, generation, repetitions, warm-up, timeouts (schedule: set here)
+    quality: QualityOptions = field(default_factory=QualityOptions)
+    text: str | None = None  # perplexity text (default: core.suites.texts.prose)
+    force: bool = False  # start servers the fit check refuses
+    together: bool | None = None  # reference beside each candidate (None: when it fits)
+
+
+@dataclass
+class Pass:
+    """One stretch of the ladder: the servers up together and what the run measured."""
+
+    servers: list[str]
+    results: RunResults
+    hardware: dict[str, Any]
+
+
+@dataclass
+class LadderRun:
+    lineup: Lineup
+    options: LadderOptions
+    together: bool
+    passes: list[Pass] = field(default_factory=list)
+    forced_plan: list[ForcedSequence] | None = None  # the reference's continuations, as forced
+    text_plan: list[ForcedSequence] = field(default_factory=list)  # the perplexity text
+    eos: frozenset[int] = frozenset()
+    forced: dict[str, ForcedRun] = field(default_factory=dict)  # on forced_plan, per quant
+    text_forced: dict[str, ForcedRun] = field(default_factory=dict)  # on text_plan, per quant
+    outcomes: dict[str, list[TaskOutcome]] = field(default_factory=dict)
+    task_items: list[TaskItem] = field(default_factory=list)
+    launch_args: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    memory_available: int | None = None  # free RAM before any server started
+    started_at: float = 0.0
+    finished_at: float | None = None
+    interrupted: bool = False
+    # where the time went, for benchmarks/ladder_cost.py: starts, requests, teacher forcing...
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def clock(self, part: str, seconds: float) -> None:
+        self.timings[part] = self.timings.get(part, 0.0) + seconds
+
+
+Say = Callable[[str], object]
+
+
+async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher, *,
+                     say: Say = lambda _: None, stop: asyncio.Event | None = None,
+                     poll_interval: float = 1.0) -> LadderRun:
+    """Measure every quant of `lineup`; servers are started through `launcher` and stopped
+    before this returns. Raises ServerStartError when a server won't start (after stopping
+    the others)."""
+    import psutil
+
+    stop = stop or asyncio.Event()
+    specs = {r.name: launcher.defaults.spec(r.model.path) for r in lineup.rungs}
+    if options.quality.distribution:
+        # Flash attention on the CPU makes log-probs depend on batch layout: off, so the noise
+        # floor of the comparison stays near zero (as the headless run does).
+        specs = {n: s if {"-fa", "--flash-attn"} & set(s.extra_args)
+                 else replace(s, extra_args=(*s.extra_args, "-fa", "off"))
+                 for n, s in specs.items()}
+    together = options.together
+    if together is None:
+        largest = max(lineup.others, key=lambda r: r.model.size_bytes)
+        fit = launcher.check_fit([(lineup.reference, specs[lineup.reference]),
+                                  (largest.name, specs[largest.name])])
+        together = fit.refuse is None
+    run = LadderRun(lineup, options, together,
+                    memory_available=psutil.virtual_memory().available)
+    run.started_at = time.time()
+    run.task_items = (list(options.quality.task_items) if options.quality.task_items is not None
+                      else builtin_tasks()) if options.quality.tasks else []
+    plan = replace(options.plan, schedule="alternating")
+    say(f"ladder: {', '.join(lineup.names)} (reference {lineup.reference}); "
+        + ("the reference runs beside each candidate" if together else
+           "one server at a time (they don't fit in memory together)"))
+    ref_launch: Launch | None = None
+    try:
+        if together:
+            (ref_launch,) = await _start(
+                launcher, [(lineup.reference, specs[lineup.reference])], options.force, say, run)
+            groups = [[lineup.reference, r.name] for r in lineup.others]
+        else:
+            groups = [[lineup.reference]] + [[r.name] for r in lineup.others]
+        for i, names in enumerate(groups, 1):
+            if stop.is_set():
+                run.interrupted = True
+                break
+            say(f"pass {i}/{len(groups)}: {' and '.join(names)}")
+            new = [n for n in names if n not in launcher.launches
+                   or launcher.launches[n].state != "ready"]
+            launches = await _start(launcher, [(n, specs[n]) for n in new], options.force, say,
+                                    run) if new else []
+            up = {la.name: la for la in launches}
+            if ref_launch is not None:
+                up[ref_launch.name] = ref_launch
+            try:
+                await _pass(run, names, up, plan, say, stop, poll_interval)
+            finally:
+                for la in launches:
+                    launcher.stop(la.name)
+    finally:
+        launcher.stop_all()
+        run.finished_at = time.time()
+    return run
+
+
+async def _start(launcher: Launcher, todo: Sequence[tuple[str, LaunchSpec]], force: bool,
+                 say: Say, run: LadderRun) -> list[Launch]:
+    t0 = time.monotonic()
+    launches = await launcher.start_together(todo, force=force, say=say)
+    run.clock("server starts", time.monotonic() - t0)
+    for la in launches:
+        run.launch_args[la.name] = list(la.server.spawned_args)
+        run.notes += [f"{la.name}: {n}" for n in la.notes]
+    return launches
+
+
+async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: RunPlan,
+                say: Say, stop: asyncio.Event, poll_interval: float) -> None:
+    specs = [ServerSpec.launched(up[n].server) for n in names]
+    poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
+                            interval_s=poll_interval)
+    poller.start()
+    session = Session(specs, plan)
+    waiter = asyncio.ensure_future(stop.wait())
+    task = asyncio.ensure_future(session.run())
+    t0 = time.monotonic()
+    results: RunResults | None = None
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            session.stop()
+        results = await task
+        run.clock("requests", time.monotonic() - t0)
+        run.interrupted |= results.interrupted
+        if not results.interrupted:
+            await _quality(run, names, up, results, say, stop)
+    finally:
+        waiter.cancel()
+        poller.stop()
+        if results is not None:
+            hw = hardware_json(poller.history(), poller.host_info(),
+                               [(s.name, s.model_path) for s in results.servers])
+            run.passes.append(Pass(names, results, hw))
+        poller.close()
+
+
+async def _quality(run: LadderRun, names: list[str], up: dict[str, Launch],
+                   results: RunResults, say: Say, stop: asyncio.Event) -> None:
+    """Distributions on the reference's continuations, the perplexity text, and the task
+    items, for the servers of this pass that have none yet."""
+    opts = replace(run.options.quality, run_params=run.options.plan.params,
+                   timeouts=run.options.plan.timeouts)
+    ref = run.lineup.reference
+    clients = {n: LlamaClient(up[n].url, name=n, timeouts=opts.timeouts) for n in names}
+    try:
+        if ref in names and ref not in run.forced and opts.distribution:
+            t0 = time.monotonic()
+            seqs, _ = await reference_sequences(results, run.options.plan.prompts, ref,
+                                                clients[ref], opts, lambda *_: None)
+            run.forced_plan = plan_positions(seqs, opts.position_budget,
+                                             opts.positions_per_prompt)
+            text_ids = await clients[ref].tokenize(run.options.text or prose(),
+                                                   add_special=True)
+            run.text_plan = ([ForcedSequence(TEXT_ID, tuple(text_ids[:1]),
+                                             tuple(text_ids[1:1 + TEXT_POSITIONS]))]
+                             if len(text_ids) > 1 else [])
+            run.eos = await eos_ids(clients[ref])
+            run.clock("teacher forcing", time.monotonic() - t0)
+        for n in names:
+            if stop.is_set():
+                run.interrupted = True
+                return
+            c = clients[n]
+            if opts.distribution and n not in run.forced and run.forced_plan is not None:
+                say(f"{n}: teacher forcing {sum(len(s.targets) for s in run.forced_plan)} "
+                    "positions, and the perplexity text")
+                t0 = time.monotonic()
+                try:
+                    run.forced[n] = await force_sequences(
+                        c, run.forced_plan, k=opts.k, method=opts.method, eos_ids=run.eos,
+                        stop=stop)
+                    if run.text_plan:
+                        # Per position: a grammar forcing text the model wouldn't write itself
+                        # falls back at nearly every token (several times slower).
+                        run.text_forced[n] = await force_sequences(
+                            c, run.text_plan, k=1, method="per-position", stop=stop)
+                except (ServerError, TeacherForcingError) as e:
+                    run.notes.append(f"{n}: distribution comparison failed: {e}")
+                run.clock("teacher forcing", time.monotonic() - t0)
+            if run.task_items and n not in run.outcomes:
+                say(f"{n}: {len(run.task_items)} task items")
+                t0 = time.monotonic()
+                try:
+                    run.outcomes[n] = await run_tasks(c, run.task_items, n, stop=stop)
+                except ServerError as e:
+                    run.notes.append(f"{n}: task accuracy failed: {e}")
+                run.clock("tasks", time.monotonic() - t0)
+    finally:
+        for c in clients.values():
+            with contextlib.suppress(Exception):
+                await c.aclose()

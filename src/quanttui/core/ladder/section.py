@@ -1,0 +1,148 @@
+"""A ladder as the run JSON keeps it (`ladder` section), the one run it is stored as, and the
+three questions users come with, answered in words from the numbers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from quanttui.core.hardware.reading import format_bytes as size
+from quanttui.core.ladder.runner import LadderRun
+from quanttui.core.ladder.table import Diff, PairRow, QuantRow, neighbour_rows, quant_rows
+from quanttui.core.ladder.verdict import Constraints, Verdict, decide
+from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
+
+
+class LadderSection(msgspec.Struct, kw_only=True):
+    reference: str
+    k: int  # KLD@K
+    together: bool  # the reference ran beside each candidate (else one server at a time)
+    rows: list[QuantRow]  # highest bits per weight first
+    neighbours: list[PairRow]
+    verdict: Verdict
+    answers: list[str]  # the usual questions, answered from the numbers
+    notes: list[str] = []
+    timings: dict[str, float] = {}  # seconds per part: server starts, requests, ...
+    requantized: list[str] = []  # quants made from an already quantized file
+
+
+def _ratio(d: Diff | None) -> str:
+    if d is None:
+        return "n/a"
+    if d.low is None or d.high is None:
+        return f"×{d.value:.2f}"
+    return f"×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}]"
+
+
+def _acc(diffs: dict[str, Diff]) -> str:
+    if not diffs:
+        return "accuracy not measured"
+    worse = [f"{c} {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]" for c, d in sorted(diffs.items())
+             if d.measurable and d.low is not None and d.high is not None]
+    if not worse:
+        n = max(d.n for d in diffs.values())
+        return f"no measurable accuracy difference in any category (up to {n} items each)"
+    return "accuracy measurably different: " + ", ".join(worse)
+
+
+def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
+    """How much each quant loses against the reference; which categories degrade most;
+    each quant against its neighbour."""
+    ref = next(r for r in rows if r.reference)
+    out = []
+    for r in rows:
+        if r.reference:
+            continue
+        q = ("quality not measured" if r.kld_mean is None or r.same_top1 is None else
+             f"same top token on {r.same_top1:.0%} of {r.positions} positions, KLD@{k} "
+             f"{r.kld_mean:.3f} (p99 {r.kld_p99 or 0:.3f})")
+        ppl = f", perplexity ×{r.ppl_ratio:.3f} on the text" if r.ppl_ratio else ""
+        saved = 1 - r.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
+        out.append(f"How much does {r.name} lose against {ref.name} on these prompts? {q}{ppl}; "
+                   f"{_acc(r.accuracy_vs_ref)}; decode {_ratio(r.decode_vs_ref)} for a file "
+                   f"{saved:.0%} smaller ({size(r.size_bytes)} vs {size(ref.size_bytes)}).")
+    lowest = next((r for r in reversed(rows) if not r.reference and r.kld_by_category), None)
+    if lowest is not None:
+        cats = sorted(lowest.kld_by_category.items(), key=lambda x: -x[1])
+        accs = {c: d for c, d in lowest.accuracy_vs_ref.items()}
+        bits = []
+        for c, v in cats:
+            d = accs.get(c)
+            acc = ("" if d is None or d.low is None or d.high is None else
+                   f", accuracy {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+                   + ("" if d.measurable else " (within noise)"))
+            bits.append(f"{c} KLD {v:.3f}{acc}")
+        out.append(f"Which task categories degrade most? On {lowest.name} (the lowest bits "
+                   f"measured), most sensitive first: " + "; ".join(bits) + ".")
+    for p in pairs:
+        q = ("" if p.kld_mean is None or p.same_top1 is None else
+             f"same top token {p.same_top1:.0%}, KLD@{k} {p.kld_mean:.3f}; ")
+        out.append(f"{p.b} against {p.a} directly: {q}decode {_ratio(p.decode)}"
+                   + ("" if p.decode is None or p.decode.measurable else " (within noise)")
+                   + f"; {_acc(p.accuracy)}.")
+    return out
+
+
+def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
+    rows = quant_rows(run)
+    pairs = neighbour_rows(run)
+    if constraints.memory_budget_bytes is None and run.memory_available is not None:
+        constraints = msgspec.structs.replace(constraints,
+                                              memory_budget_bytes=run.memory_available)
+    verdict = decide(rows, pairs, constraints)
+    k = run.options.quality.k
+    requant = [r.name for r in rows if r.requantized_from]
+    notes = list(run.notes)
+    if requant:
+        src = {r.requantized_from for r in rows if r.requantized_from}
+        notes.append(f"{', '.join(requant)} were requantized from {', '.join(sorted(src))}: "
+                     "none can be more accurate than the file it was made from, so their "
+                     "quality figures show the extra rounding only")
+    return LadderSection(reference=run.lineup.reference, k=k, together=run.together, rows=rows,
+                         neighbours=pairs, verdict=verdict, answers=answers(rows, pairs, k),
+                         notes=notes, timings={p: round(s, 3) for p, s in run.timings.items()},
+                         requantized=requant)
+
+
+def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
+    """Every pass as one run (what the history, `compare` and the reports read): records
+    renumbered in order, each server once (the reference first), hardware peaks per server
+    from the passes it ran in, and the ladder section beside them."""
+    first = run.passes[0].results if run.passes else None
+    names = run.lineup.names
+    ref = run.lineup.reference
+    order = [ref] + [n for n in names if n != ref]
+    infos: dict[str, ServerInfo] = {}
+    records: list[RequestRecord] = []
+    rounds: list[RoundRecord] = []
+    notices: list[dict[str, Any]] = []
+    servers_hw: dict[str, Any] = {}
+    for p in run.passes:
+        for s in p.results.servers:
+            infos.setdefault(s.name, s)
+        for r in p.results.records:
+            r.request_id = len(records)
+            records.append(r)
+        rounds += p.results.rounds
+        notices += p.results.notices
+        for n, hw in (p.hardware.get("servers") or {}).items():
+            servers_hw.setdefault(n, hw)
+    hardware = dict(run.passes[0].hardware) if run.passes else None
+    if hardware is not None:
+        hardware["servers"] = servers_hw
+    res = RunResults(
+        servers=[infos[n] for n in order if n in infos],
+        schedule="alternating", endpoint=first.endpoint if first else "completion",
+        repetitions=max((p.results.repetitions for p in run.passes), default=0),
+        warmup=run.options.plan.warmup,
+        concurrency_levels=run.options.plan.concurrency_levels[:1],
+        records=records, rounds=rounds, notices=notices,
+        started_at=run.started_at, finished_at=run.finished_at or time.time(),
+        interrupted=run.interrupted, hardware=hardware)
+    for s in res.servers:
+        if s.name in run.launch_args:
+            s.launch_args = run.launch_args[s.name]
+    res.extra["ladder"] = msgspec.to_builtins(section)
+    return res

@@ -1,0 +1,278 @@
+"""A ladder's figures: one row per quant, and one per pair of neighbours.
+
+Every difference carries its 95% interval and says whether it is measurable (the interval
+excludes "no difference"); speeds are paired per prompt, within the pass where both quants ran
+when they ran together (core.ladder.runner), else across passes. The structs are the `ladder`
+section of the run JSON as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from statistics import fmean, median
+from typing import Any
+
+import msgspec
+
+from quanttui.core.ladder.runner import TEXT_ID, LadderRun
+from quanttui.core.quality.accuracy import accuracy_by, accuracy_diff
+from quanttui.core.quality.divergence import PositionCompare, distribution_stats
+from quanttui.core.quality.teacher_forcing import pair_runs
+from quanttui.core.run.records import RunResults
+from quanttui.core.run.stats import PairedDiff, paired_difference
+
+
+class Diff(msgspec.Struct, kw_only=True):
+    """B against A: a ratio (speeds) or a difference (accuracy), with its 95% interval."""
+
+    value: float
+    low: float | None
+    high: float | None
+    n: int
+    measurable: bool  # the interval excludes 1 (ratio) or 0 (difference)
+
+
+class QuantRow(msgspec.Struct, kw_only=True):
+    name: str
+    quant: str | None
+    path: str
+    reference: bool
+    requantized_from: str | None
+    size_bytes: int  # on disk, all shards
+    bits_per_weight: float | None
+    memory_private_peak: int | None = None  # anonymous memory: KV cache, buffers
+    memory_model_pages_peak: int | None = None  # the model file's pages resident in RAM
+    memory_rss_peak: int | None = None
+    vram_peak: int | None = None
+    decode_tps: float | None = None  # client decode tok/s, mean over its requests (solo)
+    decode_vs_ref: Diff | None = None  # ratio to the reference, paired per prompt
+    prompt_tps: float | None = None  # llama-server's prompt tok/s, mean
+    prompt_vs_ref: Diff | None = None
+    ttft_p50_ms: float | None = None
+    positions: int = 0  # teacher-forced positions compared with the reference
+    same_top1: float | None = None
+    kld_mean: float | None = None  # KLD@K (k: the section's)
+    kld_median: float | None = None
+    kld_p99: float | None = None
+    delta_p: float | None = None  # mean p(other) − p(reference) of the forced token
+    ppl_ratio: float | None = None  # perplexity on the text, this quant / the reference
+    accuracy: dict[str, float] = {}  # category -> share correct
+    accuracy_n: dict[str, int] = {}  # category -> items scored
+    accuracy_vs_ref: dict[str, Diff] = {}  # category -> paired difference (this − reference)
+    kld_by_category: dict[str, float] = {}  # prompt category -> mean KLD@K
+
+
+class PairRow(msgspec.Struct, kw_only=True):
+    """Two quants next to each other in bits per weight (`b` the lower)."""
+
+    a: str
+    b: str
+    decode: Diff | None = None  # b / a
+    same_top1: float | None = None
+    kld_mean: float | None = None
+    accuracy: dict[str, Diff] = {}  # category -> b − a
+
+
+def _ratio(d: PairedDiff | None) -> Diff | None:
+    if d is None or d.ratio is None:
+        return None
+    ci = d.ratio_ci
+    return Diff(value=d.ratio, low=ci[0] if ci else None, high=ci[1] if ci else None, n=d.n,
+                measurable=d.measurable)
+
+
+def _per_prompt(run: LadderRun, name: str, metric: str, partner: str | None = None
+                ) -> dict[str, float]:
+    """Per prompt, mean over the pass where `name` ran beside `partner` (else its first)."""
+    passes = [p for p in run.passes if name in p.servers]
+    if partner is not None:
+        passes = [p for p in passes if partner in p.servers] or passes
+    return passes[0].results.per_prompt(name, metric) if passes else {}
+
+
+def speed(run: LadderRun, a: str, b: str, metric: str = "decode_tps_client") -> Diff | None:
+    """b / a, paired per prompt: within a pass that ran both, else across their passes."""
+    both = [p for p in run.passes if a in p.servers and b in p.servers]
+    if both:
+        return _ratio(both[0].results.paired(metric, a, b))
+    return _ratio(paired_difference(_per_prompt(run, a, metric), _per_prompt(run, b, metric)))
+
+
+def _positions(run: LadderRun, a: str, b: str) -> list[tuple[str, list[PositionCompare]]]:
+    k = run.options.quality.k
+    if a not in run.forced or b not in run.forced:
+        return []
+    return pair_runs(run.forced[a], run.forced[b], k)
+
+
+def _accuracy_diffs(run: LadderRun, a: str, b: str) -> dict[str, Diff]:
+    outcomes = [o for n in (a, b) for o in run.outcomes.get(n, [])]
+    out = {}
+    for d in accuracy_diff(outcomes, a, b):
+        out[d.group] = Diff(value=d.diff.value, low=d.ci_low, high=d.ci_high, n=d.n,
+                            measurable=d.measurable)
+    return out
+
+
+def _hw(run: LadderRun, name: str, key: str) -> int | None:
+    vals = [p.hardware.get("servers", {}).get(name, {}).get(key) for p in run.passes
+            if name in p.servers]
+    nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return int(max(nums)) if nums else None
+
+
+def _mean_metric(run: LadderRun, name: str, metric: str) -> float | None:
+    vals = [getattr(r.metrics, metric) for p in run.passes if name in p.servers
+            for r in p.results.measured(name) if r.ok and r.metrics is not None]
+    vals = [v for v in vals if v is not None]
+    return fmean(vals) if vals else None
+
+
+def _p50(run: LadderRun, name: str, metric: str) -> float | None:
+    vals = [getattr(r.metrics, metric) for p in run.passes if name in p.servers
+            for r in p.results.measured(name) if r.ok and r.metrics is not None]
+    vals = [v for v in vals if v is not None]
+    return median(vals) if vals else None
+
+
+def quant_rows(run: LadderRun) -> list[QuantRow]:
+    lu = run.lineup
+    ref = lu.reference
+    categories = {p.id: p.category for p in run.options.plan.prompts}
+    rows = []
+    for rung in lu.rungs:
+        n, m = rung.name, rung.model
+        row = QuantRow(
+            name=n, quant=m.quant, path=str(m.path), reference=n == ref,
+            requantized_from=m.requantized_from, size_bytes=m.size_bytes,
+            bits_per_weight=m.bits_per_weight,
+            memory_private_peak=_hw(run, n, "private_peak") or _hw(run, n, "uss_peak"),
+            memory_model_pages_peak=_hw(run, n, "model_pages_peak"),
+            memory_rss_peak=_hw(run, n, "rss_peak"), vram_peak=_hw(run, n, "vram_peak"),
+            decode_tps=_mean_metric(run, n, "decode_tps_client"),
+            prompt_tps=_mean_metric(run, n, "prompt_tps_server"),
+            ttft_p50_ms=_p50(run, n, "ttft_ms"))
+        if n != ref:
+            row.decode_vs_ref = speed(run, ref, n)
+            row.prompt_vs_ref = speed(run, ref, n, "prompt_tps_server")
+            paired = _positions(run, ref, n)
+            flat = [x for _, ps in paired for x in ps]
+            stats = distribution_stats(flat, run.options.quality.k)
+            if stats is not None:
+                row.positions = stats.n
+                row.same_top1 = stats.same_top1.value
+                row.kld_mean = stats.kld.value
+                row.kld_median = stats.kld_percentiles.get("median")
+                row.kld_p99 = stats.kld_percentiles.get("p99")
+                row.delta_p = stats.delta_p.value
+            by_cat: dict[str, list[float]] = {}
+            for pid, ps in paired:
+                by_cat.setdefault(categories.get(pid, "other"), []).extend(x.kld for x in ps)
+            row.kld_by_category = {c: fmean(v) for c, v in sorted(by_cat.items()) if v}
+            row.ppl_ratio = _ppl_ratio(run, ref, n)
+            row.accuracy_vs_ref = _accuracy_diffs(run, ref, n)
+        for acc in accuracy_by(run.outcomes.get(n, [])):
+            row.accuracy[acc.group] = acc.accuracy.value
+            row.accuracy_n[acc.group] = acc.n
+        rows.append(row)
+    return rows
+
+
+def _ppl_ratio(run: LadderRun, a: str, b: str) -> float | None:
+    if a not in run.text_forced or b not in run.text_forced:
+        return None
+    paired = dict(pair_runs(run.text_forced[a], run.text_forced[b]))
+    ps = paired.get(TEXT_ID) or []
+    if not ps:
+        return None
+    return math.exp(fmean(x.nll_other - x.nll_ref for x in ps))
+
+
+def neighbour_rows(run: LadderRun) -> list[PairRow]:
+    names = run.lineup.names
+    out = []
+    for a, b in itertools.pairwise(names):
+        row = PairRow(a=a, b=b, decode=speed(run, a, b), accuracy=_accuracy_diffs(run, a, b))
+        stats = distribution_stats([x for _, ps in _positions(run, a, b) for x in ps],
+                                   run.options.quality.k)
+        if stats is not None:
+            row.same_top1 = stats.same_top1.value
+            row.kld_mean = stats.kld.value
+        out.append(row)
+    return out
+
+
+def by_name(rows: list[QuantRow]) -> Mapping[str, QuantRow]:
+    return {r.name: r for r in rows}
+
+
+def rows_from_run(results: RunResults) -> list[QuantRow]:
+    """A comparison run (two or more servers, with or without a quality step) as ladder rows,
+    the reference first: the same table whichever way the figures were measured. Speeds are
+    paired per prompt within the run; quality comes from its quality section."""
+    from quanttui.core.quality.section import QualitySection
+
+    q = results.extra.get("quality")
+    quality = msgspec.convert(q, QualitySection) if q is not None else None
+    names = [s.name for s in results.servers if s.reachable]
+    if not names:
+        return []
+    ref = quality.reference if quality is not None and quality.reference in names else names[0]
+    categories = {r.prompt_id: r.category for r in results.records}
+    hw = (results.hardware or {}).get("servers") or {}
+    rows = []
+    for name in [ref] + [n for n in names if n != ref]:
+        info = next(s for s in results.servers if s.name == name)
+        mem = hw.get(name) or {}
+
+        def num(key: str, mem: dict[str, Any] = mem) -> int | None:
+            v = mem.get(key)
+            return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+        size = num("model_file") or info.model_size or 0
+        dec = results.summary(name, "decode_tps_client")
+        pro = results.summary(name, "prompt_tps_server")
+        ttft = results.summary(name, "ttft_ms")
+        row = QuantRow(
+            name=name, quant=info.model_ftype, path=info.model_path or info.url,
+            reference=name == ref, requantized_from=None, size_bytes=size,
+            bits_per_weight=size * 8 / info.n_params if size and info.n_params else None,
+            memory_private_peak=num("private_peak"), memory_model_pages_peak=num(
+                "model_pages_peak"), memory_rss_peak=num("rss_peak"), vram_peak=num("vram_peak"),
+            decode_tps=dec.mean if dec else None, prompt_tps=pro.mean if pro else None,
+            ttft_p50_ms=ttft.p50 if ttft else None)
+        if name != ref:
+            row.decode_vs_ref = _ratio(results.paired("decode_tps_client", ref, name))
+            row.prompt_vs_ref = _ratio(results.paired("prompt_tps_server", ref, name))
+        if quality is not None:
+            for a in quality.accuracy:
+                if a.server == name:
+                    row.accuracy[a.group] = a.accuracy.value
+                    row.accuracy_n[a.group] = a.n
+            pair = next((p for p in quality.pairs if p.other == name), None)
+            if pair is not None and pair.distribution is not None:
+                d = pair.distribution
+                row.positions = d.n_positions
+                row.same_top1 = d.same_top1.value if d.same_top1 else None
+                row.kld_mean = d.kld.value if d.kld else None
+                row.kld_median = (d.kld_percentiles or {}).get("median")
+                row.kld_p99 = (d.kld_percentiles or {}).get("p99")
+                row.delta_p = d.delta_p.value if d.delta_p else None
+                by_cat: dict[str, list[tuple[int, float]]] = {}
+                for pp in d.per_prompt:
+                    if pp.kld_mean is not None:
+                        by_cat.setdefault(categories.get(pp.prompt_id, "other"), []).append(
+                            (pp.n, pp.kld_mean))
+                row.kld_by_category = {c: sum(n * v for n, v in xs) / sum(n for n, _ in xs)
+                                       for c, xs in sorted(by_cat.items()) if sum(
+                                           n for n, _ in xs)}
+            if pair is not None:
+                row.accuracy_vs_ref = {
+                    x.group: Diff(value=x.diff.value, low=x.ci_low, high=x.ci_high, n=x.n,
+                                  measurable=x.ci_low is not None and x.ci_high is not None
+                                  and (x.ci_low > 0 or x.ci_high < 0))
+                    for x in pair.tasks.accuracy_diff}
+        rows.append(row)
+    return rows

@@ -1,0 +1,145 @@
+"""The answer: which quant to run under the user's constraints, and why, in a sentence or two.
+
+A quant qualifies when it fits the memory budget (its measured peak: private memory plus the
+model's resident pages, else RSS, else the file size), loses no more quality than allowed
+against the reference (KLD@K and same-top-1 on teacher-forced positions, and no task category
+measurably worse), and is at least as fast as asked (when a minimum speed-up is set). Of those,
+the smallest in memory is recommended (speed breaks a tie within 2%). The reference qualifies
+on quality by definition; it is recommended when nothing smaller does.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from quanttui.core.hardware.reading import format_bytes as mb
+from quanttui.core.ladder.table import Diff, PairRow, QuantRow
+
+DEFAULT_MAX_KLD = 0.05
+DEFAULT_MIN_SAME_TOP1 = 0.90
+
+
+class Constraints(msgspec.Struct, kw_only=True):
+    memory_budget_bytes: int | None = None  # None: no limit (default: RAM free at the start)
+    min_speedup: float | None = None  # decode ratio to the reference
+    max_kld: float = DEFAULT_MAX_KLD
+    min_same_top1: float = DEFAULT_MIN_SAME_TOP1
+
+    def describe(self) -> str:
+        parts = [f"KLD ≤ {self.max_kld:g}", f"same-top-1 ≥ {self.min_same_top1:g}",
+                 "no task category measurably worse"]
+        if self.memory_budget_bytes is not None:
+            parts.append(f"memory ≤ {mb(self.memory_budget_bytes)}")
+        if self.min_speedup is not None:
+            parts.append(f"decode ≥ ×{self.min_speedup:g} the reference")
+        return ", ".join(parts)
+
+
+class Verdict(msgspec.Struct, kw_only=True):
+    recommended: str | None  # None: nothing meets the constraints
+    reason: str  # one or two sentences
+    within_noise: list[str]  # what the data could not tell apart
+    failing: dict[str, list[str]]  # quant -> the constraints it fails, in words
+    constraints: Constraints
+
+
+def footprint(row: QuantRow) -> int:
+    """Memory a quant needs here: measured (private + model pages, else RSS), else its file."""
+    if row.memory_private_peak is not None and row.memory_model_pages_peak is not None:
+        return row.memory_private_peak + row.memory_model_pages_peak
+    return row.memory_rss_peak or row.size_bytes
+
+
+def _fails(row: QuantRow, c: Constraints) -> list[str]:
+    out = []
+    if c.memory_budget_bytes is not None and footprint(row) > c.memory_budget_bytes:
+        out.append(f"memory {mb(footprint(row))} > {mb(c.memory_budget_bytes)}")
+    if row.reference:
+        return out
+    if row.kld_mean is None or row.same_top1 is None:
+        out.append("quality not measured")
+    else:
+        if row.kld_mean > c.max_kld:
+            out.append(f"KLD {row.kld_mean:.3f} > {c.max_kld:g}")
+        if row.same_top1 < c.min_same_top1:
+            out.append(f"same-top-1 {row.same_top1:.2f} < {c.min_same_top1:g}")
+    worse = [f"{cat} {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+             for cat, d in sorted(row.accuracy_vs_ref.items())
+             if d.measurable and d.value < 0 and d.low is not None and d.high is not None]
+    if worse:
+        out.append("accuracy measurably lower: " + ", ".join(worse))
+    if c.min_speedup is not None:
+        d = row.decode_vs_ref
+        if d is None:
+            out.append("speed not measured")
+        elif d.value < c.min_speedup:
+            out.append(f"decode ×{d.value:.2f} < ×{c.min_speedup:g}")
+    return out
+
+
+def _speed_words(d: Diff | None, ref: str) -> str:
+    if d is None:
+        return ""
+    if d.low is None or d.high is None:
+        return f"decode ×{d.value:.2f} vs {ref}"
+    what = "" if d.measurable else ", within noise"
+    return f"decode ×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}] vs {ref}{what}"
+
+
+def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
+    out = []
+    for r in rows:
+        d = r.decode_vs_ref
+        if not r.reference and d is not None and d.low is not None and not d.measurable:
+            out.append(f"{r.name} vs {ref} decode speed: no measurable difference "
+                       f"(×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}], n={d.n})")
+        flat = [c for c, x in r.accuracy_vs_ref.items() if not x.measurable]
+        if not r.reference and flat:
+            n = max(x.n for x in r.accuracy_vs_ref.values())
+            out.append(f"{r.name} vs {ref} accuracy: no measurable difference in "
+                       f"{', '.join(sorted(flat))} (up to {n} items each)")
+    for p in pairs:
+        d = p.decode
+        if d is not None and d.low is not None and not d.measurable and ref not in (p.a, p.b):
+            out.append(f"{p.b} vs {p.a} decode speed: no measurable difference "
+                       f"(×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}])")
+    return out
+
+
+def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdict:
+    ref = next(r for r in rows if r.reference)
+    failing = {r.name: f for r in rows if (f := _fails(r, c))}
+    ok = [r for r in rows if r.name not in failing]
+    noise = _noise(rows, pairs, ref.name)
+    if not ok:
+        worst = "; ".join(f"{n}: {', '.join(f)}" for n, f in failing.items())
+        return Verdict(recommended=None, within_noise=noise, failing=failing, constraints=c,
+                       reason=f"No quant meets the constraints ({c.describe()}). {worst}.")
+    ok.sort(key=lambda r: (footprint(r), -(r.decode_tps or 0.0)))
+    best = ok[0]
+    for r in ok[1:]:  # a quant within 2% of the smallest's memory that is faster
+        if footprint(r) <= footprint(best) * 1.02 and (r.decode_tps or 0) > (best.decode_tps or 0):
+            best = r
+    if best.reference:
+        smaller = [r for r in rows if footprint(r) < footprint(ref) and r.name in failing]
+        why = "; ".join(f"{r.name} fails {', '.join(failing[r.name])}" for r in smaller)
+        reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality asked for"
+                  + (f" — {why}." if why else "."))
+    else:
+        saved = 1 - footprint(best) / footprint(ref) if footprint(ref) else 0.0
+        bits = [f"{mb(best.size_bytes)} on disk"
+                + (f", {saved:.0%} less memory than {ref.name}" if saved > 0 else "")]
+        if best.kld_mean is not None and best.same_top1 is not None:
+            bits.append(f"KLD {best.kld_mean:.3f} ≤ {c.max_kld:g} and same-top-1 "
+                        f"{best.same_top1:.2f} ≥ {c.min_same_top1:g}")
+        speed = _speed_words(best.decode_vs_ref, ref.name)
+        if speed:
+            bits.append(speed)
+        reason = (f"Run {best.name}: the smallest quant that meets the constraints "
+                  f"({'; '.join(bits)}).")
+        lower = [r for r in rows if footprint(r) < footprint(best) and r.name in failing]
+        if lower:
+            reason += " Smaller ones fail: " + "; ".join(
+                f"{r.name} ({', '.join(failing[r.name])})" for r in lower) + "."
+    return Verdict(recommended=best.name, reason=reason, within_noise=noise, failing=failing,
+                   constraints=c)

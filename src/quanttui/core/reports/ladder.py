@@ -1,0 +1,138 @@
+"""A ladder at the top of the Markdown report: the verdict first, one summary table, the charts
+a person would rather look at than read, and the usual questions answered in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.ladder.section import LadderSection
+from quanttui.core.ladder.table import Diff, QuantRow
+from quanttui.core.ladder.verdict import footprint
+
+
+def section_of(extra: dict[str, Any]) -> LadderSection | None:
+    data = extra.get("ladder")
+    return None if data is None else msgspec.convert(data, LadderSection)
+
+
+def _ratio(d: Diff | None) -> str:
+    if d is None:
+        return "—"
+    if d.low is None or d.high is None:
+        return f"×{d.value:.2f}"
+    flag = "" if d.measurable else " ≈"
+    return f"×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}]{flag}"
+
+
+def _acc(row: QuantRow) -> str:
+    if row.reference:
+        return ", ".join(f"{c} {v:.0%}" for c, v in sorted(row.accuracy.items())) or "n/a"
+    parts = []
+    for c, d in sorted(row.accuracy_vs_ref.items()):
+        mark = "" if d.measurable else " ≈"
+        parts.append(f"{c} {d.value:+.0%}{mark}")
+    return ", ".join(parts) or "n/a"
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def summary_table(sec: LadderSection) -> list[str]:
+    ref = next(r for r in sec.rows if r.reference)
+    head = ["quant", "size", "Δsize", "bits/w", "memory", "decode t/s", "×speed vs ref",
+            "same-top-1", f"KLD@{sec.k}", "PPL ratio", "accuracy (Δ vs ref)"]
+    rows = []
+    for r in sec.rows:
+        name = f"**{r.name}**" if r.name == sec.verdict.recommended else r.name
+        name += " (ref)" if r.reference else ""
+        name += " ‡" if r.requantized_from else ""
+        dsize = "—" if r.reference else f"{r.size_bytes / ref.size_bytes - 1:+.0%}"
+        rows.append([
+            name, format_bytes(r.size_bytes), dsize, _f(r.bits_per_weight, ".2f"),
+            format_bytes(footprint(r)), _f(r.decode_tps, ".1f"),
+            "—" if r.reference else _ratio(r.decode_vs_ref),
+            "—" if r.reference else _f(r.same_top1, ".3f"),
+            "—" if r.reference else _f(r.kld_mean, ".4f"),
+            "—" if r.reference else _f(r.ppl_ratio, ".3f"), _acc(r)])
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(x) + " |" for x in rows]
+    out += ["", "≈ within noise (the 95% interval covers no difference); memory: peak private "
+            "memory plus the model's resident pages; ‡ requantized from an already quantized "
+            "file."]
+    return out
+
+
+def _scatter(sec: LadderSection, width: int = 64) -> str:
+    """Quality loss against size: the Pareto front, the recommended point marked."""
+    import plotext as plt
+    from plotext._figure import _figure_class
+
+    pts = [(r.size_bytes / 1e6, 0.0 if r.reference else (r.kld_mean or 0.0), r.name)
+           for r in sec.rows if r.reference or r.kld_mean is not None]
+    fig = _figure_class()
+    fig.theme("clear")
+    fig.plotsize(width, 18)
+    fig.scatter([p[0] for p in pts], [p[1] for p in pts], marker="o")
+    rec = [p for p in pts if p[2] == sec.verdict.recommended]
+    if rec:
+        fig.scatter([rec[0][0]], [rec[0][1]], marker="@")
+    for x, y, name in pts:
+        fig.text(name, x, y)
+    fig.xlabel("file size (MB)")
+    fig.ylabel(f"KLD@{sec.k}")
+    fig.title("quality loss against size (@ = recommended)")
+    return str(plt.uncolorize(fig.build())).rstrip()
+
+
+def _categories(sec: LadderSection, width: int = 64) -> str | None:
+    """Per-category degradation (KLD by prompt category), one bar group per quant."""
+    import plotext as plt
+    from plotext._figure import _figure_class
+
+    rows = [r for r in sec.rows if r.kld_by_category]
+    cats = sorted({c for r in rows for c in r.kld_by_category})
+    if not rows or not cats:
+        return None
+    fig = _figure_class()
+    fig.theme("clear")
+    fig.plotsize(width, 4 + 2 * len(cats) * len(rows))
+    fig.multiple_bar(cats, [[r.kld_by_category.get(c, 0.0) for c in cats] for r in rows],
+                     labels=[r.name for r in rows], orientation="horizontal")
+    fig.title(f"KLD@{sec.k} by prompt category")
+    return str(plt.uncolorize(fig.build())).rstrip()
+
+
+def render_ladder(sec: LadderSection, header: str) -> list[str]:
+    v = sec.verdict
+    lines = [header, "", "## Verdict", "",
+             f"**{v.reason}**", "",
+             f"Constraints: {v.constraints.describe()}."]
+    if v.within_noise:
+        lines += ["", "Within noise:"] + [f"- {x}" for x in v.within_noise]
+    lines += ["", "## Summary", "", *summary_table(sec)]
+    lines += ["", "```text", _scatter(sec), "```"]
+    chart = _categories(sec)
+    if chart:
+        lines += ["", "```text", chart, "```"]
+    lines += ["", "## In words", ""] + [f"- {a}" for a in sec.answers]
+    if sec.neighbours:
+        lines += ["", "## Neighbours", ""]
+        head = ["pair", "decode ×", "same-top-1", f"KLD@{sec.k}", "accuracy Δ"]
+        rows = [[f"{p.b} vs {p.a}", _ratio(p.decode), _f(p.same_top1, ".3f"),
+                 _f(p.kld_mean, ".4f"),
+                 ", ".join(f"{c} {d.value:+.0%}{'' if d.measurable else ' ≈'}"
+                           for c, d in sorted(p.accuracy.items())) or "n/a"]
+                for p in sec.neighbours]
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if v.failing:
+        lines += ["", "Constraints failed:"] + [f"- {n}: {', '.join(f)}"
+                                                for n, f in v.failing.items()]
+    if sec.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in sec.notes]
+    lines += ["", "---", ""]
+    return lines

@@ -1,0 +1,136 @@
+"""`quanttui ladder`: several quants of one model measured one after another, and the verdict.
+
+Never imports Textual unless an SVG is asked for. Progress goes to stderr; the verdict and the
+summary table to stdout; the run JSON (with its `ladder` section), Markdown and the rest to
+files; the run is stored in the history like any other. Exit codes as `run --headless`: 0 all
+went well, 1 requests failed or a server would not start, 2 usage errors (files that are not
+one model's quants), 130 stopped by the user (what was measured is still written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from quanttui.config import Config, config_to_dict
+from quanttui.core.ladder.lineup import Lineup
+from quanttui.core.ladder.runner import LadderOptions, LadderRun, run_ladder
+from quanttui.core.ladder.section import ladder_section, merged_results
+from quanttui.core.ladder.verdict import Constraints
+from quanttui.core.models.launcher import Launcher, defaults_from
+from quanttui.core.models.servers import ServerStartError
+from quanttui.core.quality.step import QualityOptions
+from quanttui.core.reports.history import Store
+from quanttui.core.reports.ladder import summary_table
+from quanttui.core.reports.provenance import provenance
+from quanttui.core.reports.run_file import results_dict
+from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.run.plan import plan_from_config
+from quanttui.core.run.records import RunResults
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class HeadlessLadder:
+    cfg: Config
+    lineup: Lineup
+    constraints: Constraints
+    quality: QualityOptions = field(default_factory=QualityOptions)
+    output: Path | None = None
+    formats: Sequence[str] = ("json", "md")
+    svg: Callable[[RunResults], str] | None = None
+    llama_server: str | None = None
+    force: bool = False
+    together: bool | None = None
+    history: bool = True
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    run: LadderRun | None = None
+    results: RunResults | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def execute(self) -> int:
+        return asyncio.run(self._main())
+
+    def _say(self, line: str) -> None:
+        self.stderr.write(line + "\n")
+        self.stderr.flush()
+
+    async def _main(self) -> int:
+        plan = plan_from_config(self.cfg)
+        launcher = Launcher(defaults_from(self.cfg.models), llama_server=self.llama_server)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            run = await run_ladder(self.lineup, LadderOptions(
+                plan=plan, quality=self.quality, force=self.force, together=self.together),
+                launcher, say=self._say, stop=stop, poll_interval=self.cfg.hardware.poll_interval)
+        except ServerStartError as e:
+            self._say(f"error: {e}")
+            return EXIT_FAILED
+        finally:
+            launcher.stop_all()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        self.run = run
+        if not run.passes:
+            self._say("stopped before anything was measured; nothing written")
+            return EXIT_INTERRUPTED
+        section = ladder_section(run, self.constraints)
+        results = merged_results(run, section)
+        self.results = results
+        results.extra["config"] = config_to_dict(self.cfg)
+        results.extra["provenance"] = await asyncio.to_thread(provenance, results)
+        self.stdout.write(_verdict_text(results) + "\n")
+        if self.history:
+            try:
+                run_id = Store().add(results_dict(results))
+                self.stdout.write(f"stored in the run history as #{run_id}\n")
+            except (OSError, sqlite3.Error, RuntimeError) as e:
+                self._say(f"warning: run not stored in the history: {e}")
+        out = self.output or Path(self.cfg.run.export_dir) / (
+            f"ladder-{datetime.now():%Y%m%d-%H%M%S}.json")
+        self.written = write_snapshot(results, out.parent, out.stem, self.formats, svg=self.svg)
+        self.stdout.write("results: " + ", ".join(map(str, self.written)) + "\n")
+        if run.interrupted or stop.is_set():
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if results.failures else EXIT_OK
+
+
+def _verdict_text(results: RunResults) -> str:
+    from quanttui.core.reports.ladder import section_of
+
+    sec = section_of(results.extra)
+    assert sec is not None
+    lines = ["", "verdict: " + sec.verdict.reason]
+    if sec.verdict.within_noise:
+        lines += ["within noise:"] + [f"  {x}" for x in sec.verdict.within_noise]
+    lines += ["", *summary_table(sec)]
+    if sec.notes:
+        lines += [""] + [f"note: {n}" for n in sec.notes]
+    return "\n".join(lines)
+
+
+def constraints_from(kw: dict[str, Any]) -> Constraints:
+    """The verdict's constraints from command-line values (None: the default)."""
+    c = Constraints()
+    changes = {k: v for k, v in (("memory_budget_bytes", kw.get("memory_budget")),
+                                 ("min_speedup", kw.get("min_speedup")),
+                                 ("max_kld", kw.get("max_kld")),
+                                 ("min_same_top1", kw.get("min_same_top1"))) if v is not None}
+    import msgspec
+
+    return msgspec.structs.replace(c, **changes) if changes else c

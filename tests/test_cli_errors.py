@@ -1,0 +1,153 @@
+"""Bad input and a failed export on the command line: a clear message naming what is wrong, no
+traceback, and the exit code README.md documents (2 usage, 4 results not written where asked)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quanttui.core.reports import snapshot
+from quanttui.core.reports.history import Store
+from quanttui.core.reports.run_file import load_run
+from quanttui.core.reports.snapshot import save_run
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
+
+RECORDED = Path(__file__).parent / "data" / "recorded-run.json"
+EXIT_USAGE, EXIT_EXPORT = 2, 4
+
+
+def run_cli(args: list[str], cwd: Path, umask: int = -1) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([sys.executable, "-m", "quanttui", *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=60, umask=umask)
+    assert "Traceback" not in p.stderr + p.stdout, p.stderr
+    return p
+
+
+@pytest.fixture
+def fake() -> object:
+    with FakeLlamaServer() as a:
+        yield a
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:  # root writes anywhere it has a mode bit for; not in /sys
+        return Path("/sys")
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    return d
+
+
+def test_failed_export_keeps_the_run_and_says_where(fake: FakeLlamaServer, tmp_path: Path
+                                                    ) -> None:
+    (tmp_path / "afile").write_text("x")
+    for out, why in ((tmp_path / "afile" / "sub" / "r.json", f"{tmp_path / 'afile'} is a "
+                      "file, not a folder"),
+                     (unwritable_dir(tmp_path) / "r.json", "ermission denied")):
+        p = run_cli(["run", "--headless", "--server", f"A={fake.url}", "-n", "4",
+                     "--prompt", "x", "--format", "json,md", "-o", str(out)], tmp_path)
+        assert p.returncode == EXIT_EXPORT, p.stderr
+        assert f"error: cannot write {out}: " in p.stderr and why in p.stderr
+        assert "decode tok/s" in p.stdout  # the summary is still printed
+        run_id = Store().list(1)[0].id
+        assert f"stored in the run history as #{run_id}" in p.stdout
+        assert f"run #{run_id} in the history" in p.stderr
+        fallback = Path(p.stderr.rsplit(" and ", 1)[1].strip())
+        assert fallback.name in ("r.json", "r-2.json") and fallback.parent.name == "unsaved"
+        assert len(load_run(fallback).records) == 2  # warm-up and the prompt
+
+
+def test_a_missing_output_folder_is_made(fake: FakeLlamaServer, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "r.json"
+    p = run_cli(["run", "--headless", "--server", f"A={fake.url}", "-n", "4", "--prompt", "x",
+                 "-o", str(out)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_exports_follow_the_umask(fake: FakeLlamaServer, tmp_path: Path, umask: int,
+                                  mode: int) -> None:
+    out = tmp_path / "r.json"
+    p = run_cli(["run", "--headless", "--server", f"A={fake.url}", "-n", "4", "--prompt", "x",
+                 "--format", "json,csv", "-o", str(out)], tmp_path, umask=umask)
+    assert p.returncode == 0, p.stderr
+    for f in (out, out.with_suffix(".csv")):
+        assert stat.S_IMODE(f.stat().st_mode) == mode, f
+
+
+def test_snapshot_that_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    p = run_cli(["snapshot", "--from", str(RECORDED), "--format", "json,md",
+                 "-o", str(tmp_path / "afile")], tmp_path)
+    assert p.returncode == EXIT_EXPORT
+    assert f"cannot write {tmp_path / 'afile' / 'recorded-run.json'}" in p.stderr
+    assert f"the run is still {RECORDED}" in p.stderr
+
+
+def test_disk_full_keeps_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = load_run(RECORDED)
+    out = tmp_path / "out"
+    real = snapshot.write_atomic
+
+    def full(path: Path, data: bytes) -> None:
+        if path.parent == out and path.suffix == ".md":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(snapshot, "write_atomic", full)
+    saved = save_run(results, out, "r", ["json", "md", "csv"])
+    assert saved.export_error is not None and saved.export_error.path == out / "r.md"
+    assert str(saved.export_error) == f"cannot write {out / 'r.md'}: No space left on device"
+    assert saved.written == [out / "r.json"]  # written before the failure, and kept
+    assert saved.fallback is None  # the JSON is where it was asked for
+    assert saved.run_id is not None and Store().get(saved.run_id)["records"]
+    assert str(out / "r.json") in saved.kept_in()
+    # nothing written at all: the JSON goes to the user data dir
+    saved = save_run(results, out, "r", ["md"], history=False)
+    assert saved.run_id is None and saved.fallback is not None
+    assert saved.fallback.parent.name == "unsaved"
+    assert load_run(saved.fallback).records
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--model", "{gguf}", "--threads", "0"], "--threads 0: out of range: must be ≥ 1, or -1"),
+    (["--model", "{gguf}", "--ctx-size", "-1"], "--ctx-size -1: out of range: must be ≥ 0"),
+    (["--server", "=http://127.0.0.1:9"], "--server =http://127.0.0.1:9: the name before '=' "
+                                          "is empty"),
+    (["--server", "A=ftp://127.0.0.1:9"], "--server A=ftp://127.0.0.1:9: invalid URL"),
+    (["--model", "{dir}"], "a directory, not a GGUF file"),
+    (["--model", "{dir}/nope.gguf"], "no such file"),
+    (["--server", "A={url}", "--server", "B={url}", "--quality-reference", "a"],
+     "--quality-reference 'a' is not one of the servers: A, B"),
+])
+def test_bad_input_exits_2_naming_it(fake: FakeLlamaServer, tmp_path: Path, args: list[str],
+                                     says: str) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    args = [a.format(gguf=gguf, dir=tmp_path, url=fake.url) for a in args]
+    p = run_cli(["run", "--headless", "-n", "4", "--prompt", "x", *args], tmp_path)
+    assert p.returncode == EXIT_USAGE, p.stderr
+    assert says in p.stderr, p.stderr
+    assert not [r for r in fake.requests if r["path"] == "/completion"]  # nothing was run
+
+
+def test_a_server_loading_too_long_stores_no_run(tmp_path: Path) -> None:
+    with FakeLlamaServer() as a:
+        a.fault = Fault("loading")  # 503 on every route, for good
+        out = tmp_path / "r.json"
+        p = run_cli(["run", "--headless", "--server", f"A={a.url}", "-n", "4", "--prompt", "x",
+                     "--set", "timeouts.connect=1", "-o", str(out)], tmp_path)
+    assert p.returncode == 1
+    assert "still loading its model; waiting up to 1 s" in p.stderr
+    assert "not ready after 1 s" in p.stderr
+    assert "not stored in the history: no request was made" in p.stderr
+    assert Store().list() == []
+    assert json.loads(out.read_text())["servers"][0]["reachable"] is False
