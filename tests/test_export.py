@@ -188,7 +188,28 @@ def test_compare_matches_by_hash_and_shows_change() -> None:
     assert ("gemma3-270m-Q2_K", "renamed", "sha") in pairs
     text = compare_text(a, b, "#1", "#2")
     assert "gemma3-270m-Q2_K → renamed (matched by sha)" in text
-    assert "(+10.0%)" in text
+    assert "8.7 → 9.6 (×1.10 [1.09, 1.11]: now higher than before (n=6))" in text
+    assert "Not the same conditions" not in text
+
+
+def test_compare_says_first_what_differs_and_compares_only_common_prompts() -> None:
+    """Runs on different prompts: said first, and only the prompts both ran are compared (a
+    different mix of prompts is not a change of speed)."""
+    a = load_run(RECORDED)
+    data = json.loads(RECORDED.read_text())
+    data["config"]["generation"]["n_predict"] = 2 * data["config"]["generation"]["n_predict"]
+    kept = {"quick-1", "quick-2"}
+    data["records"] = [r for r in data["records"] if r["prompt_id"] in kept or r["warmup"]]
+    for r in data["records"]:
+        if r["metrics"] and r["prompt_id"] == "quick-2":
+            r["metrics"]["decode_tps_client"] *= 0.5
+    b = results_from_dict(data)
+    text = compare_text(a, b, "#1", "#2")
+    head, _, body = text.partition("\n\n")
+    assert "Not the same conditions" in text.split("matched by")[0]
+    assert "prompts: 6 → 2, 2 in common (only those are compared)" in text
+    assert "n_predict: " in text
+    assert "×" in body and "no prompt in common" not in body
 
 
 def test_gates_name_the_failing_figure() -> None:

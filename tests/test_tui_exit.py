@@ -125,3 +125,72 @@ def test_signal_stops_pane_servers(tui: Terminal, tmp_path: Path, sig: signal.Si
     else:
         assert code == 128 + sig  # left like `q` does, terminal restored
         assert f"stopped by signal {sig.name}".encode() in tui.out
+
+
+def _open_tui_with_ctty(args: list[str], cwd: Path, env: dict[str, str]
+                        ) -> tuple[subprocess.Popen[bytes], int]:
+    """quanttui on a pty that is its controlling terminal, as in an SSH or tmux session: when
+    the terminal goes away, the kernel hangs it up (SIGHUP) and its reads and writes fail."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+
+    def ctty() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "quanttui", *args], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, cwd=cwd, preexec_fn=ctty)
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(master: int, text: bytes, proc: subprocess.Popen[bytes], timeout: float
+                ) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while text not in out:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"no {text!r} on screen; the end of it:\n"
+                                 f"{out[-2000:].decode(errors='replace')}")
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            out += os.read(master, 65536)
+    return out
+
+
+def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
+    """The terminal goes away while two managed servers stream (the SSH window or the tmux
+    session is closed), 20 times in a row: each time quanttui is gone within 5 s and no
+    llama-server is left. The servers were seen running first."""
+    links = []
+    for q in ("Q4_K_M", "Q2_K"):
+        link = tmp_path / f"loss-{q}.gguf"
+        link.symlink_to(demo_models[q])
+        links.append(link)
+    env = dict(os.environ, TERM="xterm-256color", QUANTTUI_CACHE_DIR=str(tmp_path / "cache"))
+    args = ["run", "--model", str(links[0]), "--model", str(links[1]), "-n", "400",
+            "--suite", "quick", "--set", f"run.export_dir={tmp_path / 'exports'}"]
+    for i in range(20):
+        proc, master = _open_tui_with_ctty(args, tmp_path, env)
+        try:
+            _read_until(master, b"decode", proc, 120)  # the compare screen is up
+            assert len(servers_for(tmp_path)) == 2, f"try {i}: the servers are not running"
+            os.write(master, b"r")  # run the suite: both stream
+            _read_until(master, b"t/s", proc, 60)
+            time.sleep(0.5 + 0.1 * (i % 5))  # somewhere in the middle of a frame
+            t0 = time.monotonic()
+            os.close(master)  # the terminal goes away
+            master = -1
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"try {i}: quanttui still running 5 s after its terminal "
+                                     "went away") from None
+            assert time.monotonic() - t0 <= 5
+            assert wait_gone(tmp_path, 5) == [], f"try {i}: llama-server left running"
+        finally:
+            if master >= 0:
+                os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

@@ -4,7 +4,8 @@ Never imports Textual unless an SVG is asked for. Progress goes to stderr; the v
 summary table to stdout; the run JSON (with its `ladder` section), Markdown and the rest to
 files; the run is stored in the history like any other. Exit codes as `run --headless`: 0 all
 went well, 1 requests failed or a server would not start, 2 usage errors (files that are not
-one model's quants), 130 stopped by the user (what was measured is still written).
+one model's quants), 4 the files could not be written (the error says where the results are),
+130 stopped by the user (what was measured is still written).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,15 +28,13 @@ from quanttui.core.ladder.verdict import Constraints
 from quanttui.core.models.launcher import Launcher, defaults_from
 from quanttui.core.models.servers import ServerStartError
 from quanttui.core.quality.step import QualityOptions
-from quanttui.core.reports.history import Store
 from quanttui.core.reports.ladder import summary_table
 from quanttui.core.reports.provenance import provenance
-from quanttui.core.reports.run_file import results_dict
-from quanttui.core.reports.snapshot import write_snapshot
+from quanttui.core.reports.snapshot import save_run
 from quanttui.core.run.plan import plan_from_config
 from quanttui.core.run.records import RunResults
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 
 
 @dataclass
@@ -94,19 +92,27 @@ class HeadlessLadder:
         self.results = results
         results.extra["config"] = config_to_dict(self.cfg)
         results.extra["provenance"] = await asyncio.to_thread(provenance, results)
-        self.stdout.write(_verdict_text(results) + "\n")
-        if self.history:
-            try:
-                run_id = Store().add(results_dict(results))
-                self.stdout.write(f"stored in the run history as #{run_id}\n")
-            except (OSError, sqlite3.Error, RuntimeError) as e:
-                self._say(f"warning: run not stored in the history: {e}")
         out = self.output or Path(self.cfg.run.export_dir) / (
             f"ladder-{datetime.now():%Y%m%d-%H%M%S}.json")
-        self.written = write_snapshot(results, out.parent, out.stem, self.formats, svg=self.svg)
-        self.stdout.write("results: " + ", ".join(map(str, self.written)) + "\n")
+        # the history first, then the files (core.reports.snapshot.save_run)
+        saved = save_run(results, out.parent, out.stem, self.formats, svg=self.svg,
+                         history=self.history)
+        self.written = saved.written
+        self.stdout.write(_verdict_text(results) + "\n")
+        if saved.written:
+            self.stdout.write("results: " + ", ".join(map(str, saved.written)) + "\n")
+        if saved.run_id is not None:
+            self.stdout.write(f"stored in the run history as #{saved.run_id}\n")
+        elif self.history:
+            self._say(f"warning: run not stored in the history: {saved.history_error}")
+        for w in saved.warnings:
+            self._say(f"warning: {w}")
+        if saved.export_error is not None:
+            self._say(f"error: {saved.export_error}\nthe results are kept in {saved.kept_in()}")
         if run.interrupted or stop.is_set():
             return EXIT_INTERRUPTED
+        if saved.export_error is not None:
+            return EXIT_EXPORT
         return EXIT_FAILED if results.failures else EXIT_OK
 
 

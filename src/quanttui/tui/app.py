@@ -13,7 +13,13 @@ measures:
   the figures (sparklines, speed, memory, status) once a second in the same frame, paired
   statistics when a prompt has finished everywhere;
 - hardware samples arrive as one replaceable message per poll;
-- hidden screens are not drawn; they catch up from the buffer when shown again.
+- hidden screens are not drawn; they catch up from the buffer when shown again;
+- the hardware poller samples at `hardware.poll_interval` while a run or the quality step is on,
+  and every IDLE_POLL_S seconds in between (reading a server's memory costs the kernel a few
+  milliseconds per sample).
+
+What happens is said in the notices log (one line on the compare screen, all of it with `n`);
+toasts are short and only answer a key the user pressed.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -43,6 +49,8 @@ from quanttui.core.run.events import Event, Notice
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
+from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors
+from quanttui.tui.labels import short_labels
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
     AddServer,
@@ -52,7 +60,9 @@ from quanttui.tui.messages import (
     OpenModels,
     ProbeServers,
     RemoveServer,
+    ResultsChanged,
     ServersChanged,
+    ShowPrompt,
     StartRun,
     StartServers,
     StopServer,
@@ -61,13 +71,23 @@ from quanttui.tui.messages import (
 from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
 from quanttui.tui.screens.compare import CompareScreen
 from quanttui.tui.screens.models import ModelsScreen
+from quanttui.tui.screens.notices import NoticesScreen
+from quanttui.tui.screens.prompts import PromptsScreen
+from quanttui.tui.screens.results import ResultsScreen
 from quanttui.tui.screens.servers import ServersScreen
-from quanttui.tui.state import SUITES, RunOptions, RunState, build_plan
+from quanttui.tui.state import SUITES, Level, QualityProgress, RunOptions, RunState, build_plan
 from quanttui.tui.themes import DEFAULT_THEME, THEME_256, load_themes
+
+if TYPE_CHECKING:
+    from quanttui.core.quality.step import QualityOptions
+    from quanttui.core.run.plan import RunPlan
 
 REPETITION_CHOICES = (1, 3, 5, 10)
 N_PREDICT_CHOICES = (32, 64, 128, 256, 512)
 PROGRESS_S = 0.5  # how often a loading server's row in the model pane shows its time
+IDLE_POLL_S = 5.0  # hardware samples between runs
+START_WAIT_S = 2.0  # a selected server still being asked at a run's start: waited for this long
+TOAST_S = 4.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +102,8 @@ class AppOptions:
     notes: Sequence[str] = ()  # toasts once the screen is up (what the servers' start said)
     few_colours: bool = False  # the terminal shows 256 colours or fewer
     handle_signals: bool = False  # SIGTERM and SIGHUP leave as `q` does
+    # leave for sure (servers killed) a few seconds after starting to leave (tui.exit_deadline)
+    exit_deadline: ExitDeadline | None = None
 
 
 class QuantTUI(App[None]):
@@ -93,11 +115,14 @@ class QuantTUI(App[None]):
         Binding("ctrl+s", "snapshot", "Save", priority=True,
                 tooltip="Save the screen (SVG) and the results (JSON) to the export folder"),
         Binding("q", "quit", "Quit"),
+        Binding("question_mark", "keys", "Keys", key_display="?",
+                tooltip="Show or hide every key of this screen"),
     ]
 
     def __init__(self, config: Config, registry: ServerRegistry, options: AppOptions) -> None:
         super().__init__()
         self._handle_signals = options.handle_signals
+        self._exit_deadline = options.exit_deadline
         self.exit_signal: int | None = None
         self._notes = list(options.notes)
         self.few_colours = options.few_colours
@@ -123,6 +148,13 @@ class QuantTUI(App[None]):
         for theme in themes.themes.values():
             self.register_theme(theme)
         self.compare = CompareScreen(registry, self.run_state, blink=self._blink)
+        self._starting = False  # a run asked for: waiting for servers still being asked
+        self._plan: RunPlan | None = None  # the last run's plan (its prompts, for quality)
+        self._typed_run = False
+        self._quality_stop: asyncio.Event | None = None
+        self._quality_drawn = 0.0
+        self._first_probe: set[str] = set()  # servers whose first answer is still due
+        self._probed = asyncio.Event()  # set whenever a probe ends
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,13 +171,12 @@ class QuantTUI(App[None]):
             self.theme = wanted
         else:
             self.theme = DEFAULT_THEME
-            self.notify(f"theme {wanted!r} not found; using {DEFAULT_THEME}. Built-in and "
-                        "user themes are listed under Theme in the command palette (ctrl+p).",
-                        severity="warning")
+            self.say("warning", "theme", f"{wanted!r} not found; using {DEFAULT_THEME} "
+                     "(themes: ctrl+p, Theme)", toast=True)
         for err in self._theme_errors:
-            self.notify(err, title="theme file skipped", severity="warning")
+            self.say("warning", "theme file skipped", err)
         for note in self._notes:
-            self.notify(note, title="server start", severity="warning", markup=False)
+            self.say("warning", "server start", note)
         self._flush_timer = self.set_interval(1 / self.config.run.refresh_hz, self._tick,
                                              pause=True)
         if self.poller is not None:
@@ -154,18 +185,28 @@ class QuantTUI(App[None]):
 
             self._unsubscribe = self.poller.subscribe(hand_over)
             self._update_targets()
+            self._poll_pace()
             self.poller.start()
         if self.probe_on_start:
+            self._first_probe = set(self.registry.entries)
             self.probe_all()
         if not self.registry.entries:
             self.push_screen(ServersScreen(self.registry, blink=self._blink))
         if self._handle_signals:
             # SIGTERM, and SIGHUP when an SSH connection drops: leave like `q` does (terminal
-            # restored, run stopped, servers stopped), instead of dying mid-screen.
+            # restored, run stopped, servers stopped), instead of dying mid-screen. A plain
+            # handler, not one on the event loop: it runs even when the loop is blocked (a
+            # terminal that is gone can block it, see tui.exit_deadline), and arms the deadline.
             loop = asyncio.get_running_loop()
+
+            def on_signal(sig: int, _frame: object) -> None:
+                if self._exit_deadline is not None:
+                    self._exit_deadline.arm(128 + sig)
+                loop.call_soon_threadsafe(self._on_signal, sig)
+
             for sig in (signal.SIGTERM, signal.SIGHUP):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, self._on_signal, sig)
+                with contextlib.suppress(ValueError):  # not the main thread (tests)
+                    signal.signal(sig, on_signal)
 
     def _on_signal(self, sig: int) -> None:
         self.exit_signal = sig
@@ -174,6 +215,8 @@ class QuantTUI(App[None]):
         self.exit()
 
     def on_unmount(self) -> None:
+        if self._exit_deadline is not None:  # what follows writes to the terminal
+            self._exit_deadline.arm(128 + self.exit_signal if self.exit_signal else 0)
         if self.session is not None:
             self.session.stop()
         self.registry.launcher.stop_all()
@@ -187,6 +230,26 @@ class QuantTUI(App[None]):
             self.session.stop()
         self.exit()
 
+    # ------------------------------------------------------------------ notices
+
+    def say(self, level: Level, title: str, text: str, *, toast: bool = False) -> None:
+        """Into the notices log (the compare screen's last line; all of it with n). A toast
+        too when asked (the answer to a key), or when the log isn't on the screen shown."""
+        self.run_state.say(level, title, text)
+        with contextlib.suppress(NoMatches):
+            self.compare.draw_log()
+        if toast or not isinstance(self.screen, (CompareScreen, ResultsScreen)):
+            severity = {"info": "information", "warning": "warning", "error": "error"}[level]
+            self.notify(text, title=title, severity=severity,  # type: ignore[arg-type]
+                        timeout=TOAST_S, markup=False)
+
+    def _poll_pace(self) -> None:
+        """Samples at the configured pace while something is measured, slower in between."""
+        if self.poller is not None:
+            busy = self.running or self.run_state.quality is not None
+            every = self.config.hardware.poll_interval
+            self.poller.interval_s = every if busy else max(every, IDLE_POLL_S)
+
     # ------------------------------------------------------------------ servers
 
     def probe_all(self) -> None:
@@ -195,10 +258,37 @@ class QuantTUI(App[None]):
         for entry in self.registry.to_probe():
             self._probe(entry)
 
-    def _probe(self, entry: ServerEntry) -> None:
+    def _probe(self, entry: ServerEntry, *, select: bool = False) -> None:
+        """Ask a server how it is. `select`: a URL just typed in, selected once it answers.
+        A server that answers nothing at its first probe is not selected (it would only be
+        left out of every run)."""
         async def probe() -> None:
-            await self.registry.probe(entry)
-            self.servers_changed()
+            try:
+                await self.registry.probe(entry)
+            finally:
+                self._probed.set()
+            first = entry.name in self._first_probe
+            self._first_probe.discard(entry.name)
+            label = entry.name
+            if entry.health in ("ok", "loading"):
+                if select and not self.registry.frozen and entry.name in self.registry.entries \
+                        and entry.name not in self.registry.selected:
+                    self.registry.toggle(entry.name)
+                    self.say("info", "server added", f"{label} ({entry.spec.url}) answers; "
+                             "selected for the comparison.")
+                    self._selection_changed(added=entry.name)
+                    return
+            elif (select or first) and entry.name in self.registry.selected \
+                    and not self.registry.frozen:
+                self.registry.toggle(entry.name)
+                self.say("warning", "not selected", f"{label}: no answer at {entry.spec.url} "
+                         f"({entry.error or entry.health}); s selects it again.")
+                self._selection_changed()
+                return
+            elif select:
+                self.say("warning", "not selected", f"{label}: no answer at {entry.spec.url} "
+                         f"({entry.error or entry.health}); listed, not selected.", toast=True)
+            self.servers_changed(added=entry.name if select else None)
 
         self.run_worker(probe(), group="probe", exit_on_error=False)
 
@@ -208,7 +298,7 @@ class QuantTUI(App[None]):
             self.screen.post_message(ServersChanged(added))
 
     def _refused(self, refused: Refused) -> None:
-        self.notify(str(refused), severity=refused.severity)
+        self.say(refused.severity, "", str(refused), toast=True)
 
     def on_toggle_server(self, message: ToggleServer) -> None:
         try:
@@ -225,8 +315,10 @@ class QuantTUI(App[None]):
             self._refused(e)
             return
         if entry is not None:
-            self._probe(entry)
-            self._selection_changed(added=entry.name)
+            # Listed now, selected once it answers: a URL that answers nothing never joins a
+            # comparison (nor holds up the next run's start).
+            self._probe(entry, select=True)
+            self.servers_changed(added=entry.name)
 
     def on_remove_server(self, message: RemoveServer) -> None:
         try:
@@ -263,8 +355,7 @@ class QuantTUI(App[None]):
         for name, spec in message.todo:
             launch = launcher.start(name, spec)  # on the loop's (main) thread: see core.launcher
             if launch.state == "failed":
-                self.notify(launch.error or "failed", title=f"{name} not started",
-                            severity="error", markup=False, timeout=15)
+                self.say("error", f"{name} not started", launch.error or "failed")
             else:
                 started.append(launch)
             self._launch_changed(launch)
@@ -299,15 +390,13 @@ class QuantTUI(App[None]):
             if ok:
                 self._probe(self.registry.add_launched(launch))
                 self._selection_changed()
-                # One toast per server: the start, and what happened on the way (a restart).
-                notes = "".join(f"\n{n}" for n in launch.notes)
-                self.notify(f"{launch.name}: {launch.model.name} at {launch.url}, ready in "
-                            f"{time.monotonic() - t0:.1f} s; selected for the comparison."
-                            f"{notes}", title="server started", markup=False,
-                            severity="warning" if notes else "information")
+                # One notice per server: the start, and what happened on the way (a restart).
+                notes = "".join(f" {n}." for n in launch.notes)
+                self.say("warning" if notes else "info", "server started",
+                         f"{launch.name}: {launch.model.name} at {launch.url}, ready in "
+                         f"{time.monotonic() - t0:.1f} s; selected for the comparison.{notes}")
             elif launch.state == "failed":
-                self.notify(launch.error or "failed", title=f"{launch.name} did not start",
-                            severity="error", markup=False, timeout=20)
+                self.say("error", f"{launch.name} did not start", launch.error or "failed")
 
     def on_stop_server(self, message: StopServer) -> None:
         try:
@@ -315,7 +404,7 @@ class QuantTUI(App[None]):
         except Refused as e:
             self._refused(e)
             return
-        self.notify(f"{message.name}: llama-server stopped.", markup=False)
+        self.say("info", "server stopped", f"{message.name}: llama-server stopped.")
         self._selection_changed()
         launch = self.registry.launcher.launches.get(message.name)
         if launch is not None:
@@ -345,40 +434,96 @@ class QuantTUI(App[None]):
             self._drawn_version = -1
             self.compare.draw_servers()
             self.compare.draw_hardware(self.run_state.hw)
+            self.compare.draw_log()
             self._tick()
 
     # ------------------------------------------------------------------ runs
 
     @property
     def running(self) -> bool:
-        return self.session is not None
+        """A run is on, or starting (waiting for servers still being asked)."""
+        return self.session is not None or self._starting
 
     def _set_session(self, session: Session | None) -> None:
         """A run starts (the selection is fixed) or ends."""
         self.session = session
-        self.run_state.running = self.registry.frozen = session is not None
+        self.run_state.running = self.registry.frozen = self.running
+        self._poll_pace()
 
     def on_start_run(self, message: StartRun) -> None:
         self.start_run(message.typed)
 
     def start_run(self, typed: str | None = None) -> None:
         if self.running:
-            self.notify("A run is on: x stops it.", severity="warning")
+            self.say("warning", "", "A run is on: x stops it.", toast=True)
+            return
+        if self.run_state.quality is not None:
+            self.say("warning", "", "The quality step is on: x stops it.", toast=True)
             return
         if not self.registry.selected:
-            self.notify("No server selected: press s to choose the servers to compare.",
-                        severity="error")
+            self.say("error", "", "No server selected: press s to choose the servers to "
+                     "compare.", toast=True)
             return
         from quanttui.core.suites.prompts import PromptFileError
 
         try:
             plan = build_plan(self.config, self.run_state.options, typed)
         except (ValueError, PromptFileError) as e:
-            self.notify(str(e), title="cannot start the run", severity="error")
+            self.say("error", "cannot start the run", str(e), toast=True)
             return
-        if len(self.registry.selected) == 1:
-            self.notify("One server selected: nothing to compare it with (s to add one).",
-                        severity="warning")
+        _, asking, _ = self.registry.answering()
+        if not asking:
+            self._begin(plan, typed)
+            return
+        # Servers still being asked (just added, or probed at start): wait a little for their
+        # answer, never longer: a URL that answers nothing must not hold up the run.
+        self._starting = True
+        self._set_session(None)
+        self.compare.draw_status()
+        self.refresh_bindings()
+        for entry in asking:
+            if entry.health == "unknown":
+                self._probe(entry)
+
+        async def wait() -> None:
+            deadline = time.monotonic() + START_WAIT_S
+            while self.registry.answering()[1] and self._starting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._probed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._probed.wait(), left)
+            if self._starting:
+                self._starting = False
+                self._begin(plan, typed)
+            else:  # x pressed meanwhile
+                self._set_session(None)
+                self.compare.draw_status()
+                self.refresh_bindings()
+
+        self.run_worker(wait(), name="start", group="run", exclusive=True, exit_on_error=False)
+
+    def _begin(self, plan: RunPlan, typed: str | None) -> None:
+        """Start the session on the selected servers that answer; the others are left out, and
+        their columns say why."""
+        ok, asking, down = self.registry.answering()
+        left = {e.name: (f"no answer at {e.spec.url} ({e.error})" if e.error
+                         else f"no answer at {e.spec.url}") for e in down}
+        left |= {e.name: f"no answer within {START_WAIT_S:g} s at {e.spec.url}" for e in asking}
+        labels = short_labels(list(self.registry.selected))
+        for name, why in left.items():
+            self.say("warning", "left out of the run", f"{labels.get(name, name)}: {why}")
+        if not ok:
+            self._set_session(None)
+            self.compare.draw_status()
+            self.refresh_bindings()
+            self.say("error", "cannot start the run", "No selected server answers: s shows "
+                     "them and what each said.", toast=True)
+            return
+        if len(ok) == 1:
+            self.say("warning", "one server", "One server in this run: nothing to compare it "
+                     "with (s to select another).")
         live: LiveRun | None = None
 
         def emit(ev: Event) -> None:
@@ -387,9 +532,12 @@ class QuantTUI(App[None]):
                 with contextlib.suppress(Exception):
                     live.on_event(ev)
 
-        session = Session([e.spec for e in self.registry.chosen()], plan, emit=emit,
+        session = Session([e.spec for e in ok], plan, emit=emit,
                           contention=self._contention_check)
         live = LiveRun(session.results)  # the results the session fills, read for stats
+        live.left = left
+        self._plan, self._typed_run = plan, typed is not None
+        self.run_state.prompt_texts = {p.id: p.text for p in plan.prompts}
         self._set_session(session)
         self.run_state.live, self.run_state.contention = live, []
         self._drawn_version = -1
@@ -398,6 +546,8 @@ class QuantTUI(App[None]):
         self.compare.draw_servers()
         self.refresh_bindings()
         self._flush_timer.resume()
+        if self.screen is not self.compare:  # a run is watched where the outputs stream
+            self._back_to_compare()
         self.run_worker(self._run(session), name="run", group="run", exclusive=True,
                         exit_on_error=False)
 
@@ -406,7 +556,7 @@ class QuantTUI(App[None]):
         try:
             await session.run()
         except Exception as e:  # never a crash: say what happened, keep what finished
-            self.notify(f"{type(e).__name__}: {e}", title="run failed", severity="error")
+            self.say("error", "run failed", f"{type(e).__name__}: {e}")
         finally:
             if self.poller is not None:  # memory over the run, as the headless run keeps it
                 from quanttui.core.hardware.summary import hardware_json
@@ -421,6 +571,39 @@ class QuantTUI(App[None]):
             self._tick()
             self.refresh_bindings()
             self.compare.draw_status()
+        await self._keep(session.results)
+        if isinstance(self.screen, ResultsScreen):
+            self.screen.post_message(ResultsChanged())
+        live = self.run_state.live
+        if (not self._typed_run and live is not None and live.results is session.results
+                and not session.results.interrupted and len(live.servers) > 1
+                and self.screen is self.compare):
+            self.action_results()  # the answer, once the suite has run
+
+    async def _keep(self, results: RunResults) -> None:
+        """The run into the history, as a headless run goes there (with the config and where
+        the numbers come from; model files are not hashed here: that would take a core for
+        seconds to minutes beside servers the next run measures)."""
+        if not results.records:
+            return
+        from quanttui.config import config_to_dict
+        from quanttui.core.reports.history import HistoryError, Store
+        from quanttui.core.reports.provenance import provenance
+        from quanttui.core.reports.run_file import results_dict
+
+        results.extra.setdefault("config", config_to_dict(self.config))
+
+        def store() -> int:
+            results.extra.setdefault("provenance", provenance(results, hash_models=False))
+            return Store().add(results_dict(results))
+
+        try:
+            run_id = await asyncio.to_thread(store)
+        except (HistoryError, OSError) as e:
+            self.say("warning", "history", f"run not stored in the history: {e}")
+            return
+        self.say("info", "history", f"run stored in the history as #{run_id} "
+                 "(quanttui history, quanttui compare)")
 
     def show_results(self, results: RunResults) -> None:
         """Show a finished run (a stored one, or one built by a test) as a live one ends."""
@@ -459,32 +642,147 @@ class QuantTUI(App[None]):
         self.compare.draw_run(live, time.monotonic())
 
     def _notice(self, n: Notice) -> None:
+        """What the session says goes to the notices log; no toast covers the figures."""
         if n.code == "contention":
             self.run_state.contention.append(n.message)
-            self.notify(n.message, title="CPU contention", severity="warning", timeout=12)
-            return
         if n.code == "simultaneous":
             return  # the status line shows the schedule
-        # A server that fails keeps failing: one toast per kind and server per run; the
+        # A server that fails keeps failing: one notice per kind and server per run; the
         # column is marked for the rest.
         once = (n.code, n.server)
         if n.code == "request-failed" and once in self._toasted:
             return
         self._toasted.add(once)
-        severity = {"info": "information", "warning": "warning", "error": "error"}[n.level]
         title = {"request-failed": "request failed", "server-down": "server down",
                  "server-unreachable": "server unreachable", "interrupted": "stopped",
-                 "slots": "slots"}.get(n.code, n.code)
-        self.notify(n.message, title=title, severity=severity,  # type: ignore[arg-type]
-                    timeout=8 if n.level == "error" else 5, markup=False)
+                 "slots": "slots", "contention": "CPU contention"}.get(n.code, n.code)
+        self.say(n.level, title, n.message)
+
+    # ------------------------------------------------------------------ quality
+
+    def action_quality(self) -> None:
+        """The quality step on the servers of the run shown: distributions (same-top-1, KLD,
+        Δp, teacher-forced on the reference's outputs) and task accuracy per category."""
+        if self.running:
+            self.say("warning", "", "A run is on: quality once it has finished.", toast=True)
+            return
+        if self.run_state.quality is not None:
+            self.say("warning", "", "The quality step is on: x stops it.", toast=True)
+            return
+        live = self.run_state.live
+        results = live.results if live is not None else None
+        if results is None or not results.measured():
+            self.say("warning", "", "Quality compares the servers of a run: r runs the suite "
+                     "first.", toast=True)
+            return
+        names = [s.name for s in results.servers if s.reachable]
+        missing = [n for n in names if self.registry.entries.get(n) is None
+                   or self.registry.entries[n].health == "down"]
+        if len(names) < 2 or missing:
+            why = (f"{', '.join(missing)} no longer answers" if missing
+                   else "it needs two servers")
+            self.say("warning", "", f"No quality step: {why}.", toast=True)
+            return
+        try:
+            options, skipped = self._quality_options()
+        except ValueError as e:
+            self.say("error", "quality", str(e), toast=True)
+            return
+        if skipped:
+            self.say("warning", "quality", skipped)
+        specs = [self.registry.entries[n].spec for n in names]
+        plan = self._plan or build_plan(self.config, self.run_state.options)
+        self._quality_stop = asyncio.Event()
+        self.run_state.quality = QualityProgress()
+        self.registry.frozen = True
+        self._poll_pace()
+        self._draw_progress(force=True)
+        self.refresh_bindings()
+        self.run_worker(self._quality(results, specs, plan, options), name="quality",
+                        group="quality", exclusive=True, exit_on_error=False)
+
+    def _quality_options(self) -> tuple[QualityOptions, str | None]:
+        """Distributions and tasks; the tasks of the config's [quality] (else the built-in
+        set), without those that run model-written code (only the command line allows
+        that)."""
+        from quanttui.core.quality.step import QualityOptions
+        from quanttui.core.suites.task_sets import TaskSetError, load_task_sets
+
+        plan = self._plan or build_plan(self.config, self.run_state.options)
+        qc = self.config.quality
+        items = None
+        skipped = None
+        if qc.tasks:
+            try:
+                loaded = load_task_sets(qc.tasks, qc.tasks_limit)
+            except TaskSetError as e:
+                raise ValueError(str(e)) from None
+            items = tuple(i for i in loaded if i.kind != "program")
+            if len(items) < len(loaded):
+                skipped = (f"{len(loaded) - len(items)} task item(s) run model-written code "
+                           "(HumanEval): left out here; `quanttui run --headless --quality "
+                           "--allow-code-execution` scores them")
+            if not items:
+                items = None
+        return QualityOptions(distribution=True, tasks=True, run_params=plan.params,
+                              timeouts=plan.timeouts, task_items=items), skipped
+
+    async def _quality(self, results: RunResults, specs: list[Any], plan: RunPlan,
+                       options: QualityOptions) -> None:
+        from quanttui.core.quality.step import QualityProgress as Step
+        from quanttui.core.quality.step import compare_quality, quality_dict
+
+        def progress(p: Step) -> None:
+            q = self.run_state.quality
+            if q is not None:
+                q.stage, q.done, q.total = p.stage, p.done, p.total
+                self._draw_progress()
+
+        t0 = time.monotonic()
+        try:
+            report = await compare_quality(results, specs, plan.prompts, options=options,
+                                           on_progress=progress, stop=self._quality_stop)
+        except Exception as e:  # a server gone, a bug: say it, keep the app
+            self.say("error", "quality step failed", f"{type(e).__name__}: {e}")
+        else:
+            results.extra["quality"] = quality_dict(report)
+            how = "stopped early" if report.interrupted else "done"
+            self.say("info", "quality", f"quality step {how} in {time.monotonic() - t0:.0f} s;"
+                     " its figures are in the results (v) and the snapshot (ctrl+s)")
+        finally:
+            self.run_state.quality = None
+            self._quality_stop = None
+            self.registry.frozen = False
+            self._poll_pace()
+            self._draw_progress(force=True)
+            self.refresh_bindings()
+        if "quality" in results.extra:
+            if isinstance(self.screen, ResultsScreen):
+                self.screen.post_message(ResultsChanged())
+            elif self.screen is self.compare:
+                self.action_results()
+
+    def _draw_progress(self, force: bool = False) -> None:
+        """The quality step's progress on the status lines, at most twice a second."""
+        now = time.monotonic()
+        if not force and now - self._quality_drawn < 0.5:
+            return
+        self._quality_drawn = now
+        with contextlib.suppress(NoMatches):
+            self.compare.draw_status()
+            if isinstance(self.screen, ResultsScreen):
+                self.screen.draw_title()
 
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        quality = self.run_state.quality is not None
         if action == "run_suite":
-            return not self.running
+            return not self.running and not quality
         if action == "stop":
-            return self.running
+            return self.running or quality
+        if action == "quality":
+            return not self.running and not quality
         if action == "repetitions":  # "+" and "-" go into a focused input: hide the key
             return not isinstance(self.focused, Input)
         return True
@@ -495,7 +793,75 @@ class QuantTUI(App[None]):
     def action_stop(self) -> None:
         if self.session is not None:
             self.session.stop()
-            self.notify("Stopping: requests in flight are cancelled, finished ones kept.")
+            self.say("info", "stopping", "Requests in flight are cancelled, finished ones kept.",
+                     toast=True)
+        elif self._starting:
+            self._starting = False
+        elif self._quality_stop is not None and self.run_state.quality is not None:
+            self._quality_stop.set()
+            self.run_state.quality.stopping = True
+            self._draw_progress(force=True)
+            self.say("info", "stopping", "The quality step ends after the requests in flight; "
+                     "what finished is kept.", toast=True)
+
+    def action_results(self) -> None:
+        """The comparison table and the verdict of the run shown."""
+        if isinstance(self.screen, ResultsScreen):
+            return
+        if self.run_state.live is None:
+            self.say("warning", "", "No run yet: r runs the suite, and its results show here.",
+                     toast=True)
+            return
+        self.push_screen(ResultsScreen(self.registry, self.run_state))
+
+    def action_prompts(self) -> None:
+        """Every prompt of the run shown, with its figures; Enter shows its outputs."""
+        if isinstance(self.screen, PromptsScreen):
+            return
+        if self.run_state.live is None:
+            self.say("warning", "", "No run yet: r runs the suite, and its prompts list here.",
+                     toast=True)
+            return
+        self.push_screen(PromptsScreen(self.registry, self.run_state))
+
+    def action_notices(self) -> None:
+        if not isinstance(self.screen, NoticesScreen):
+            self.push_screen(NoticesScreen(self.run_state))
+
+    def action_keys(self) -> None:
+        """Show every key of the screen (the footer shows the most used), or hide them."""
+        from textual.widgets import HelpPanel
+
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def on_show_prompt(self, message: ShowPrompt) -> None:
+        """Show a prompt's outputs side by side (picked in the list, or the next or previous
+        one), or follow the run again."""
+        live = self.run_state.live
+        if live is None:
+            return
+        keys = live.keys()
+        if message.prompt_id is not None:
+            key = next((k for k in keys if k[0] == message.prompt_id), None)
+        elif message.step and keys:
+            at = keys.index(live.focus) if live.focus in keys else -1
+            key = keys[min(max(at + message.step, 0), len(keys) - 1)]
+        else:
+            key = None
+        if key is None:
+            live.unpin()
+        else:
+            live.pin(key)
+        self._back_to_compare()
+        self._drawn_version = -1
+        self.compare.redraw()
+
+    def _back_to_compare(self) -> None:
+        while self.screen is not self.compare and len(self.screen_stack) > 1:
+            self.pop_screen()
 
     def action_servers(self) -> None:
         if not isinstance(self.screen, ServersScreen):
@@ -514,7 +880,7 @@ class QuantTUI(App[None]):
         self.run_state.options.schedule = schedule
         self.compare.draw_status()
         if self.running:
-            self.notify(f"Schedule {schedule} applies to the next run.")
+            self.say("info", "", f"Schedule {schedule} applies to the next run.", toast=True)
 
     def action_cycle_suite(self) -> None:
         self.set_suite(self.run_state.options.next_suite())
@@ -541,7 +907,7 @@ class QuantTUI(App[None]):
         from quanttui.config import config_to_dict
         from quanttui.core.reports.snapshot import write_snapshot
 
-        out = Path(self.config.run.export_dir)
+        out = self.export_dir()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base, i = f"quanttui-{stamp}", 1
         while (out / f"{base}.svg").exists() or (out / f"{base}.json").exists():
@@ -554,10 +920,20 @@ class QuantTUI(App[None]):
         try:
             files = write_snapshot(results, out, base, ("svg", "json"), svg=lambda _: screen)
         except OSError as e:
-            self.notify(f"cannot write to {out}: {e}", title="snapshot failed",
-                        severity="error")
+            self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
             return
-        self.notify("\n".join(map(str, files)), title="snapshot saved", markup=False)
+        self.say("info", "snapshot saved", " and ".join(map(str, files)), toast=True)
+
+    def export_dir(self) -> Path:
+        """Where ctrl+s writes: `run.export_dir` when the config sets it, else `exports/` in
+        the user data dir (not wherever quanttui happened to be started); always absolute."""
+        from quanttui.config import RunConfig
+        from quanttui.core.dirs import data_dir
+
+        configured = self.config.run.export_dir
+        if configured == RunConfig().export_dir:
+            return (data_dir() / "exports").absolute()
+        return Path(configured).expanduser().absolute()
 
     def _no_results(self) -> RunResults:
         o = self.run_state.options
@@ -579,7 +955,16 @@ class QuantTUI(App[None]):
         yield SystemCommand("Models", "GGUF files on disk: start llama-server for them",
                             self.action_models)
         yield SystemCommand("Save snapshot", "Screen as SVG and results as JSON in "
-                            f"{self.config.run.export_dir}", self.action_snapshot)
+                            f"{self.export_dir()}", self.action_snapshot)
+        yield SystemCommand("Results", "The comparison table and the verdict",
+                            self.action_results)
+        yield SystemCommand("Prompts", "Every prompt of the run with its figures",
+                            self.action_prompts)
+        if not self.running and self.run_state.quality is None:
+            yield SystemCommand("Quality step", "Same-top-1, KLD and task accuracy against the "
+                                "reference, on the servers of the run shown",
+                                self.action_quality)
+        yield SystemCommand("Notices", "Everything said so far", self.action_notices)
         for s in SCHEDULES:
             yield SystemCommand(f"Schedule: {s}", f"Run the servers {s}ly" if s != "simultaneous"
                                 else "All servers stream at once", lambda s=s: self.set_schedule(s))
@@ -618,6 +1003,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
     # The app's own registry and launcher: the servers started here and those started from the
     # model pane are stopped by its one stop_all, also when the start fails half-way.
     registry = ServerRegistry.from_config(cfg, llama_server=llama_server)
+    deadline = ExitDeadline(registry.launcher.kill_all)
     poller: HardwarePoller | None = None
     app: QuantTUI | None = None
     try:
@@ -629,11 +1015,13 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         for la in launches:
             registry.add_launched(la)
         poller = HardwarePoller(interval_s=cfg.hardware.poll_interval)
+        drain_after_errors()
         app = build_app(cfg, registry, poller=poller, contention=assess,
                         notes=[f"{la.name}: {n}" for la in launches for n in la.notes],
                         few_colours=Console().color_system in ("256", "standard"),
-                        handle_signals=True)
+                        handle_signals=True, exit_deadline=deadline)
         app.run()
+        deadline.disarm()
     except ServerStartError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -109,7 +109,8 @@ class ServerRegistry:
             self.selected.append(name)
 
     def add_url(self, text: str) -> ServerEntry | None:
-        """A running server typed in (http:// assumed); None for an empty text."""
+        """A running server typed in (http:// assumed), listed but not selected: the app
+        selects it once it answers. None for an empty text."""
         url = text.strip().rstrip("/")
         if not url:
             return None
@@ -120,18 +121,19 @@ class ServerRegistry:
             raise Refused(f"{url}: {problem}", "error")
         if any(e.spec.url == url for e in self.entries.values()):
             raise Refused(f"{url} is already in the list.")
-        return self._add(ServerEntry(ServerSpec(url.split("://", 1)[1], url), source="added"))
+        return self._add(ServerEntry(ServerSpec(url.split("://", 1)[1], url), source="added"),
+                         select=False)
 
     def add_launched(self, launch: Launch) -> ServerEntry:
         """A server started here that is now healthy."""
-        s = launch.server
-        spec = ServerSpec(launch.name, launch.url, pid=s.pid, launch_args=tuple(s.spawned_args))
+        # its name, URL, process, command line and the key it was started with
+        spec = ServerSpec.launched(launch.server)
         return self._add(ServerEntry(spec, source="launched"))
 
-    def _add(self, entry: ServerEntry) -> ServerEntry:
-        """Listed, and selected for the next run (not for the one running)."""
+    def _add(self, entry: ServerEntry, *, select: bool = True) -> ServerEntry:
+        """Listed, and (`select`) selected for the next run (not for the one running)."""
         self.entries[entry.name] = entry
-        if not self.frozen:
+        if select and not self.frozen:
             self.selected.append(entry.name)
         return entry
 
@@ -168,6 +170,14 @@ class ServerRegistry:
         self.selected = [s.name for s in servers]
 
     # ------------------------------------------------------------------ probing
+
+    def answering(self) -> tuple[list[ServerEntry], list[ServerEntry], list[ServerEntry]]:
+        """The selected entries as a run's start sees them: those that answered (ok, or still
+        loading their model), those still being asked, and those that answered nothing."""
+        chosen = self.chosen()
+        return ([e for e in chosen if e.health in ("ok", "loading")],
+                [e for e in chosen if e.health in ("unknown", "checking")],
+                [e for e in chosen if e.health == "down"])
 
     def to_probe(self) -> list[ServerEntry]:
         """The entries not being probed now."""

