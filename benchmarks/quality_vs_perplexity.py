@@ -35,6 +35,15 @@ difference| ≤ flips is a strict bound. For the KLD, a noise δ on the log-prob
 about E[δ²]/2; the script measures δ per model (server against the saved log-probs) and prints
 that estimate. quanttui's KLD@K must match KLD@K computed from llama-perplexity's log-probs within
 `--kld-num-tol` (default 5%, a few times that estimate on the demo pair).
+
+Targets:
+- |same-top-1 count of quanttui − llama-perplexity's| ≤ the positions where either model's
+  argmax differs between the server and llama-perplexity's saved log-probs;
+- |quanttui's KLD@K − KLD@K from llama-perplexity's log-probs| / the latter ≤ 5%
+  (`--kld-num-tol`).
+
+    .venv/bin/python benchmarks/quality_vs_perplexity.py              # ~3 min
+    .venv/bin/python benchmarks/quality_vs_perplexity.py --chunks 2   # ~1 min
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import Targets
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.models.binaries import find_companion, find_llama_server
 from quanttui.core.models.servers import LaunchSpec, ManagedServer
@@ -69,6 +79,7 @@ from quanttui.core.quality.teacher_forcing import (
     force_sequences,
     pair_runs,
 )
+from quanttui.core.suites.texts import PROSE_PATH
 
 HERE = Path(__file__).parent
 MODELS = Path.home() / ".cache" / "quanttui" / "models"
@@ -275,7 +286,7 @@ def row(label: str, *cells: str) -> str:
     return f"{label:<24}" + "".join(f"{c:>24}" for c in cells)
 
 
-def main() -> None:
+def main() -> int:
     a = parse_args()
     server_tool = find_llama_server()
     ppl_tool = find_companion("llama-perplexity", server_tool).path
@@ -315,15 +326,15 @@ def main() -> None:
         agree_ref = logprob_agreement(r_ref, s_ref)
         agree_oth = logprob_agreement(r_oth, s_oth)
         del s_ref, s_oth  # release the memory maps before the folder goes
-    report(a, lp, lp_self, ff, runs, floor, main_m, ks, text_ids, t_lp, t_qt,
-           agree_ref, agree_oth)
+    return report(a, lp, lp_self, ff, runs, floor, main_m, ks, text_ids, t_lp, t_qt,
+                  agree_ref, agree_oth)
 
 
 def report(a: argparse.Namespace, lp: dict[str, float], lp_self: dict[str, float],
            ff: FileFigures, runs: dict[Method, tuple[ForcedRun, ForcedRun]],
            floor: dict[str, ForcedRun], main_m: Method, ks: list[int], text_ids: list[int],
            t_lp: float, t_qt: float, agree_ref: tuple[float, float],
-           agree_oth: tuple[float, float]) -> None:
+           agree_oth: tuple[float, float]) -> int:
     r_ref, r_oth = runs[main_m]
     st = {k: stats_at(r_ref, r_oth, k) for k in ks}
     fst = {k: distribution_stats(ff.at_k[k], k) for k in ks}
@@ -388,25 +399,33 @@ def report(a: argparse.Namespace, lp: dict[str, float], lp_self: dict[str, float
     assert f_k is not None
     num = abs(full.kld.value - f_k.kld.value) / f_k.kld.value
     print()
-    ok_top = abs(same_qt - same_lp) <= bound
     print(f"same top-1: quanttui {same_qt} vs llama-perplexity {same_lp} of {n} positions; "
-          f"|difference| {abs(same_qt - same_lp)} ≤ {bound} positions where the server's and "
-          f"llama-perplexity's numerics disagree on an argmax: {'OK' if ok_top else 'OUTSIDE'}")
-    ok_kld = num <= a.kld_num_tol
+          f"|difference| {abs(same_qt - same_lp)}, bound {bound}: the positions where the "
+          f"server's and llama-perplexity's numerics disagree on an argmax")
     # Noise δ on B's log-probs (renormalized) moves KL(A‖B) by about E[δ²]/2.
     expect = (agree_ref[0] ** 2 + agree_oth[0] ** 2) / 2 / f_k.kld.value
     print(f"  expected numerical effect on the mean KLD: (σ_{a.ref}² + σ_{a.other}²)/2 = "
           f"{expect:.1%} of it")
     print(f"mean KLD: quanttui KLD@{a.k} {full.kld.value:.5f} vs KLD@{a.k} from "
           f"llama-perplexity's logits {f_k.kld.value:.5f}: {num:.1%} apart (tolerance "
-          f"{a.kld_num_tol:.0%}, numerics): {'OK' if ok_kld else 'OUTSIDE'}; against its printed "
-          f"full KLD, KLD@{a.k} under-reads by {1 - full.kld.value / lp['kld']:.1%} "
-          f"(truncation {1 - f_k.kld.value / kld_full_files:.1%} of it)")
+          f"{a.kld_num_tol:.0%}, numerics); against its printed full KLD, KLD@{a.k} under-reads "
+          f"by {1 - full.kld.value / lp['kld']:.1%} (truncation "
+          f"{1 - f_k.kld.value / kld_full_files:.1%} of it)")
+    t = Targets("quality_vs_perplexity")
+    t.check(f"|same-top-1 count, quanttui − llama-perplexity| over {n} positions", "≤", bound,
+            abs(same_qt - same_lp),
+            detail=f"quanttui {same_qt}, llama-perplexity {same_lp}; limit: positions where "
+                   "the two tools' numerics disagree on an argmax")
+    t.check(f"|quanttui KLD@{a.k} − KLD@{a.k} from llama-perplexity's logits| / the latter", "≤",
+            a.kld_num_tol, num, "%",
+            detail=f"{full.kld.value:.5f} vs {f_k.kld.value:.5f}")
+    return t.finish()
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--text", type=Path, default=HERE / "data" / "prose.txt")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--text", type=Path, default=PROSE_PATH)
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--chunks", type=int, default=6)
     ap.add_argument("--k", type=int, default=100, help="n_probs for quanttui")
@@ -428,4 +447,4 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

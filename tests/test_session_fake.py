@@ -260,9 +260,13 @@ async def test_until_decided_stops_when_decided(pair: tuple[FakeLlamaServer, ...
     assert any(isinstance(e, Notice) and e.code == "decided" for e in events)
 
 
-async def test_until_decided_adds_repetitions_within_its_budget() -> None:
-    """Two equal servers and a half-width no run can reach: repetitions are added, progress
-    says how far from a decision, and the budget ends it with a warning that names the ratio."""
+async def test_until_decided_adds_repetitions_within_its_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ratio that never gets decided: repetitions are added, progress says how far from a
+    decision, and the budget ends it with a warning that names the ratio."""
+    from quanttui.core.run import session
+
+    monkeypatch.setattr(session, "decided", lambda d, half: False)
     with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.002) as b:
         events: list[Event] = []
         res = await Session(specs(a, b), plan(until_decided=1e-9, decide_budget_s=1.5,

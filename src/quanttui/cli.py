@@ -132,8 +132,8 @@ _run_options = [
                  help="Requests in flight per server; a list runs a sweep, e.g. 1,2,4."),
     click.option("--n-predict", "-n", type=int, help="Tokens to generate per request."),
     click.option("--until-decided", is_flag=True, default=None,
-                 help="Add repetitions until each decode ratio's 95% interval excludes 1 or is "
-                      "within ±--decide-within (run.until_decided)."),
+                 help="Add repetitions until each decode ratio is decided: its 95% interval "
+                      "within ±--decide-within, or a 99% one excluding 1 (run.until_decided)."),
     click.option("--decide-within", type=float, metavar="FRACTION",
                  help="Half-width that counts as decided, e.g. 0.03 for ±3% (default 0.03)."),
     click.option("--decide-budget", type=float, metavar="SECONDS",

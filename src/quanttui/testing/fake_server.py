@@ -2,8 +2,10 @@
 
 It speaks the b11434 wire formats (native `/completion` SSE without `[DONE]`, `/v1/completions`
 and `/v1/chat/completions` with `[DONE]`, chunked transfer encoding, llama-server's error JSON)
-and injects faults: refuse, slow headers, stall or drop mid-stream, malformed JSON, an `error`
-event, HTTP errors, 503 while loading, 401 without the API key. Claims about the real server's
+as llama-server writes them: each SSE event in a chunk of its own, one write per event, with the
+running `timings` in every event when the request asks for `timings_per_token`; and it injects
+faults: refuse, slow headers, stall or drop mid-stream, malformed JSON, an `error` event, HTTP
+errors, 503 while loading, 401 without the API key. Claims about the real server's
 behaviour are tested against the real one; this is for failures and for full-speed load.
 
 Raw asyncio instead of an ASGI framework: faults such as a connection cut in the middle of a
@@ -71,7 +73,8 @@ VOCAB = [" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", "
 
 @dataclass
 class FakeLlamaServer:
-    """Fake llama-server. `token_delay` is seconds between tokens (0: as fast as possible)."""
+    """Fake llama-server. `token_delay` is seconds between tokens, kept by the clock (0.001:
+    1,000 tok/s; 0: as fast as the loop writes)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -83,7 +86,6 @@ class FakeLlamaServer:
     n_ctx: int = 4096
     total_slots: int = 1
     fault: Fault | None = None
-    batch: int = 64  # events per write at full speed
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0  # TCP connections accepted so far
     _loop: asyncio.AbstractEventLoop | None = None
@@ -316,21 +318,24 @@ class FakeLlamaServer:
         if self.prompt_delay:
             await asyncio.sleep(self.prompt_delay)
         t_first = time.perf_counter()
-        pending: list[bytes] = []
+        per_token_timings = bool(body.get("timings_per_token"))
         chat_role_sent = False
 
-        async def flush() -> None:
-            if pending:
-                data = b"".join(pending)
-                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-                pending.clear()
-                await writer.drain()
+        async def send(obj: Any) -> None:
+            """One SSE event in one chunk in one write, as llama-server (cpp-httplib) does."""
+            data = b"data: " + (obj if isinstance(obj, bytes) else
+                                json.dumps(obj, separators=(",", ":")).encode()) + b"\n\n"
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+
+        async def end() -> None:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
 
         for i in range(n_predict):
             if fault is not None and i == fault.after and fault.kind in (
                 "stall", "drop", "malformed", "error_event"
             ):
-                await flush()
                 if fault.kind == "stall":
                     await asyncio.sleep(fault.delay)
                     writer.transport.abort()
@@ -339,18 +344,19 @@ class FakeLlamaServer:
                     writer.transport.abort()
                     return False
                 if fault.kind == "malformed":
-                    pending.append(b'data: {"content": " broken", "tokens": [1\n\n')
-                    await flush()
-                    writer.write(b"0\r\n\r\n")
-                    await writer.drain()
+                    await send(b'{"content": " broken", "tokens": [1')
+                    await end()
                     return True
-                err = {"error": {"code": fault.status, "message": fault.message,
-                                 "type": fault.error_type}}
-                pending.append(b"data: " + json.dumps(err).encode() + b"\n\n")
-                await flush()
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
+                await send({"error": {"code": fault.status, "message": fault.message,
+                                      "type": fault.error_type}})
+                await end()
                 return True
+            if self.token_delay:
+                # Paced by the clock, not by sleeps that add up: token i leaves at
+                # t_first + i·token_delay, so 0.001 is 1,000 tok/s however the loop oversleeps.
+                wait = t_first + i * self.token_delay - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             tok = (seed + i) % len(VOCAB)
             piece = VOCAB[tok]
             if fmt == "native":
@@ -368,28 +374,23 @@ class FakeLlamaServer:
                       "created": 0, "id": "chatcmpl-fake", "model": self.model,
                       "system_fingerprint": "b0-unknown", "object": "chat.completion.chunk"}
                 if not chat_role_sent:
-                    role = {"choices": [{"finish_reason": None, "index": 0,
-                                         "delta": {"role": "assistant", "content": None}}],
-                            "created": 0, "id": "chatcmpl-fake", "model": self.model,
-                            "object": "chat.completion.chunk"}
-                    pending.append(b"data: " + json.dumps(role).encode() + b"\n\n")
+                    await send({"choices": [{"finish_reason": None, "index": 0,
+                                             "delta": {"role": "assistant", "content": None}}],
+                                "created": 0, "id": "chatcmpl-fake", "model": self.model,
+                                "object": "chat.completion.chunk"})
                     chat_role_sent = True
-            pending.append(b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n")
-            if self.token_delay:
-                await flush()
-                await asyncio.sleep(self.token_delay)
-            elif len(pending) >= self.batch:
-                await flush()
+            if per_token_timings:  # llama-server then puts its running timings in every event
+                ev["timings"] = _timings(n_prompt, i + 1, t0, t_first, time.perf_counter())
+            await send(ev)
         t_end = time.perf_counter()
         timings = _timings(n_prompt, n_predict, t0, t_first, t_end)
         if fmt == "native":
-            final = {"index": 0, "content": "", "tokens": [], "id_slot": 0, "stop": True,
-                     "model": self.model, "tokens_predicted": n_predict,
-                     "tokens_evaluated": n_prompt, "generation_settings": {},
-                     "prompt": str(prompt), "has_new_line": False, "truncated": False,
-                     "stop_type": "limit", "stopping_word": "", "tokens_cached": 0,
-                     "timings": timings}
-            pending.append(b"data: " + json.dumps(final).encode() + b"\n\n")
+            await send({"index": 0, "content": "", "tokens": [], "id_slot": 0, "stop": True,
+                        "model": self.model, "tokens_predicted": n_predict,
+                        "tokens_evaluated": n_prompt, "generation_settings": {},
+                        "prompt": str(prompt), "has_new_line": False, "truncated": False,
+                        "stop_type": "limit", "stopping_word": "", "tokens_cached": 0,
+                        "timings": timings})
         else:
             usage = {"completion_tokens": n_predict, "prompt_tokens": n_prompt,
                      "total_tokens": n_predict + n_prompt,
@@ -402,15 +403,12 @@ class FakeLlamaServer:
             else:
                 last = {"choices": [{"finish_reason": "length", "index": 0, "delta": {}}],
                         "object": "chat.completion.chunk", "timings": timings}
-            pending.append(b"data: " + json.dumps(last).encode() + b"\n\n")
+            await send(last)
             if fmt == "chat" and body.get("stream_options", {}).get("include_usage"):
-                tail = {"choices": [], "object": "chat.completion.chunk", "usage": usage,
-                        "timings": timings}
-                pending.append(b"data: " + json.dumps(tail).encode() + b"\n\n")
-            pending.append(b"data: [DONE]\n\n")
-        await flush()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+                await send({"choices": [], "object": "chat.completion.chunk", "usage": usage,
+                            "timings": timings})
+            await send(b"[DONE]")
+        await end()
         return True
 
 

@@ -316,7 +316,8 @@ class LlamaClient:
             result.event_times_ns.append(now)
             n = len(ev.tokens)
             if ev.timings is not None and not ev.stop:
-                n = max(n, ev.timings.predicted_n - result.n_streamed)
+                n = max(n, ev.timings.predicted_n - result.predicted_so_far)
+                result.predicted_so_far = ev.timings.predicted_n
             result.event_ntokens.append(n)
             result.event_nids.append(len(ev.tokens))
             result.event_texts.append(ev.content)

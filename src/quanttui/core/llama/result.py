@@ -43,6 +43,9 @@ class CompletionResult:
     event_times_ns: list[int] = field(default_factory=list)
     event_ntokens: list[int] = field(default_factory=list)
     event_nids: list[int] = field(default_factory=list)  # ids each event carried
+    # the server's count as of the last event (timings_per_token): the next event's count is
+    # the difference, taken in O(1) per event
+    predicted_so_far: int = 0
     event_texts: list[str] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     probs: list[TokenProb] = field(default_factory=list)

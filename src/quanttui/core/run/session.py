@@ -235,8 +235,8 @@ class Session:
                              f"after {rep} repetition(s), not decided: {where}")
                 return
             self._notice("info", "deciding",
-                         f"until-decided: {where} (decided when it excludes 1 or is within "
-                         f"±{half:.1%}); repetition {rep + 1}, {elapsed:.0f} of "
+                         f"until-decided: {where} (decided when within ±{half:.1%}, or when a "
+                         f"99% interval excludes 1); repetition {rep + 1}, {elapsed:.0f} of "
                          f"{self.plan.decide_budget_s:g} s")
             self._total += per_rep * len(live)
             self.results.repetitions = rep + 1

@@ -195,13 +195,19 @@ class PairedDiff:
                 and (self.ci_low > 0 or self.ci_high < 0))
 
 
-def decided(d: PairedDiff | None, half_width: float) -> bool:
-    """Enough data to say something about B / A: its interval excludes 1, or it is narrower
-    than ± `half_width` (then "no difference larger than that")."""
+def decided(d: PairedDiff | None, half_width: float, level: float = 0.99) -> bool:
+    """Enough data to say something about B / A: its 95% interval is narrower than
+    ± `half_width` (then "no difference larger than that"), or a stricter `level` interval
+    excludes 1. Stricter, because a run that looks again after every repetition would find a
+    95% interval excluding 1 by luck more often than one time in twenty."""
     ci = d.ratio_ci if d is not None else None
-    if ci is None:
+    if d is None or ci is None or d.ci_low is None or d.ci_high is None or d.n < 2:
         return False
-    return ci[0] > 1 or ci[1] < 1 or (ci[1] - ci[0]) / 2 <= half_width
+    if (ci[1] - ci[0]) / 2 <= half_width:
+        return True
+    half = (d.ci_high - d.ci_low) / 2 * (t_quantile(0.5 + level / 2, d.n - 1)
+                                         / t_quantile(0.975, d.n - 1))
+    return d.mean_diff - half > 0 or d.mean_diff + half < 0
 
 
 def paired_difference(a: Mapping[str, float], b: Mapping[str, float]) -> PairedDiff | None:
