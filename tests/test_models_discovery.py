@@ -571,7 +571,7 @@ def test_table_and_json(tmp_path: Path) -> None:
     ]
     assert [ln.split()[0] for ln in lines[1:4]] == ["alpha", "Alpha", "beta"]  # name, then size
     assert "Q8_0" in lines[3]
-    assert re.search(r"\d+\.\d KiB", lines[1])
+    assert re.search(r"\d+ kB", lines[1])  # decimal units, as every face writes sizes
     assert lines[-2] == "Problems (1):"
     assert lines[-1].endswith("bad.gguf: not a GGUF file (starts with b'nope')")
 
