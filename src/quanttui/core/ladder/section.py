@@ -29,11 +29,7 @@ class LadderSection(msgspec.Struct, kw_only=True):
 
 
 def _ratio(d: Diff | None) -> str:
-    if d is None:
-        return "n/a"
-    if d.low is None or d.high is None:
-        return f"×{d.value:.2f}"
-    return f"×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}]"
+    return "n/a" if d is None else d.ratio_text()
 
 
 def _acc(diffs: dict[str, Diff]) -> str:

@@ -33,6 +33,13 @@ class Diff(msgspec.Struct, kw_only=True):
     n: int
     measurable: bool  # the interval excludes 1 (ratio) or 0 (difference)
 
+    def ratio_text(self, noise: str = "") -> str:
+        """"×1.08 [1.03, 1.13]", then `noise` when within noise; "×1.08" without interval."""
+        if self.low is None or self.high is None:
+            return f"×{self.value:.2f}"
+        return (f"×{self.value:.2f} [{self.low:.2f}, {self.high:.2f}]"
+                + ("" if self.measurable else noise))
+
 
 class QuantRow(msgspec.Struct, kw_only=True):
     name: str

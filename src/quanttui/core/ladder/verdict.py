@@ -80,10 +80,7 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
 def _speed_words(d: Diff | None, ref: str) -> str:
     if d is None:
         return ""
-    if d.low is None or d.high is None:
-        return f"decode ×{d.value:.2f} vs {ref}"
-    what = "" if d.measurable else ", within noise"
-    return f"decode ×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}] vs {ref}{what}"
+    return f"decode {d.ratio_text()} vs {ref}" + ("" if d.measurable else ", within noise")
 
 
 def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
@@ -92,7 +89,7 @@ def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
         d = r.decode_vs_ref
         if not r.reference and d is not None and d.low is not None and not d.measurable:
             out.append(f"{r.name} vs {ref} decode speed: no measurable difference "
-                       f"(×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}], n={d.n})")
+                       f"({d.ratio_text()}, n={d.n})")
         flat = [c for c, x in r.accuracy_vs_ref.items() if not x.measurable]
         if not r.reference and flat:
             n = max(x.n for x in r.accuracy_vs_ref.values())
@@ -102,7 +99,7 @@ def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
         d = p.decode
         if d is not None and d.low is not None and not d.measurable and ref not in (p.a, p.b):
             out.append(f"{p.b} vs {p.a} decode speed: no measurable difference "
-                       f"(×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}])")
+                       f"({d.ratio_text()}, n={d.n})")
     return out
 
 

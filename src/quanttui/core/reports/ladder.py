@@ -19,12 +19,7 @@ def section_of(extra: dict[str, Any]) -> LadderSection | None:
 
 
 def _ratio(d: Diff | None) -> str:
-    if d is None:
-        return "—"
-    if d.low is None or d.high is None:
-        return f"×{d.value:.2f}"
-    flag = "" if d.measurable else " ≈"
-    return f"×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}]{flag}"
+    return "—" if d is None else d.ratio_text(noise=" ≈")
 
 
 def _acc(row: QuantRow) -> str:

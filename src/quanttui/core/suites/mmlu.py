@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from quanttui.core.suites import jsonl
 from quanttui.core.suites.tasks import LETTERS, TaskItem, length_class
 
 CATEGORY_PREFIX = "mmlu/"
@@ -74,15 +74,8 @@ def subject_from_name(path: Path) -> str:
     return stem
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise MMLUFormatError(f"{path}: cannot read: {e}") from e
-
-
 def load_csv(path: Path, subject: str | None = None) -> list[TaskItem]:
-    text = _read(path)
+    text = jsonl.read_text(path, MMLUFormatError)
     subject = subject or subject_from_name(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     items: list[TaskItem] = []
@@ -118,16 +111,7 @@ def load_csv(path: Path, subject: str | None = None) -> list[TaskItem]:
 def load_jsonl(path: Path, subject: str | None = None) -> list[TaskItem]:
     items: list[TaskItem] = []
     default_subject = subject or subject_from_name(path)
-    for lineno, line in enumerate(_read(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MMLUFormatError(f"{where}: not JSON: {e.msg}") from e
-        if not isinstance(obj, dict):
-            raise MMLUFormatError(f"{where}: expected a JSON object")
+    for where, lineno, obj in jsonl.objects(path, MMLUFormatError):
         question = obj.get("question")
         if not isinstance(question, str) or not question.strip():
             raise MMLUFormatError(f'{where}: "question" must be a non-empty string')

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from quanttui.core.suites import jsonl
 from quanttui.core.suites.humaneval import HumanEvalError, load_humaneval
 from quanttui.core.suites.tasks import TaskItem, builtin_tasks, length_class
 
@@ -46,24 +47,11 @@ def _answer(value: Any, where: str) -> str:
 
 def load_math_jsonl(path: Path, limit: int | None = None) -> list[TaskItem]:
     """Math questions with numeric answers from a JSONL file; `limit` keeps the first N."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaskSetError(f"{path}: cannot read: {e}") from e
     items: list[TaskItem] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for where, lineno, obj in jsonl.objects(path, TaskSetError):
         if limit is not None and len(items) >= limit:
             break
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TaskSetError(f"{where}: not JSON: {e.msg}") from e
-        if not isinstance(obj, dict):
-            raise TaskSetError(f"{where}: expected a JSON object")
         question, prompt = obj.get("question"), obj.get("prompt")
         if (question is None) == (prompt is None):
             raise TaskSetError(f'{where}: give exactly one of "question" and "prompt"')
