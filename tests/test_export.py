@@ -55,6 +55,8 @@ def test_json_round_trips_exactly() -> None:
                     if d is not None:
                         assert d["ci_low"] <= d["mean_diff"] <= d["ci_high"]
                         del d["ci_low"], d["ci_high"]
+    for s in again["servers"]:  # what the model files say they were made from: v1 had no word
+        assert s.pop("requantized_from", None) is None
     for rec in again["records"]:  # a figure v1 did not have: no run then reported any
         if rec["metrics"] is not None:
             assert rec["metrics"].pop("ids_missing") == 0
@@ -205,7 +207,7 @@ def test_compare_says_first_what_differs_and_compares_only_common_prompts() -> N
             r["metrics"]["decode_tps_client"] *= 0.5
     b = results_from_dict(data)
     text = compare_text(a, b, "#1", "#2")
-    head, _, body = text.partition("\n\n")
+    body = text.partition("\n\n")[2]
     assert "Not the same conditions" in text.split("matched by")[0]
     assert "prompts: 6 → 2, 2 in common (only those are compared)" in text
     assert "n_predict: " in text

@@ -56,7 +56,7 @@ def test_files_that_are_not_one_models_quants(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", ["one file", "not gguf", "missing", "empty folder",
                                   "two models"])
 def test_cli_refuses_bad_ladders_clearly(tmp_path: Path, case: str) -> None:
-    a, b = _quants(tmp_path)
+    a = _quants(tmp_path)[0]
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")
     empty = tmp_path / "empty"

@@ -16,6 +16,7 @@ here, so quanttui never outlives its terminal with servers running:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -84,10 +85,8 @@ def drain_after_errors() -> None:
             except (OSError, ValueError):
                 failed = True  # the terminal is gone: keep draining, nobody can see it
         if not failed:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._file.flush()
-            except (OSError, ValueError):
-                pass
 
     cls.run = run  # type: ignore[method-assign]
     cls._quanttui_drains = True  # type: ignore[attr-defined]

@@ -314,6 +314,18 @@ def _read_model(path: Path, shards: tuple[Path, ...]) -> ModelInfo:
     )
 
 
+def requantized_source(path: str | Path) -> str | None:
+    """What a local model file says it was requantized from (None: not, or not a readable
+    local file: a remote server's path is not read)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        return read_gguf_info(p).requantized_from
+    except GGUFError:
+        return None
+
+
 def quant_name(file_type: int | None, tensor_types: Mapping[str, int] | None = None) -> str | None:
     """Quant name for a general.file_type: 15 -> "Q4_K_M" (gguf.LlamaFileType, no MOSTLY_).
 

@@ -71,7 +71,8 @@ def render(results: RunResults) -> str:
         "",
     ]
     lines += _table(["server", "quant", "model", "weights", "params", "ctx", "slots"], [
-        [n, info[n].model_ftype or "n/a",
+        [n, (info[n].model_ftype or "n/a") + (f" (requantized from {info[n].requantized_from})"
+                                               if info[n].requantized_from else ""),
          (info[n].model_path or "n/a").rsplit("/", 1)[-1],
          _mb(info[n].model_size) if info[n].model_size else "n/a",
          f"{(info[n].n_params or 0) / 1e6:.0f} M" if info[n].n_params else "n/a",

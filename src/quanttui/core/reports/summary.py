@@ -32,7 +32,9 @@ def format_summary(results: RunResults) -> str:
             no = results.summary(name, "n_out", level)
             meas = results.measured(name, level)
             rows.append([
-                name, info.model_ftype or ("unreachable" if not info.reachable else "?"),
+                name, (info.model_ftype or ("unreachable" if not info.reachable else "?"))
+                + (f" (requantized from {info.requantized_from})" if info.requantized_from
+                   else ""),
                 f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
                 f"{_f(dc.mean if dc else None)} ± {_f(dc.std if dc else None)}",
                 _f(ds.mean if ds else None), _f(tt.p50 if tt else None),

@@ -41,6 +41,7 @@ class ServerInfo:
     reachable: bool = True
     error: str | None = None
     launch_args: list[str] | None = None
+    requantized_from: str | None = None  # the file says it was made from this quantized file
 
     def update_from(self, props: dict[str, Any], models: dict[str, Any]) -> None:
         """Fill in what the server says about itself in /props and /v1/models."""

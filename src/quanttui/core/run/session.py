@@ -29,6 +29,7 @@ import msgspec
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import CompletionResult, ServerError, ServerLoading
+from quanttui.core.models.discovery import requantized_source
 from quanttui.core.run.events import (
     Event,
     Notice,
@@ -263,6 +264,9 @@ class Session:
                 self._notice("error", "server-unreachable", str(e), info.name)
                 return
             info.update_from(props, models)
+            if info.model_path:  # a file on this machine says what it was made from
+                info.requantized_from = await asyncio.to_thread(requantized_source,
+                                                                info.model_path)
 
         await asyncio.gather(*(one(i) for i in self.results.servers))
 
