@@ -4,8 +4,10 @@ A quant qualifies when it fits the memory budget (its measured peak: private mem
 model's resident pages, else RSS, else the file size), loses no more quality than allowed
 against the reference (KLD@K and same-top-1 on teacher-forced positions, and no task category
 measurably worse), and is at least as fast as asked (when a minimum speed-up is set). Of those,
-the smallest in memory is recommended (speed breaks a tie within 2%). The reference qualifies
-on quality by definition; it is recommended when nothing smaller does.
+the smallest file is recommended (the file is what a quant changes; measured memory also holds
+the KV cache and buffers, the same for every quant, and moves by a few MB between runs), the
+faster within 2% of its size. The reference qualifies on quality by definition; it is
+recommended when nothing smaller does.
 """
 
 from __future__ import annotations
@@ -112,20 +114,21 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
         worst = "; ".join(f"{n}: {', '.join(f)}" for n, f in failing.items())
         return Verdict(recommended=None, within_noise=noise, failing=failing, constraints=c,
                        reason=f"No quant meets the constraints ({c.describe()}). {worst}.")
-    ok.sort(key=lambda r: (footprint(r), -(r.decode_tps or 0.0)))
+    ok.sort(key=lambda r: (r.size_bytes, -(r.decode_tps or 0.0)))
     best = ok[0]
-    for r in ok[1:]:  # a quant within 2% of the smallest's memory that is faster
-        if footprint(r) <= footprint(best) * 1.02 and (r.decode_tps or 0) > (best.decode_tps or 0):
+    for r in ok[1:]:  # a quant within 2% of the smallest's size that is faster
+        if r.size_bytes <= best.size_bytes * 1.02 and (r.decode_tps or 0) > (best.decode_tps or 0):
             best = r
     if best.reference:
-        smaller = [r for r in rows if footprint(r) < footprint(ref) and r.name in failing]
+        smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
         why = "; ".join(f"{r.name} fails {', '.join(failing[r.name])}" for r in smaller)
         reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality asked for"
                   + (f" — {why}." if why else "."))
     else:
-        saved = 1 - footprint(best) / footprint(ref) if footprint(ref) else 0.0
+        saved = 1 - best.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
         bits = [f"{mb(best.size_bytes)} on disk"
-                + (f", {saved:.0%} less memory than {ref.name}" if saved > 0 else "")]
+                + (f", {saved:.0%} smaller than {ref.name}" if saved > 0 else "")
+                + f", {mb(footprint(best))} in memory"]
         if best.kld_mean is not None and best.same_top1 is not None:
             bits.append(f"KLD {best.kld_mean:.3f} ≤ {c.max_kld:g} and same-top-1 "
                         f"{best.same_top1:.2f} ≥ {c.min_same_top1:g}")
@@ -134,7 +137,7 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
             bits.append(speed)
         reason = (f"Run {best.name}: the smallest quant that meets the constraints "
                   f"({'; '.join(bits)}).")
-        lower = [r for r in rows if footprint(r) < footprint(best) and r.name in failing]
+        lower = [r for r in rows if r.size_bytes < best.size_bytes and r.name in failing]
         if lower:
             reason += " Smaller ones fail: " + "; ".join(
                 f"{r.name} ({', '.join(failing[r.name])})" for r in lower) + "."

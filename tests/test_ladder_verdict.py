@@ -1,0 +1,55 @@
+"""The verdict from rows: which quant, why, what fails, what was within noise."""
+
+from __future__ import annotations
+
+from quanttui.core.ladder.table import Diff, QuantRow
+from quanttui.core.ladder.verdict import Constraints, decide
+
+
+def row(name: str, size: int, *, ref: bool = False, kld: float | None = None,
+        top1: float | None = None, speed: Diff | None = None,
+        acc: dict[str, Diff] | None = None, private: int = 100_000_000) -> QuantRow:
+    return QuantRow(name=name, quant=name, path=f"/m/{name}.gguf", reference=ref,
+                    requantized_from=None, size_bytes=size, bits_per_weight=None,
+                    memory_private_peak=private, memory_model_pages_peak=size,
+                    decode_tps=10.0, decode_vs_ref=speed, kld_mean=kld, same_top1=top1,
+                    accuracy_vs_ref=acc or {})
+
+
+FAST = Diff(value=1.3, low=1.2, high=1.4, n=8, measurable=True)
+SAME = Diff(value=1.01, low=0.95, high=1.07, n=8, measurable=False)
+
+
+def test_the_smallest_quant_that_keeps_the_quality_is_recommended() -> None:
+    rows = [row("Q8_0", 8_000_000_000, ref=True),
+            row("Q5_K_M", 5_500_000_000, kld=0.01, top1=0.97, speed=FAST),
+            row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, speed=FAST),
+            row("Q2_K", 3_000_000_000, kld=0.40, top1=0.70, speed=FAST)]
+    v = decide(rows, [], Constraints())
+    assert v.recommended == "Q4_K_M"
+    assert "Run Q4_K_M" in v.reason and "KLD 0.030 ≤ 0.05" in v.reason
+    assert "Q2_K (KLD 0.400 > 0.05, same-top-1 0.70 < 0.9)" in v.reason
+    assert set(v.failing) == {"Q2_K"}
+
+
+def test_memory_budget_and_speed_are_constraints() -> None:
+    rows = [row("Q8_0", 8_000_000_000, ref=True),
+            row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, speed=SAME)]
+    v = decide(rows, [], Constraints(min_speedup=1.2))
+    assert v.recommended == "Q8_0" and "decode ×1.01 < ×1.2" in v.failing["Q4_K_M"][0]
+    assert any("no measurable difference" in x for x in v.within_noise)
+    v = decide(rows, [], Constraints(memory_budget_bytes=6_000_000_000))
+    assert v.recommended == "Q4_K_M" and "memory" in v.failing["Q8_0"][0]
+    v = decide(rows, [], Constraints(memory_budget_bytes=1_000_000_000))
+    assert v.recommended is None and v.reason.startswith("No quant meets the constraints")
+
+
+def test_a_category_measurably_worse_fails_only_when_the_interval_says_so() -> None:
+    worse = Diff(value=-0.3, low=-0.5, high=-0.1, n=20, measurable=True)
+    noisy = Diff(value=-0.3, low=-0.7, high=0.1, n=5, measurable=False)
+    rows = [row("Q8_0", 8_000_000_000, ref=True),
+            row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": worse})]
+    assert decide(rows, [], Constraints()).recommended == "Q8_0"
+    rows[1] = row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": noisy})
+    v = decide(rows, [], Constraints())
+    assert v.recommended == "Q4_K_M" and any("math" in x for x in v.within_noise)
