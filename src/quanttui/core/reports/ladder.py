@@ -71,12 +71,18 @@ def _scatter(sec: LadderSection, width: int = 64) -> str:
     fig = _figure_class()
     fig.theme("clear")
     fig.plotsize(width, 18)
-    fig.scatter([p[0] for p in pts], [p[1] for p in pts], marker="o")
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    # room around the points, so that their names fit inside the frame
+    dx = (max(xs) - min(xs)) or max(xs) * 0.1 or 1.0
+    dy = max(ys) or 0.01
+    fig.xlim(min(xs) - 0.25 * dx, max(xs) + 0.35 * dx)
+    fig.ylim(-0.1 * dy, 1.25 * dy)
+    fig.scatter(xs, ys, marker="o")
     rec = [p for p in pts if p[2] == sec.verdict.recommended]
     if rec:
         fig.scatter([rec[0][0]], [rec[0][1]], marker="@")
     for x, y, name in pts:
-        fig.text(name, x, y)
+        fig.text(name, x + 0.03 * dx, y + 0.08 * dy)
     fig.xlabel("file size (MB)")
     fig.ylabel(f"KLD@{sec.k}")
     fig.title("quality loss against size (@ = recommended)")
@@ -84,21 +90,24 @@ def _scatter(sec: LadderSection, width: int = 64) -> str:
 
 
 def _categories(sec: LadderSection, width: int = 64) -> str | None:
-    """Per-category degradation (KLD by prompt category), one bar group per quant."""
-    import plotext as plt
-    from plotext._figure import _figure_class
+    """Per-category degradation (KLD by prompt category): one labelled bar per category and
+    quant, the most sensitive category first (bars of one glyph read without colours)."""
+    from quanttui.core.reports.markdown import bar_chart
 
     rows = [r for r in sec.rows if r.kld_by_category]
-    cats = sorted({c for r in rows for c in r.kld_by_category})
-    if not rows or not cats:
+    if not rows:
         return None
-    fig = _figure_class()
-    fig.theme("clear")
-    fig.plotsize(width, 4 + 2 * len(cats) * len(rows))
-    fig.multiple_bar(cats, [[r.kld_by_category.get(c, 0.0) for c in cats] for r in rows],
-                     labels=[r.name for r in rows], orientation="horizontal")
-    fig.title(f"KLD@{sec.k} by prompt category")
-    return str(plt.uncolorize(fig.build())).rstrip()
+    worst = max(rows, key=lambda r: sum(r.kld_by_category.values()))
+    cats = sorted(worst.kld_by_category, key=lambda c: -worst.kld_by_category[c])
+    labels, values = [], []
+    for c in cats:
+        for r in rows:
+            if c in r.kld_by_category:
+                labels.append(f"{c} {r.name}")
+                values.append(r.kld_by_category[c])
+    # plotext draws the first bar at the bottom: reversed, the most sensitive is on top
+    return bar_chart(f"KLD@{sec.k} by prompt category (most sensitive first)", labels[::-1],
+                     values[::-1], width)
 
 
 def render_ladder(sec: LadderSection, header: str) -> list[str]:

