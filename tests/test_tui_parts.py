@@ -264,3 +264,128 @@ def test_option_cycles_and_url_checks() -> None:
     assert opts.next_schedule() == "alternating" and opts.next_suite() == "quick"
     assert url_problem("http://127.0.0.1:8080") is None
     assert url_problem("ftp://x") and url_problem("http://x:port")
+
+
+# ---------------------------------------------------------------------- short labels, fitted lines
+
+
+def test_short_labels_are_the_quants_where_the_names_carry_them() -> None:
+    from quanttui.tui.labels import short_labels, versus
+
+    labels = short_labels(["gemma3-270m-Q4_K_M", "gemma3-270m-Q8_0"])
+    assert labels == {"gemma3-270m-Q4_K_M": "Q4_K_M", "gemma3-270m-Q8_0": "Q8_0"}
+    assert versus(labels, "gemma3-270m-Q8_0", "gemma3-270m-Q4_K_M") == "Q8_0 vs Q4_K_M"
+    assert short_labels(["m-Q4_K_M", "m-IQ4_NL", "x-iq2_xxs"])["x-iq2_xxs"] == "iq2_xxs"
+    # no quant in the names: the words they all share go
+    assert short_labels(["llama-8b-base", "llama-8b-instruct"]) == {
+        "llama-8b-base": "base", "llama-8b-instruct": "instruct"}
+    # the same quant twice: a quant alone would not tell them apart
+    same = short_labels(["a-Q4_K_M", "b-Q4_K_M"])
+    assert same == {"a-Q4_K_M": "a", "b-Q4_K_M": "b"}
+    # URLs as names, cut in the middle when long
+    cut = short_labels(["very-long-host-name.example.org:8080"])
+    assert len(cut["very-long-host-name.example.org:8080"]) == 18 and "…" in cut[
+        "very-long-host-name.example.org:8080"]
+
+
+def test_pack_never_cuts_a_figure() -> None:
+    from quanttui.tui.widgets.line import pack
+
+    parts = ["[b]Q4_K_M[/b] vs Q8_0", "decode +10.1 t/s [+8.0, +12.2] ×1.22 faster",
+             "same output 1/3", "memory -43 MB (-12%)", "TTFT +5 ms", "n 6, wins 100% of prompts"]
+    wide = pack(parts, 200, 1)
+    assert wide == [" · ".join(parts)]
+    narrow = pack(parts, 78, 2)
+    assert len(narrow) == 2 and all(len(x.replace("[b]", "").replace("[/b]", "")) <= 78
+                                    for x in narrow)
+    assert narrow[0].startswith("[b]Q4_K_M[/b] vs Q8_0 · decode")
+    shown = " · ".join(narrow)
+    for p in parts:  # each figure is there whole, or not at all
+        assert p in shown or all(w not in shown for w in p.split(", wins"))
+    assert pack(["only"], 10, 2) == ["only", ""]
+
+
+def test_sparklines_on_a_shared_scale_over_the_whole_run() -> None:
+    from quanttui.tui.widgets.gauges import fit_series, rate_label
+
+    assert spark_rows([4, 8], 4, 1, top=16, left=True) == ["▂▄  "]  # half the shared top
+    assert spark_rows([40], 1, 1, top=16) == ["█"]  # above the scale: capped
+    assert fit_series([1, 3, 5, 7, 9], 2) == [3.0, 8.0]  # means of equal runs
+    assert fit_series([2, 4], 10) == [2.0, 4.0]
+    assert rate_label(57.4) == "57 t/s" and rate_label(1234) == "1.2k t/s"
+
+
+# ---------------------------------------------------------------------- the results model
+
+
+def test_results_model_of_a_ladder_takes_its_rows_and_verdict() -> None:
+    import msgspec
+
+    from quanttui.core.ladder.section import LadderSection
+    from quanttui.core.ladder.table import Diff, PairRow, QuantRow
+    from quanttui.core.ladder.verdict import Constraints, Verdict
+    from quanttui.tui.results_model import NOISE, results_model
+
+    rows = [QuantRow(name="m-Q4_K_M", quant="Q4_K_M", path="/m/Q4_K_M.gguf", reference=True,
+                     requantized_from=None, size_bytes=253_000_000, bits_per_weight=7.55,
+                     decode_tps=40.0),
+            QuantRow(name="m-Q2_K", quant="Q2_K", path="/m/Q2_K.gguf", reference=False,
+                     requantized_from="Q4_K_M", size_bytes=180_000_000, bits_per_weight=5.4,
+                     decode_tps=41.0, positions=64, same_top1=0.71, kld_mean=0.31,
+                     decode_vs_ref=Diff(value=1.02, low=0.97, high=1.08, n=6, measurable=False),
+                     accuracy={"arithmetic": 0.5}, accuracy_n={"arithmetic": 12},
+                     accuracy_vs_ref={"arithmetic": Diff(value=-0.25, low=-0.5, high=-0.02,
+                                                         n=12, measurable=True)})]
+    verdict = Verdict(recommended="m-Q4_K_M", reason="Run m-Q4_K_M (the reference).",
+                      within_noise=["m-Q2_K vs m-Q4_K_M decode speed: no measurable "
+                                    "difference"], failing={"m-Q2_K": ["KLD 0.310 > 0.05"]},
+                      constraints=Constraints())
+    section = LadderSection(reference="m-Q4_K_M", k=100, together=False, rows=rows,
+                            neighbours=[PairRow(a="m-Q4_K_M", b="m-Q2_K")], verdict=verdict,
+                            answers=["How much does Q2_K lose?"], notes=["requantized"])
+    res = RunResults(servers=[ServerInfo(r.name, "http://x") for r in rows],
+                     schedule="alternating", endpoint="completion", repetitions=1, warmup=0,
+                     concurrency_levels=(1,))
+    res.extra["ladder"] = msgspec.to_builtins(section)
+    m = results_model(res)
+    assert m.verdict == "Run m-Q4_K_M (the reference)." and m.recommended == "m-Q4_K_M"
+    assert m.noise == verdict.within_noise and m.answers == ["How much does Q2_K lose?"]
+    titles = [t.title for t in m.tables]
+    assert "Neighbours (each quant against the next one up)" in titles
+    speed = m.tables[0]
+    q2 = next(r for r in speed.rows if r[0][0].startswith("Q2_K"))
+    assert q2[2] == (f"×1.02 [0.97, 1.08] {NOISE}", "muted")  # within noise: marked, muted
+    acc = next(t for t in m.tables if t.title.startswith("Task accuracy"))
+    assert acc.rows[0][3] == ("50% -25% [-50%, -2%]", "bad")  # measurably worse
+    assert "requantized" in m.notes
+
+
+# ---------------------------------------------------------------------- --no-repack, remembered
+
+
+def test_a_binary_that_needs_no_repack_is_remembered(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TUI's (and every) start path: a binary that died of SIGILL in its repacked kernels
+    on this CPU starts with --no-repack in later runs, without the crash and its notices."""
+    import os
+
+    from quanttui.core.models import repack, servers
+    from quanttui.core.models.servers import LaunchSpec
+
+    monkeypatch.setenv("QUANTTUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(servers, "_NO_REPACK", set())  # a new process
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    spec = LaunchSpec(model=tmp_path / "m.gguf")
+    assert not repack.needs_no_repack(binary)
+    assert "--no-repack" not in spec.args(binary, 8080)
+    repack.remember_no_repack(binary, "SIGILL")
+    assert repack.needs_no_repack(binary)
+    assert (tmp_path / "cache" / "no-repack.json").exists()
+    assert spec.args(binary, 8080).count("--no-repack") == 1
+    # a rebuilt binary is tried again; another CPU would be too (its identity is in the key)
+    os.utime(binary, ns=(1, 1))
+    monkeypatch.setattr(servers, "_NO_REPACK", set())
+    assert not repack.needs_no_repack(binary)
+    assert "--no-repack" not in spec.args(binary, 8080)
+    assert "|" in repack.cpu_identity()

@@ -65,12 +65,13 @@ def test_toggle_appends_as_the_last_and_removes() -> None:
     assert [(t.name, t.url) for t in reg.targets()] == [("A", "http://127.0.0.1:9000")]
 
 
-def test_add_url_checks_and_selects() -> None:
+def test_add_url_checks_and_lists_without_selecting() -> None:
     reg = registry("A")
     entry = reg.add_url(" localhost:8080/ ")
     assert entry is not None and entry.name == "localhost:8080"
     assert entry.spec.url == "http://localhost:8080" and entry.source == "added"
-    assert reg.selected == ["A", "localhost:8080"]
+    # listed; selected by the app once it answers (a URL that answers nothing never is)
+    assert reg.selected == ["A"]
     assert reg.add_url("  ") is None
     with pytest.raises(Refused, match="already in the list") as dup:
         reg.add_url("http://localhost:8080")
@@ -97,6 +98,7 @@ def test_a_frozen_selection_while_a_run_compares_it() -> None:
     reg = registry("A", "B", selected=["A"])
     added = reg.add_url("127.0.0.1:7000")
     assert added is not None
+    reg.toggle(added.name)  # it answered
     reg.frozen = True
     with pytest.raises(Refused, match="before changing the servers"):
         reg.toggle("B")
@@ -109,6 +111,17 @@ def test_a_frozen_selection_while_a_run_compares_it() -> None:
     reg.frozen = False
     reg.toggle("B")
     assert reg.selected == ["A", added.name, "B"]
+
+
+def test_answering_sorts_the_selection_for_a_run() -> None:
+    reg = registry("A", "B", "C", "D", selected=["A", "B", "C"])
+    reg.entries["A"].health = "ok"
+    reg.entries["B"].health = "down"
+    reg.entries["C"].health = "checking"
+    reg.entries["D"].health = "ok"  # not selected
+    ok, asking, down = reg.answering()
+    assert [e.name for e in ok] == ["A"] and [e.name for e in asking] == ["C"]
+    assert [e.name for e in down] == ["B"]
 
 
 def test_launched_servers_join_and_stop() -> None:

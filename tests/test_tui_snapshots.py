@@ -2,7 +2,9 @@
 
 Figures that depend on timing can't be snapshotted from a live run, so the compare screen shows
 a run built here from fixed records, replayed through the same path a live run takes (events →
-live buffer → widgets), with a fixed hardware sample. The servers screen probes fake servers on
+live buffer → widgets), with a fixed hardware sample. The results view and the prompt list show
+that run with a fixed quality section (as `compare_quality` writes it) and fixed memory peaks,
+through the real core (`rows_from_run`, `decide`). The servers screen probes fake servers on
 fixed ports through the real client. Update with `pytest --snapshot-update` and look at the
 report before committing.
 """
@@ -103,6 +105,69 @@ def fixed_results() -> RunResults:
     return res
 
 
+def fixed_quality() -> dict[str, Any]:
+    """A quality section as `quality_dict` writes it: Q4_K_M against Q8_0, distributions over
+    the three prompts, task accuracy in two categories (one measurably worse)."""
+    import msgspec
+
+    from quanttui.core.quality.accuracy import Accuracy
+    from quanttui.core.quality.divergence import MeanUnc
+    from quanttui.core.quality.section import (
+        AccuracyDiffDoc,
+        DistributionDoc,
+        OutputsDoc,
+        PromptDivergenceDoc,
+        QualityOptionsDoc,
+        QualityPairDoc,
+        QualitySection,
+        TaskOutputsDoc,
+        TasksDoc,
+    )
+
+    dist = DistributionDoc(
+        method="grammar", k=1000, n_positions=54, requests_ref=3, requests_other=3,
+        grammar_fallbacks=0, elapsed_s=2.1, interrupted=False, kld_label="KLD@1000",
+        same_top1=MeanUnc(0.926, 0.036), kld=MeanUnc(0.0213, 0.004),
+        kld_percentiles={"median": 0.0071, "p90": 0.052, "p99": 0.181},
+        delta_p=MeanUnc(-0.0112, 0.003),
+        per_prompt=[PromptDivergenceDoc("quick-1", 18, 1.0, 0.0049),
+                    PromptDivergenceDoc("quick-2", 18, 0.889, 0.0302),
+                    PromptDivergenceDoc("quick-4", 18, 0.889, 0.0288)])
+    acc = [Accuracy("arithmetic", "Q8_0", 12, 11, MeanUnc(0.917, 0.08)),
+           Accuracy("arithmetic", "Q4_K_M", 12, 5, MeanUnc(0.417, 0.14)),
+           Accuracy("facts", "Q8_0", 12, 9, MeanUnc(0.75, 0.13)),
+           Accuracy("facts", "Q4_K_M", 12, 9, MeanUnc(0.75, 0.13))]
+    diffs = [AccuracyDiffDoc("arithmetic", 12, 0.917, 0.417, MeanUnc(-0.5, 0.15), 6, 0,
+                             -0.7473, -0.1806),
+             AccuracyDiffDoc("facts", 12, 0.75, 0.75, MeanUnc(0.0, 0.12), 1, 1, -0.2611,
+                             0.2611)]
+    section = QualitySection(
+        reference="Q8_0",
+        options=QualityOptionsDoc(True, True, 1000, "grammar", 256, 64, None),
+        pairs=[QualityPairDoc("Q8_0", "Q4_K_M", OutputsDoc(None, []), dist,
+                              TasksDoc(TaskOutputsDoc(None, []), diffs, []))],
+        accuracy=acc, accuracy_by_length=[], task_outcomes=[], notices=[], interrupted=False,
+        elapsed_s=41.0)
+    data: dict[str, Any] = msgspec.to_builtins(section)
+    return data
+
+
+def fixed_hardware(res: RunResults) -> dict[str, Any]:
+    """Memory peaks per server, as the run JSON's hardware section keeps them."""
+    return {"servers": {
+        "Q8_0": {"private_peak": 84_000_000, "model_pages_peak": 285_000_000,
+                 "rss_peak": 402_000_000, "model_file": 291_543_744},
+        "Q4_K_M": {"private_peak": 80_000_000, "model_pages_peak": 246_000_000,
+                   "rss_peak": 371_000_000, "model_file": 253_104_000}}}
+
+
+def results_with_quality() -> RunResults:
+    res = fixed_results()
+    res.extra["quality"] = fixed_quality()
+    res.hardware = fixed_hardware(res)
+    return res
+
+
 def fixed_sample() -> HwSample:
     host = HostSample(61.0, (58.0, 64.0), (1.2, 0.9, 0.7), 24_000_000_000, 3_900_000_000,
                       19_600_000_000, 0, 0)
@@ -147,6 +212,44 @@ def test_compare_light_theme(snap_compare: Any) -> None:
 def test_compare_256_colour_theme(snap_compare: Any) -> None:
     assert snap_compare(compare_app("quanttui-256"), terminal_size=(80, 24),
                         run_before=show_fixed_run)
+
+
+THEMES = ["quanttui-dark", "quanttui-256"]
+
+
+async def show_results_view(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, QuantTUI)
+    app.show_results(results_with_quality())
+    await pilot.pause()
+    await pilot.press("v")
+    await settle(pilot)
+    app.clear_notifications()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_results_view(snap_compare: Any, size: tuple[int, int], theme: str) -> None:
+    """The table from core, the verdict, within-noise marks; stacked at 80 columns."""
+    assert snap_compare(compare_app(theme), terminal_size=size, run_before=show_results_view)
+
+
+async def show_prompt_list(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, QuantTUI)
+    app.show_results(results_with_quality())
+    await pilot.pause()
+    await pilot.press("p")
+    await settle(pilot)
+    await pilot.press("up")  # from the prompt shown (the last) to quick-2: differs at token 7
+    await settle(pilot)
+    app.clear_notifications()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_prompt_list(snap_compare: Any, size: tuple[int, int], theme: str) -> None:
+    assert snap_compare(compare_app(theme), terminal_size=size, run_before=show_prompt_list)
 
 
 def test_compare_before_any_run_with_prompt_focused(snap_compare: Any) -> None:

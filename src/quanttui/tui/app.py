@@ -14,9 +14,11 @@ measures:
   statistics when a prompt has finished everywhere;
 - hardware samples arrive as one replaceable message per poll;
 - hidden screens are not drawn; they catch up from the buffer when shown again;
-- the hardware poller samples at `hardware.poll_interval` while a run or the quality step is on,
-  and every IDLE_POLL_S seconds in between (reading a server's memory costs the kernel a few
-  milliseconds per sample).
+- the hardware poller samples every RUN_POLL_S seconds while a run or the quality step is on
+  (`hardware.poll_interval` when the config sets another value than its default) and every
+  IDLE_POLL_S seconds in between: reading a server's memory costs the kernel about 2 ms per
+  sample and server, and a walk of its mappings every few seconds about 5 ms: at one sample a
+  second that is a third of the app's CPU.
 
 What happens is said in the notices log (one line on the compare screen, all of it with `n`);
 toasts are short and only answer a key the user pressed.
@@ -85,7 +87,8 @@ if TYPE_CHECKING:
 REPETITION_CHOICES = (1, 3, 5, 10)
 N_PREDICT_CHOICES = (32, 64, 128, 256, 512)
 PROGRESS_S = 0.5  # how often a loading server's row in the model pane shows its time
-IDLE_POLL_S = 5.0  # hardware samples between runs
+RUN_POLL_S = 10.0  # hardware samples during a run (unless the config sets poll_interval)
+IDLE_POLL_S = 10.0  # hardware samples between runs
 START_WAIT_S = 2.0  # a selected server still being asked at a run's start: waited for this long
 TOAST_S = 4.0
 
@@ -99,7 +102,7 @@ class AppOptions:
     probe_on_start: bool = True
     theme_dirs: Iterable[Path] | None = None  # None: the built-in and the user's themes
     contention: Callable[[list[Any]], list[str]] | None = None  # CPU-contention check of a run
-    notes: Sequence[str] = ()  # toasts once the screen is up (what the servers' start said)
+    notes: Sequence[str] = ()  # for the notices log once the screen is up (server starts)
     few_colours: bool = False  # the terminal shows 256 colours or fewer
     handle_signals: bool = False  # SIGTERM and SIGHUP leave as `q` does
     # leave for sure (servers killed) a few seconds after starting to leave (tui.exit_deadline)
@@ -244,10 +247,15 @@ class QuantTUI(App[None]):
                         timeout=TOAST_S, markup=False)
 
     def _poll_pace(self) -> None:
-        """Samples at the configured pace while something is measured, slower in between."""
+        """Samples every RUN_POLL_S while something is measured (or as the config says),
+        every IDLE_POLL_S in between."""
         if self.poller is not None:
+            from quanttui.config import HardwareConfig
+
             busy = self.running or self.run_state.quality is not None
             every = self.config.hardware.poll_interval
+            if every == HardwareConfig().poll_interval:  # the default: the TUI's own pace
+                every = RUN_POLL_S
             self.poller.interval_s = every if busy else max(every, IDLE_POLL_S)
 
     # ------------------------------------------------------------------ servers
@@ -448,6 +456,7 @@ class QuantTUI(App[None]):
         """A run starts (the selection is fixed) or ends."""
         self.session = session
         self.run_state.running = self.registry.frozen = self.running
+        self.compare.set_class(session is not None, "-streaming")
         self._poll_pace()
 
     def on_start_run(self, message: StartRun) -> None:
@@ -561,6 +570,10 @@ class QuantTUI(App[None]):
             if self.poller is not None:  # memory over the run, as the headless run keeps it
                 from quanttui.core.hardware.summary import hardware_json
 
+                # One sample now, the servers still up: a run shorter than the pace between
+                # samples has its memory figures too.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.poller.sample_once)
                 r = session.results
                 r.hardware = hardware_json(self.poller.history(since_ns=t0),
                                            self.poller.host_info(),
@@ -621,6 +634,7 @@ class QuantTUI(App[None]):
             n_predict=n_predict if isinstance(n_predict, int) else state.options.n_predict)
         self.results = results
         state.live = replay(results)
+        state.prompt_texts = builtin_prompt_texts({r.prompt_id for r in results.records})
         self._drawn_version = -1
         self.compare.call_later(self._tick)
         if results.hardware and self.poller is None:
@@ -922,7 +936,11 @@ class QuantTUI(App[None]):
         except OSError as e:
             self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
             return
-        self.say("info", "snapshot saved", " and ".join(map(str, files)), toast=True)
+        paths = [str(f) for f in files]
+        # Said in full, once: the first path whole, the others by what differs (".json").
+        said = paths[0] + "".join(f" and {Path(p).suffix}" if Path(p).with_suffix("") == Path(
+            paths[0]).with_suffix("") else f" and {p}" for p in paths[1:])
+        self.say("info", "snapshot saved", said, toast=True)
 
     def export_dir(self) -> Path:
         """Where ctrl+s writes: `run.export_dir` when the config sets it, else `exports/` in
@@ -977,6 +995,13 @@ class QuantTUI(App[None]):
         for n in N_PREDICT_CHOICES:
             yield SystemCommand(f"Tokens per request: {n}", "n_predict of the next run",
                                 lambda n=n: self.set_n_predict(n))
+
+
+def builtin_prompt_texts(ids: set[str]) -> dict[str, str]:
+    """The text of the built-in suites' prompts among `ids` (a stored run keeps only ids)."""
+    from quanttui.core.suites.prompts import SUITE_NAMES, builtin_suite
+
+    return {p.id: p.text for s in SUITE_NAMES for p in builtin_suite(s) if p.id in ids}
 
 
 def build_app(config: Config, registry: ServerRegistry | None = None,

@@ -11,6 +11,17 @@ def size(n: float) -> str:
     return format_bytes(n)
 
 
+def signed_size(n: float) -> str:
+    """A difference of sizes: "+12 MB", "-43 MB", "±0 B"."""
+    sign = "+" if n > 0 else "-" if n < 0 else "±"
+    return sign + format_bytes(abs(n))
+
+
+def signed_pct(x: float) -> str:
+    """A relative difference: "+5%", "-12%"."""
+    return f"{x:+.0%}"
+
+
 def count(n: float) -> str:
     """Parameter counts: 268M, 8.0B."""
     if n >= 1e9:

@@ -93,7 +93,7 @@ class Stream:
 class RateSeries:
     """Tokens per one-second bucket, on the run's clock (the token events' own stamps)."""
 
-    def __init__(self, keep: int = 600) -> None:
+    def __init__(self, keep: int = 7200) -> None:
         self.keep = keep
         self.first = 0
         self.values: list[int] = []
@@ -109,6 +109,12 @@ class RateSeries:
             drop = len(self.values) - self.keep
             del self.values[:drop]
             self.first += drop
+
+    def upto(self, end_bucket: int) -> list[int]:
+        """Every kept bucket from the run's start (or the oldest kept) up to `end_bucket`."""
+        lo = self.first
+        return [self.values[b - lo] if b - lo < len(self.values) else 0
+                for b in range(lo, max(end_bucket, lo))]
 
     def window(self, now_bucket: int, width: int) -> list[int]:
         """The last `width` completed buckets before `now_bucket` (the current, partial one is
@@ -142,6 +148,8 @@ class LiveRun:
         self.streams: dict[int, Stream] = {}
         self.by_key: dict[Key, dict[str, Stream]] = {}
         self.focus: Key | None = None
+        self.pinned = False  # the user picked the focused key: the run doesn't move it
+        self.left: dict[str, str] = {}  # selected servers left out of the run, and why
         self.completed_keys = 0  # keys every server has finished: new paired figures
         self.progress: Progress | None = None
         self.total: int | None = None
@@ -166,7 +174,8 @@ class LiveRun:
             self.streams[ev.request_id] = s
             self.by_key.setdefault(key, {})[ev.server] = s
             self.by_server[ev.server].current = s
-            if (self.focus is None or self._complete(self.focus)) and self.focus != key:
+            if not self.pinned and (self.focus is None or self._complete(self.focus)) \
+                    and self.focus != key:
                 self.focus = key
         elif isinstance(ev, RequestFinished):
             rec = ev.record
@@ -228,7 +237,37 @@ class LiveRun:
     def _complete(self, key: Key) -> bool:
         return all(s.done for s in self.by_key.get(key, {}).values())
 
+    # ------------------------------------------------------------------ the user's choice
+
+    def pin(self, key: Key) -> None:
+        """Show `key` until `unpin`, whatever the run starts meanwhile."""
+        self.focus, self.pinned = key, True
+        self.version += 1
+
+    def unpin(self) -> None:
+        """Follow the run again: the latest key that every server started."""
+        self.pinned = False
+        if self.by_key:
+            started = [k for k, st in self.by_key.items() if len(st) == len(self.servers)]
+            self.focus = started[-1] if started else next(reversed(self.by_key))
+        self.version += 1
+
+    def keys(self) -> list[Key]:
+        """The measured keys in the order they started (warm-ups left out)."""
+        return [k for k in self.by_key if not k[2]]
+
     # ------------------------------------------------------------------ read by the UI
+
+    def left_out(self, server: str) -> str | None:
+        """Why a selected server takes no part in this run (None: it does)."""
+        if server in self.left:
+            return self.left[server]
+        info = next((s for s in self.results.servers if s.name == server), None)
+        if info is None:
+            return "selected after the run started"
+        if not info.reachable:
+            return info.error or "unreachable"
+        return None
 
     def stream_for(self, server: str, key: Key | None = None) -> Stream | None:
         key = self.focus if key is None else key

@@ -98,6 +98,16 @@ class StartRun(Message):
         self.typed = typed
 
 
+class ShowPrompt(Message):
+    """Show one prompt's outputs side by side: the prompt `prompt_id`, or the one `step` away
+    from the prompt shown (-1 the previous, 1 the next); neither: follow the run again."""
+
+    def __init__(self, prompt_id: str | None = None, step: int = 0) -> None:
+        super().__init__()
+        self.prompt_id = prompt_id
+        self.step = step
+
+
 # ---------------------------------------------------------------------- down
 
 
@@ -108,6 +118,10 @@ class ServersChanged(Message, bubble=False):
     def __init__(self, added: str | None = None) -> None:
         super().__init__()
         self.added = added
+
+
+class ResultsChanged(Message, bubble=False):
+    """The run shown has new figures (a run ended, the quality step ended): redraw them."""
 
 
 class LaunchChanged(Message, bubble=False):

@@ -96,9 +96,7 @@ def _size(v: int | None) -> Cell:
 def _delta_bytes(v: int, ref: int) -> Cell:
     if not ref:
         return NA, "muted"
-    d = v - ref
-    sign = "+" if d > 0 else "−" if d < 0 else "±"
-    return f"{sign}{fmt.size(abs(d))} ({v / ref - 1:+.0%})", None
+    return fmt.signed_size(v - ref) + f" ({fmt.signed_pct(v / ref - 1)})", None
 
 
 def heading(results: RunResults, running: bool = False) -> str:
@@ -154,7 +152,7 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
 
     model.tables.append(speed_table(results, rows, name_cell))
     model.tables.append(memory_table(rows, name_cell))
-    model.tables.append(quality_table(results, rows, name_cell, k))
+    model.tables.append(quality_table(results, rows, name_cell, k, labels))
     acc = accuracy_table(rows, labels)
     if acc is not None:
         model.tables.append(acc)
@@ -178,9 +176,9 @@ def speed_table(results: RunResults, rows: Sequence[QuantRow],
             Column("decode t/s", "dec t/s", tip="client decode tokens/s, mean over requests"),
             Column("decode vs ref [95%]", "dec ×ref",
                    tip="ratio to the reference, paired per prompt, with its 95% interval"),
+            Column("TTFT p50/p90", "TTFT p50/90", tip="request sent → first token"),
             Column("prompt t/s", "pp t/s", tip="llama-server's prompt tokens/s, mean"),
             Column("prompt vs ref [95%]", "pp ×ref"),
-            Column("TTFT p50/p90", "TTFT p50/90", tip="request sent → first token"),
             Column("ok", "ok", tip="measured requests that finished without error")]
     out = []
     for r in rows:
@@ -191,9 +189,9 @@ def speed_table(results: RunResults, rows: Sequence[QuantRow],
             name_cell(r),
             _f(r.decode_tps),
             ("ref", "muted") if r.reference else _ratio(r.decode_vs_ref),
+            (NA, "muted") if ttft is None else (f"{ttft.p50:.0f}/{ttft.p90:.0f} ms", None),
             _f(r.prompt_tps, ".0f"),
             ("ref", "muted") if r.reference else _ratio(r.prompt_vs_ref),
-            (NA, "muted") if ttft is None else (f"{ttft.p50:.0f}/{ttft.p90:.0f} ms", None),
             (f"{ok}/{total}", None if ok == total else "bad"),
         ])
     return Table("Speed", cols, out)
@@ -228,12 +226,12 @@ def memory_table(rows: Sequence[QuantRow], name_cell: NameCell) -> Table:
                     else _delta_bytes(footprint(r), footprint(ref)))
         out.append(line)
     note = "" if any(r.memory_private_peak or r.memory_rss_peak for r in rows) else (
-        "memory not sampled in this run (a remote server, or hardware sampling off)")
+        "memory not sampled (a remote server, or sampling off)")
     return Table("Memory", cols, out, note)
 
 
 def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: NameCell,
-                  k: int) -> Table:
+                  k: int, labels: dict[str, str]) -> Table:
     from quanttui.core.quality.outputs import compare_run_outputs
 
     kld = f"KLD@{k}" if k else "KLD"
@@ -274,7 +272,7 @@ def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: Name
         ])
     note = "" if any(r.positions for r in rows) else (
         "same-top-1, KLD and Δp need the quality step: k runs it")
-    return Table(f"Quality against {ref.name}", cols, out, note)
+    return Table(f"Quality against {labels.get(ref.name, ref.name)}", cols, out, note)
 
 
 def accuracy_table(rows: Sequence[QuantRow], labels: dict[str, str]) -> Table | None:

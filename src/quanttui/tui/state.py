@@ -4,7 +4,9 @@ options of the next run, the run shown, the host's samples. No Textual here.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import msgspec
 
@@ -52,13 +54,47 @@ def build_plan(cfg: Config, opts: RunOptions, typed: str | None = None) -> RunPl
                                                     generation=gen))
 
 
+Level = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class NoticeEntry:
+    """One line of the notices log: what the run, a server or an action said."""
+
+    at: float  # time.time()
+    level: Level
+    title: str
+    text: str
+
+    def line(self) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
+        return f"{stamp} {self.title}: {self.text}" if self.title else f"{stamp} {self.text}"
+
+
+@dataclass
+class QualityProgress:
+    """The quality step as it goes: the stage, how far, and whether a stop was asked."""
+
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    stopping: bool = False
+
+    def unit(self) -> str:
+        return {"reference": "prompts", "distribution": "positions", "tasks": "items"}.get(
+            self.stage, "")
+
+
 @dataclass(eq=False)
 class RunState:
-    """The run side of the compare screen: written by the app, read by the screen when it draws.
+    """The run side of the screens: written by the app, read by the screens when they draw.
 
     `live` is the run shown (running, finished, or replayed from a stored one); `running` says
-    whether a run is on; `hw` is the latest host sample, `hw_off_reason` why there is none;
-    `contention` holds the CPU-contention warnings of the run.
+    whether a run is on (or starting: `live` is None until the servers have answered);
+    `hw` is the latest host sample, `hw_off_reason` why there is none; `contention` holds the
+    CPU-contention warnings of the run; `notices` everything the app said (newest last);
+    `quality` the quality step while it runs; `prompt_texts` the text of each prompt the
+    session ran (a stored run keeps only their ids).
     """
 
     config: Config
@@ -68,7 +104,16 @@ class RunState:
     hw: HwSample | None = None
     hw_off_reason: str | None = None
     contention: list[str] = field(default_factory=list)
+    notices: list[NoticeEntry] = field(default_factory=list)
+    quality: QualityProgress | None = None
+    prompt_texts: dict[str, str] = field(default_factory=dict)
     _suite_labels: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def say(self, level: Level, title: str, text: str) -> NoticeEntry:
+        entry = NoticeEntry(time.time(), level, title, text)
+        self.notices.append(entry)
+        del self.notices[:-500]
+        return entry
 
     def suite_label(self) -> str:
         """The chosen suite and its number of prompts, "quick (6)"."""

@@ -32,6 +32,7 @@ import httpx
 from quanttui.core.dirs import cache_dir
 from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.ports import free_port
+from quanttui.core.models.repack import needs_no_repack, remember_no_repack
 from quanttui.core.secrets import mask_args
 
 
@@ -41,7 +42,8 @@ class ServerStartError(Exception):
 
 # Binaries whose repacked (AMX) CPU kernels died of SIGILL here: launched with --no-repack from
 # then on, so every server of a comparison runs the same kernels. Seen with b11434 on Xeons
-# that advertise AMX: `tilezero` runs before any tile configuration and traps.
+# that advertise AMX: `tilezero` runs before any tile configuration and traps. Also remembered
+# in the user cache dir, per binary and CPU (core.models.repack), for later runs.
 _NO_REPACK: set[Path] = set()
 
 
@@ -82,7 +84,9 @@ class LaunchSpec:
 
     def args(self, binary: Path, port: int) -> list[str]:
         extra = list(self.extra_args)
-        if binary in _NO_REPACK and not {"-nr", "--no-repack"} & set(extra):
+        if not {"-nr", "--no-repack"} & set(extra) and (
+                binary in _NO_REPACK or needs_no_repack(binary)):
+            _NO_REPACK.add(binary)
             extra.append("--no-repack")
         a = [
             str(binary),
@@ -227,6 +231,7 @@ class ManagedServer:
         code = self.proc.poll()
         if code == -signal.SIGILL and not {"--no-repack", "-nr"} & set(self.spawned_args):
             _NO_REPACK.add(self.binary.path)
+            remember_no_repack(self.binary.path, "SIGILL in the repacked CPU kernels")
             self.notes.append(
                 "llama-server died of an illegal instruction in its repacked CPU kernels "
                 "(AMX on this CPU); restarted with --no-repack")

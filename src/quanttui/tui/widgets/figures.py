@@ -3,10 +3,18 @@
 It changes every second while a run is on, so it is a Line API widget whose rows are built from
 styled runs (no markup to parse) and cached one by one: a new sparkline column redraws the
 sparkline rows, not the header. Colours come from component classes (theme variables).
+
+A row may come in several forms, longest first: the first that fits the block's width is drawn
+(a narrow column with three or four servers gets the short form, never a line cut mid-figure
+when a shorter form exists); the last form is cut with "…" if even it is too wide.
+
+The sparkline is drawn on a scale it is given (the same for every server, so two charts
+compare) with the scale in a gutter on its left: its top value ("60 t/s") on the top row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.cells import cell_len
@@ -21,7 +29,24 @@ from quanttui.tui.widgets.gauges import spark_rows
 # A run of text and its style key: None (plain), "b" (bold), or a component class suffix.
 Run = tuple[str, str | None]
 Runs = list[Run]
+Forms = tuple[Runs, ...]  # one row, longest form first
 STYLE_KEYS = ("muted", "ok", "warn", "bad", "accent", "spark")
+
+
+def _forms(runs: Runs | Forms) -> Forms:
+    return runs if isinstance(runs, tuple) else (runs,)
+
+
+def width_of(runs: Runs) -> int:
+    return sum(cell_len(t) for t, _ in runs)
+
+
+def pick(forms: Forms, width: int) -> Runs:
+    """The first form that fits `width`, else the last."""
+    for runs in forms:
+        if width_of(runs) <= width:
+            return runs
+    return forms[-1]
 
 
 class ServerFigures(Widget):
@@ -29,38 +54,55 @@ class ServerFigures(Widget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.head: Runs = []
-        self.stats: tuple[Runs, Runs] = ([("decode n/a", None)], [("TTFT n/a", None)])
-        self.memory: Runs = [("RAM n/a", "muted")]
-        self.rate: list[int] = []
+        self.head: Forms = ([],)
+        self.stats: tuple[Forms, Forms] = (([("decode n/a", None)],), ([("TTFT n/a", None)],))
+        self.memory: Forms = ([("RAM n/a", "muted")],)
+        self.rate: list[float] = []
+        self.rate_top: float | None = None
+        self.rate_label = ""
         self._tips: dict[str, str] = {}
         self._rows: dict[int, Strip] = {}
         self._styles: dict[str | None, Style] | None = None
 
     # ------------------------------------------------------------------ updates
 
-    def put_head(self, runs: Runs, tip: str | None = None) -> None:
-        if runs != self.head:
-            self.head = runs
+    def put_head(self, runs: Runs | Forms, tip: str | None = None) -> None:
+        forms = _forms(runs)
+        if forms != self.head:
+            self.head = forms
             self._dirty(0)
         self._tip("head", tip)
 
-    def put_stats(self, line1: Runs, line2: Runs) -> None:
-        if (line1, line2) != self.stats:
-            self.stats = (line1, line2)
+    def put_stats(self, line1: Runs | Forms, line2: Runs | Forms) -> None:
+        stats = (_forms(line1), _forms(line2))
+        if stats != self.stats:
+            self.stats = stats
             n = self._spark_height()
             self._dirty(1 + n, 2 + n)
 
-    def put_memory(self, runs: Runs, tip: str | None = None) -> None:
-        if runs != self.memory:
-            self.memory = runs
+    def put_memory(self, runs: Runs | Forms, tip: str | None = None) -> None:
+        forms = _forms(runs)
+        if forms != self.memory:
+            self.memory = forms
             self._dirty(3 + self._spark_height())
         self._tip("memory", tip)
 
-    def put_rate(self, values: list[int]) -> None:
-        if values != self.rate:
-            self.rate = values
+    def put_rate(self, values: Sequence[float], top: float | None = None,
+                 label: str = "") -> None:
+        """The sparkline: `values` left-aligned from the run's start, on the scale `top`
+        (None: its own largest value), `label` naming that scale."""
+        values = list(values)
+        if (values, top, label) != (self.rate, self.rate_top, self.rate_label):
+            self.rate, self.rate_top, self.rate_label = values, top, label
             self._dirty(*range(1, 1 + self._spark_height()))
+
+    def scale_width(self) -> int:
+        """Columns the scale takes on the sparkline's left (its label and a space)."""
+        return cell_len(self.rate_label) + 1 if self.rate_label else 0
+
+    def chart_width(self) -> int:
+        """Columns left for the sparkline's bars."""
+        return max((self.content_region.width or 40) - self.scale_width(), 1)
 
     def text(self) -> str:
         """The block as plain text (for tests and logs)."""
@@ -86,9 +128,18 @@ class ServerFigures(Widget):
 
     def _row_runs(self) -> list[Runs]:
         n = self._spark_height()
-        spark = spark_rows(self.rate, self.size.width or 1, n)
-        spark_runs: list[Runs] = [[(r, "spark")] for r in spark]
-        return [self.head, *spark_runs, self.stats[0], self.stats[1], self.memory]
+        width = self.content_region.width or 40
+        gutter = self.scale_width()
+        spark = spark_rows(self.rate, max(width - gutter, 1), n, self.rate_top, left=True)
+        spark_runs: list[Runs] = []
+        for i, r in enumerate(spark):
+            if gutter:
+                label = self.rate_label if i == 0 else ("0" if i == n - 1 else "")
+                spark_runs.append([(label.rjust(gutter - 1) + " ", "muted"), (r, "spark")])
+            else:
+                spark_runs.append([(r, "spark")])
+        return [pick(self.head, width), *spark_runs, pick(self.stats[0], width),
+                pick(self.stats[1], width), pick(self.memory, width)]
 
     def on_resize(self) -> None:
         self._rows.clear()
@@ -102,7 +153,7 @@ class ServerFigures(Widget):
         strip = self._rows.get(y)
         if strip is None:
             rows = self._row_runs()
-            width = self.size.width
+            width = self.content_region.width
             for i, runs in enumerate(rows):  # every missing row at once: one sparkline pass
                 if i not in self._rows:
                     self._rows[i] = self._strip(runs, width)

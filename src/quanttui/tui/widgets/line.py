@@ -49,3 +49,77 @@ class Line(Widget):
 
     def render(self) -> Content:
         return self._content
+
+
+class FitLine(Widget):
+    """Groups of figures, each group on one line, or on two where the screen is narrow: a
+    figure is shown whole or not at all (never cut mid-figure). The first figure of a group is
+    always shown; the others follow in order of importance while they fit, joined by " · ".
+    The height is the same whatever the figures (one or two lines per group), so new numbers
+    never re-lay out the screen."""
+
+    def __init__(self, *, id: str | None = None, wide: int = 120) -> None:
+        super().__init__(id=id)
+        self._groups: list[list[str]] = []
+        self._slots = 0  # groups the height is kept for
+        self._wide = wide
+        self._content = Content("")
+        self._width = -1
+
+    def set(self, groups: list[list[str]]) -> None:
+        if groups != self._groups:
+            self._groups = groups
+            self._width = -1
+            self._fit()
+            self.refresh()
+
+    def keep_room(self, slots: int) -> None:
+        """Keep the height of `slots` groups, shown or not yet (no layout when they come)."""
+        self._slots = slots
+        self._fit()
+
+    def lines_per_group(self) -> int:
+        return 1 if self.content_region.width >= self._wide else 2
+
+    def on_resize(self) -> None:
+        self._width = -1
+        self._fit()
+
+    def on_mount(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        height = max(len(self._groups), self._slots) * self.lines_per_group()
+        if self.styles.height is None or self.styles.height.value != height:
+            self.styles.height = height
+
+    def plain(self) -> str:
+        """The lines as shown (for tests)."""
+        return self.render().plain
+
+    def render(self) -> Content:
+        width = self.content_region.width
+        if width != self._width:
+            self._width = width
+            lines: list[str] = []
+            for group in self._groups:
+                lines += pack(group, width, self.lines_per_group())
+            lines += [""] * (self._slots - len(self._groups)) * self.lines_per_group()
+            self._content = Content.from_markup("\n".join(lines))
+        return self._content
+
+
+def pack(parts: list[str], width: int, max_lines: int, sep: str = " · ") -> list[str]:
+    """Markup `parts` packed into at most `max_lines` lines of `width` cells, whole parts only,
+    in order; a part that doesn't fit is left out (the first is always kept, cut by the
+    terminal if even it is too wide). Always `max_lines` lines (blank ones at the end)."""
+    lines: list[tuple[str, int]] = []
+    for part in parts:
+        n = Content.from_markup(part).cell_length
+        if lines and lines[-1][1] + len(sep) + n <= width:
+            text, used = lines[-1]
+            lines[-1] = (f"{text}{sep}{part}", used + len(sep) + n)
+        elif len(lines) < max_lines and (not lines or n <= width):
+            lines.append((part, n))
+    out = [t for t, _ in lines][:max_lines]
+    return out + [""] * (max_lines - len(out))

@@ -56,31 +56,47 @@ class ServerColumn:
 
     # ------------------------------------------------------------------ header, stats, memory
 
-    def show_entry(self, entry: ServerEntry, state: Runs | None = None) -> None:
+    def show_entry(self, entry: ServerEntry, state: Runs | None = None, *,
+                   label: str | None = None, reference: bool = False) -> None:
+        """Health, the server's short label (A, the reference, marked "ref"), quant and size;
+        the full name, URL and model file in the tooltip."""
         info = entry.info
-        runs: Runs = [HEALTH_RUN[entry.health], (" ", None), (entry.name, "b")]
-        for part in (info.model_ftype, fmt.size(info.model_size) if info.model_size else None):
+        label = label or entry.name
+        mark = HEALTH_RUN[entry.health]
+        size = fmt.size(info.model_size) if info.model_size else None
+        ftype = info.model_ftype
+        if ftype and ftype.replace(" - ", "_").replace("Medium", "M").replace(
+                "Small", "S").replace("Large", "L").upper() == label.upper():
+            ftype = None  # "Q4_K - Medium" says no more than the label Q4_K_M
+        ref: Runs = [(" ref", "muted")] if reference else []
+        long: Runs = [mark, (" ", None), (label, "b"), *ref]
+        short: Runs = [mark, (" ", None), (label, "b"), *ref]
+        for part in (size, ftype):
             if part:
-                runs.append((f" · {part}", None))
+                long.append((f" · {part}", None))
+        if size:
+            short.append((f" · {size}", None))
         if state:
-            runs.append((" · ", None))
-            runs += state
+            long += [(" · ", None), *state]
+            short += [(" ", None), *state]
         tip = [f"{entry.name}: {entry.spec.url}"]
         if info.model_path:
             tip.append(f"model: {Path(info.model_path).name}")
         if entry.error:
             tip.append(f"error: {entry.error}")
-        self.figures.put_head(runs, "\n".join(tip))
+        self.figures.put_head((long, short), "\n".join(tip))
 
     def show_stats(self, current: float | None, mean: str, n: int, ttft: float | None,
                    prompt_tps: float | None) -> None:
         self.figures.put_stats(
-            [("decode ", None), (fmt.num(current), "b"), (f" t/s  mean {mean} ", None),
-             (f"(n {n})", "muted")],
-            [(f"TTFT {fmt.ms(ttft)}  prompt {fmt.num(prompt_tps, '.0f')} t/s", None)])
+            ([("decode ", None), (fmt.num(current), "b"), (f" t/s  mean {mean} ", None),
+              (f"(n {n})", "muted")],
+             [(fmt.num(current), "b"), (f" t/s μ{mean}", None), (f" n{n}", "muted")]),
+            ([(f"TTFT {fmt.ms(ttft)}  prompt {fmt.num(prompt_tps, '.0f')} t/s", None)],
+             [(f"TTFT {fmt.ms(ttft)} pp {fmt.num(prompt_tps, '.0f')}", None)]))
 
-    def show_rate(self, values: list[int]) -> None:
-        self.figures.put_rate(values)
+    def show_rate(self, values: list[float], top: float | None = None, label: str = "") -> None:
+        self.figures.put_rate(values, top, label)
 
     def show_memory(self, sample: HwSample | None, off_reason: str | None) -> None:
         if sample is None:
@@ -92,11 +108,16 @@ class ServerColumn:
             self.figures.put_memory([("RAM ", None), ("n/a (not watched)", "muted")])
             return
         gpus = sample.gpus
-        gpu_total: Reading[int] = gpus if isinstance(gpus, NA) else sum(
-            g.memory_total_bytes for g in gpus if not isinstance(g.memory_total_bytes, NA))
-        self.figures.put_memory([*_ram(proc), ("  ", None),
-                                 *_gauge("VRAM", proc.vram_bytes, gpu_total)],
-                                _memory_tip(proc))
+        if isinstance(gpus, NA) or not gpus:
+            # No GPU here: the host line says so once; no VRAM figure per server.
+            vram: Runs = []
+        else:
+            total = sum(g.memory_total_bytes for g in gpus
+                        if not isinstance(g.memory_total_bytes, NA))
+            vram = [("  ", None), *_gauge("VRAM", proc.vram_bytes, total)]
+        ram = _ram(proc)
+        forms: tuple[Runs, ...] = ([*ram, *vram], ram) if vram else (ram,)
+        self.figures.put_memory((*forms, *_ram_shorter(proc)), _memory_tip(proc))
 
     def mark_failed(self, failed: int, down: str | None, last_error: str | None) -> None:
         self.output.set_class(bool(failed or down), "-failed")
@@ -123,7 +144,9 @@ class ServerColumn:
             self._shown, self._div, self._final = 0, None, None
             view.clear()
             if stream is None and key is not None:
-                view.append(f"waiting for {self.server} to run {key[0]} …", NOTE)
+                left_out = live.left_out(self.server)
+                view.append(f"not in this run: {left_out}" if left_out is not None
+                            else f"waiting for {self.server} to run {key[0]} …", NOTE)
         if stream is None or key is None:
             self._title(key, None, live)
             return
@@ -227,6 +250,23 @@ def _ram(proc: ProcessSample) -> Runs:
     if not isinstance(model, NA) and (model.shared or proc.model_shared_with):
         runs.append((" shared", "muted"))
     return [*runs, ("  ", None), *_figure("RSS", proc.rss_bytes)]
+
+
+def _ram_shorter(proc: ProcessSample) -> tuple[Runs, ...]:
+    """For narrow columns: `private 84 MB  model 285/292 MB ███▉` (no RSS), then
+    `priv 84 MB · model 285/292 MB`: the two figures that differ between quants."""
+    model = proc.model
+    if isinstance(model, NA) and isinstance(proc.private_bytes, NA):
+        return (_figure("RSS", proc.rss_bytes),)
+    ram = _ram(proc)
+    rss = next((i for i, (t, _) in enumerate(ram) if t.startswith("RSS")), len(ram))
+    medium = ram[:max(rss - 1, 0)]  # without "  " and RSS
+    runs = _figure("priv", proc.private_bytes)
+    if isinstance(model, NA):  # the reason is in the tooltip
+        return [(t, s) if s != "muted" else ("n/a", s) for t, s in ram], runs
+    if isinstance(model.file_bytes, NA) or model.file_bytes <= 0:
+        return medium, [*runs, (f" · model {format_bytes(model.resident_bytes)}", None)]
+    return medium, [*runs, (f" · model {_pair(model.resident_bytes, model.file_bytes)}", None)]
 
 
 def _figure(label: str, value: Reading[int]) -> Runs:

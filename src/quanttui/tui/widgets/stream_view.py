@@ -5,12 +5,17 @@ style: normal, different from the other server, the first divergence, or a note.
 re-wraps only the last line (greedy wrapping never changes the lines before it), so a token costs
 the same at token 10 and at token 10 000; restyling a piece redraws only its lines. This is what
 keeps the app cheap while two servers stream: nothing is re-rendered from the start.
+
+Following the end, the view moves by half a page when the text reaches its bottom, not by a line
+for every new line: a scroll redraws the whole view, and at 80×24 a line-by-line follow would do
+that every second or so per column. A scroll the user makes (wheel, keys) is handed to
+`on_user_scroll`, so that side-by-side outputs scroll together.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 from rich.cells import cell_len, get_character_cell_size
@@ -19,9 +24,10 @@ from rich.style import Style
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 NORMAL, DIFF, FIRST, NOTE = 0, 1, 2, 3
-SLACK = 16
+STEP = 8  # the scrollable height grows this many lines at a time
 _COMPONENTS = {DIFF: "stream-view--diff", FIRST: "stream-view--first", NOTE: "stream-view--note"}
 # Control characters would move the terminal's cursor: tabs become spaces, the rest go.
 _CLEAN = {i: None for i in range(32) if i not in (9, 10)} | {9: "    ", 127: None}
@@ -102,6 +108,10 @@ class StreamView(ScrollView, can_focus=True):
         self._wrap_width = 0
         self._cache: dict[int, Strip] = {}
         self._rich: dict[int, Style] | None = None
+        self._auto = False  # the view scrolls itself (following the end, or synced)
+        self._room = 0  # following: the scrollable height reaches down to here
+        # A scroll the user made: the view and its new top line (to scroll the others along).
+        self.on_user_scroll: Callable[[StreamView, int], None] | None = None
 
     # ------------------------------------------------------------------ content
 
@@ -122,9 +132,34 @@ class StreamView(ScrollView, can_focus=True):
         self._styles.clear()
         self._lines = [(0, 0)]
         self._cache.clear()
-        self.scroll_to(y=0, animate=False, immediate=True)
+        self._room = 0
+        self.scroll_quietly(0)
         self._set_virtual()
         self.refresh()
+
+    def first_of_style(self, style: int) -> int | None:
+        """The first piece drawn in `style` (the first divergence: FIRST), if any."""
+        try:
+            return self._styles.index(style)
+        except ValueError:
+            return None
+
+    def line_of_piece(self, piece: int) -> int:
+        return self._line_of(self._starts[piece]) if 0 <= piece < len(self._starts) else 0
+
+    def scroll_quietly(self, y: int) -> None:
+        """Scroll to line `y` without telling `on_user_scroll` (following, or synced)."""
+        self._auto = True
+        try:
+            self.scroll_to(y=y, animate=False, immediate=True)
+        finally:
+            self._auto = False
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if not self._auto and self.on_user_scroll is not None and round(old_value) != round(
+                new_value):
+            self.on_user_scroll(self, round(new_value))
 
     def set_pieces(self, pieces: Iterable[tuple[str, int]]) -> None:
         """Replace everything (one wrap for all of it). When the text is what is shown already
@@ -146,6 +181,7 @@ class StreamView(ScrollView, can_focus=True):
             return
         self._lines = wrap_offsets(self._buf, self._wrap_width) if self._wrap_width else [(0, 0)]
         self._cache.clear()
+        self._room = 0
         self._set_virtual()
         self.call_after_refresh(self._to_tail)  # once the layout has taken the new size
         self.refresh()
@@ -154,7 +190,7 @@ class StreamView(ScrollView, can_focus=True):
         self.extend([(text, style)])
 
     def extend(self, pieces: Iterable[tuple[str, int]]) -> None:
-        at_end = self.scroll_y >= self._tail_top()
+        at_end = self.scroll_y >= self._tail_top() or self._following_page()
         if not self._add(pieces) or not self._wrap_width:
             return
         first = len(self._lines) - 1
@@ -165,8 +201,8 @@ class StreamView(ScrollView, can_focus=True):
             self._cache.pop(y, None)
         self._set_virtual()
         self.refresh_lines(first, len(self._lines) - first)
-        if at_end and self.scroll_y != self._tail_top():
-            self._to_tail()
+        if at_end and len(self._lines) > self.scroll_y + self.scrollable_content_region.height:
+            self._page_on()
 
     def restyle(self, first_piece: int, last_piece: int, style: int) -> None:
         """Give pieces first..last (inclusive) a style, redrawing only their lines."""
@@ -206,21 +242,38 @@ class StreamView(ScrollView, can_focus=True):
     def _line_of(self, offset: int) -> int:
         return max(bisect_right(self._lines, (offset, 1 << 62)) - 1, 0)
 
-    def _set_virtual(self, exact: bool = False) -> None:
-        """A new virtual size costs a layout of the whole screen, so the height is kept while
-        it is close enough: it grows SLACK lines at a time (the blank lines past the end are
-        never scrolled to while following) and shrinks only when far too tall."""
-        n = len(self._lines)
+    def _set_virtual(self) -> None:
+        """The scrollable height: the text's lines, or down to the page shown past its end
+        while following, in steps of STEP lines. Set without a layout of the screen (Textual's
+        `virtual_size` asks for one, which costs more than everything else a tick draws): the
+        view's own size doesn't change, its scrollbar is always there, so the scrollbar and the
+        scroll limits are all that follow. In steps, because a new height repaints the whole
+        scrollbar, and with it every line beside it."""
         view = self.scrollable_content_region.height
-        current = self.virtual_size
-        need = max(n, view)
-        if (not exact and current.width == self._wrap_width and need <= current.height
-                and current.height - need <= 4 * SLACK):
+        need = max(len(self._lines), self._room)
+        height = view if need <= view else -(-need // STEP) * STEP
+        size = Size(self._wrap_width, height)
+        if size == self.virtual_size:
             return
-        self.virtual_size = Size(self._wrap_width, n + SLACK if n > view else view)
+        self.set_reactive(Widget.virtual_size, size)
+        if self.is_mounted:
+            self._scroll_update(size)
 
     def _to_tail(self) -> None:
-        self.scroll_to(y=self._tail_top(), animate=False, immediate=True)
+        self.scroll_quietly(self._tail_top())
+
+    def _following_page(self) -> bool:
+        """Paged on past the end (the last line shows, blank lines below it)."""
+        return self.scroll_y > 0 and len(self._lines) <= self.scroll_y + \
+            self.scrollable_content_region.height
+
+    def _page_on(self) -> None:
+        """The text reached the bottom: move on half a page (the last line lands mid-view)."""
+        view = self.scrollable_content_region.height
+        top = max(0, len(self._lines) - view + view // 2)
+        self._room = top + view
+        self._set_virtual()
+        self.scroll_quietly(top)
 
     def _tail_top(self) -> int:
         """The scroll offset that shows the last line at the bottom."""
@@ -236,8 +289,8 @@ class StreamView(ScrollView, can_focus=True):
             self._wrap_width = width
             self._lines = wrap_offsets(self._buf, width)
             self._cache.clear()
-        # A resize lays out anyway: take the exact height (no slack kept from before).
-        self._set_virtual(exact=True)
+        self._room = 0
+        self._set_virtual()
         self.call_after_refresh(self._to_tail)
         self.refresh()
 

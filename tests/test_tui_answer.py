@@ -1,0 +1,469 @@
+"""The TUI answers "which quant should I run": the results view after a run, the quality step from
+the TUI, every prompt browsable (side by side, jump to the first divergence, columns scrolling
+together), servers that answer nothing never blocking a run, the run in the history, snapshots in
+the user data dir, and what a narrow screen shows. Driven with Pilot against the real core (the
+session, the client, `rows_from_run`, `decide`, `compare_quality`) and fake llama-servers; the
+quality step also against real ones, where the teacher forcing is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from quanttui.config import load_config
+from quanttui.core.hardware import NA, HostSample, HwSample, ModelPages, ProcessSample
+from quanttui.core.llama.result import CompletionResult
+from quanttui.core.models.servers import ManagedServer
+from quanttui.core.run.metrics import request_metrics
+from quanttui.core.run.plan import ServerSpec
+from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
+from quanttui.tui.app import QuantTUI, build_app
+from quanttui.tui.messages import HardwareSampled
+from quanttui.tui.registry import ServerRegistry
+from quanttui.tui.screens.compare import CompareScreen
+from quanttui.tui.screens.prompts import PromptsScreen
+from quanttui.tui.screens.results import ResultsScreen
+from quanttui.tui.widgets.line import FitLine
+from quanttui.tui.widgets.stream_view import FIRST
+from quanttui.tui.widgets.table import TableView
+from test_tui_flows import app_for, config, probed, run_prompt, said, status, toasts, until
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[FakeLlamaServer, FakeLlamaServer]]:
+    with FakeLlamaServer(token_delay=0.002, model="gemma3-270m-Q8_0.gguf", ftype="Q8_0") as a, \
+            FakeLlamaServer(token_delay=0.002, model="gemma3-270m-Q4_K_M.gguf") as b:
+        yield a, b
+
+
+def suite_config(tmp_path: Path, **over: Any) -> Any:
+    return config(tmp_path, **{"generation.n_predict": 8, "prompts.suites": ["quick"], **over})
+
+
+def tables(app: QuantTUI) -> dict[str, str]:
+    """The results view's tables as plain text, by title."""
+    return {t.table.title: t.plain() for t in app.screen.query(TableView)}
+
+
+async def run_suite(pilot: Pilot[Any], app: QuantTUI, timeout: float = 60) -> None:
+    before = app.results
+    await pilot.press("r")
+    await until(pilot, lambda: app.results is not before and not app.running, timeout)
+    await pilot.pause(0.2)
+
+
+# ---------------------------------------------------------------------- the results view
+
+
+async def test_results_view_shows_after_a_suite_run(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("gemma3-270m-Q8_0", a.url),
+                  ("gemma3-270m-Q4_K_M", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen) and screen.model is not None
+        model = screen.model
+        assert "6 prompts × 1" in model.heading and "12 requests" in model.heading
+        # the verdict from core, and what would make it better
+        assert model.verdict is not None and model.verdict.startswith("Run ")
+        assert model.hint is not None and "k runs the quality step" in model.hint
+        shown = tables(app)
+        speed = shown["Speed"]
+        # the servers by their quant, the reference first; the paired ratio with its interval
+        rows = [line for line in speed.splitlines() if line.startswith(("Q8_0", "Q4_K_M"))]
+        assert rows[0].startswith("Q8_0 (ref)") and rows[1].startswith("Q4_K_M")
+        assert "×" in rows[1] and "[" in rows[1] and "6/6" in speed
+        assert "Memory" in shown and "Quality against Q8_0" in shown
+        # 80 columns: nothing cut, the wide table stacked rather than scrolled away
+        assert all(t.region.width <= SIZE[0] for t in app.screen.query(TableView))
+        await pilot.press("escape")
+        assert app.screen is app.compare
+        await pilot.press("v")
+        assert isinstance(app.screen, ResultsScreen)
+
+
+async def test_a_typed_prompt_stays_on_the_outputs(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_prompt(pilot, app, "Hello")
+        await pilot.pause(0.3)
+        assert app.screen is app.compare  # the results view is one key away: v
+        await pilot.press("v")
+        assert isinstance(app.screen, ResultsScreen)
+
+
+# ---------------------------------------------------------------------- quality from the TUI
+
+
+async def test_quality_step_from_the_tui(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                         tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("A", a.url), ("B", b.url))
+    steps: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        original = app._draw_progress
+
+        def spy(force: bool = False) -> None:
+            q = app.run_state.quality
+            if q is not None:
+                steps.append(f"{q.stage} {q.done}/{q.total}")
+            original(force)
+
+        app._draw_progress = spy  # type: ignore[method-assign]
+        await pilot.press("k")
+        await until(pilot, lambda: app.run_state.quality is None, 120)
+        await pilot.pause(0.3)
+        results = app.results
+        assert results is not None and "quality" in results.extra
+        quality = results.extra["quality"]
+        assert quality["reference"] == "A" and {x["server"] for x in quality["accuracy"]} == {
+            "A", "B"}
+        assert any(s.startswith("tasks ") for s in steps)  # progress was drawn
+        assert any("quality step done" in s for s in said(app))
+        # the figures land in the results view
+        assert isinstance(app.screen, ResultsScreen)
+        shown = tables(app)
+        acc = next(v for k, v in shown.items() if k.startswith("Task accuracy"))
+        assert "arithmetic" in acc and "A (ref)" in acc
+        # and in the snapshot
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        saved = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
+        assert saved["quality"]["reference"] == "A"
+
+
+async def test_quality_step_stops_with_x(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                         tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        for fake in (a, b):  # every scored item now takes a while
+            fake.fault = Fault("slow_headers", delay=0.2, paths=("/completion",))
+        await pilot.press("k")
+        await until(pilot, lambda: (q := app.run_state.quality) is not None
+                    and q.stage == "tasks" and q.done > 0, 60)
+        app._draw_progress(force=True)
+        assert "quality: tasks" in str(app.screen.query_one("#results-title").render())
+        await pilot.press("x")
+        await until(pilot, lambda: app.run_state.quality is None, 30)
+        assert app.results is not None and app.results.extra["quality"]["interrupted"]
+        assert any("stopped early" in s for s in said(app))
+        await pilot.pause(0.3)
+        assert any("stopped early" in n for n in app.screen.model.notes)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- browsing prompts
+
+
+TEXT = ("the river ran past the old mill where the miller kept his sacks of grain and his "
+        "two grey cats who slept in the sun all day long while the wheel turned")
+WORDS = TEXT.split(" ")
+
+
+def long_run() -> RunResults:
+    """Three prompts with long outputs: the second differs from its 6th word on, the others
+    are the same on both servers."""
+    servers = [ServerInfo("gemma3-270m-Q8_0", "http://127.0.0.1:8080", model_ftype="Q8_0"),
+               ServerInfo("gemma3-270m-Q4_K_M", "http://127.0.0.1:8081",
+                          model_ftype="Q4_K - Medium")]
+    res = RunResults(servers=servers, schedule="simultaneous", endpoint="completion",
+                     repetitions=1, warmup=0, concurrency_levels=(1,), started_at=1.7e9,
+                     finished_at=1.7e9 + 30)
+    rid = 0
+    for k in range(3):
+        for s, srv in enumerate(servers):
+            pieces = [" " + WORDS[i % len(WORDS)] for i in range(240)]
+            if k == 1 and s == 1:
+                pieces[5:] = [" " + WORDS[(i * 7) % len(WORDS)] for i in range(5, 240)]
+            r = CompletionResult(server=srv.name, endpoint="completion", t_sent_ns=10**12)
+            r.t_first_event_ns = 10**12 + 50_000_000
+            r.event_times_ns = [r.t_first_event_ns + i * 20_000_000 for i in range(len(pieces))]
+            r.event_ntokens = [1] * len(pieces)
+            r.event_texts = pieces
+            r.token_ids = [sum(map(ord, p)) for p in pieces]
+            r.t_done_ns = r.event_times_ns[-1] + 1
+            rec = RequestRecord(rid, srv.name, f"long-{k + 1}", "chat", 0, False, 1, k,
+                                1.7e9 + k, result=r)
+            rec.metrics = request_metrics(r)
+            res.records.append(rec)
+            rid += 1
+    return res
+
+
+def stored_app(tmp_path: Path) -> QuantTUI:
+    """An app to show a stored run in (its servers listed, nothing probed)."""
+    cfg = config(tmp_path)
+    specs = [ServerSpec(s.name, s.url) for s in long_run().servers]
+    return build_app(cfg, ServerRegistry.from_config(cfg, specs), animations=False,
+                     probe_on_start=False)
+
+
+async def test_browse_prompts_jump_to_the_divergence_and_scroll_together(tmp_path: Path
+                                                                         ) -> None:
+    app = stored_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_results(long_run())
+        await pilot.pause(0.2)
+        await pilot.press("p")
+        assert isinstance(app.screen, PromptsScreen)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 3
+        cells = [str(c) for c in table.get_row("long-2")]
+        assert "≠ tok 5" in cells and all("." in c for c in cells[1:3])  # t/s per server
+        assert [str(c) for c in table.get_row("long-1")].count("same") == 1
+        assert table.cursor_row == 2  # on the prompt the columns show: the last one
+        await pilot.press("up", "enter")  # long-2: side by side on the compare screen
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CompareScreen)
+        live = app.run_state.live
+        assert live is not None and live.pinned and live.focus == ("long-2", 0, False)
+        assert "long-2 2/3" in status(app)
+        cols = list(app.compare.columns.values())
+        assert all(c.output.first_of_style(FIRST) is not None for c in cols)
+        # the long outputs show their end; the divergence is far above
+        assert all(c.output.scroll_y > 10 for c in cols)
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        line = cols[0].output.line_of_piece(cols[0].output.first_of_style(FIRST) or 0)
+        assert [c.output.scroll_y for c in cols] == [max(line - 2, 0)] * 2
+        # the user scrolls one output: the other follows to the same line
+        cols[1].output.focus()
+        await pilot.press("down", "down", "down")
+        await pilot.pause(0.1)
+        assert cols[0].output.scroll_y == cols[1].output.scroll_y == max(line - 2, 0) + 3
+        app.set_focus(None)
+        await pilot.press("right_square_bracket")
+        await pilot.pause(0.1)
+        assert live.focus == ("long-3", 0, False) and "long-3 3/3" in status(app)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await pilot.pause(0.1)
+        assert live.focus == ("long-1", 0, False)
+        await pilot.press("d")  # nothing differs here: said, nothing moves
+        await pilot.pause(0.1)
+        assert any("do not differ" in t for t in toasts(app))
+
+
+# ---------------------------------------------------------------------- servers that don't answer
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A port that takes connections and never answers (a hung server, a wrong service)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_a_url_that_answers_nothing_never_blocks_a_run(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], silent_url: str, tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url), ("hung", silent_url))
+    async with app.run_test(size=SIZE) as pilot:
+        t0 = time.monotonic()
+        await pilot.press("r")  # at once: "hung" is still being asked
+        await until(pilot, lambda: app.session is not None, 10)
+        assert time.monotonic() - t0 < 4.0  # waited START_WAIT_S at most, not a read timeout
+        await until(pilot, lambda: app.results is not None and not app.running, 60)
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        await pilot.press("escape")
+        assert app.results is not None and app.results.server_names == ["A", "B"]
+        assert any(s.startswith("left out of the run: hung: no answer") for s in said(app))
+        assert "not in this run" in app.compare.columns["hung"].output.text
+        assert "waiting for" not in app.compare.columns["hung"].output.text
+        # typed in: listed, never selected
+        name = silent_url.removeprefix("http://").replace("127.0.0.1", "localhost")
+        await pilot.press("s")
+        await pilot.press("a")
+        await pilot.press(*name)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.registry.entries[name].health not in (
+            "unknown", "checking"), 15)
+        await pilot.pause(0.2)
+        assert name in app.registry.entries and name not in app.registry.selected
+        assert any("listed, not selected" in t for t in toasts(app))
+
+
+async def test_a_down_server_at_start_is_not_selected(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url), ("gone", "http://127.0.0.1:9"))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await pilot.pause(0.2)
+        assert app.registry.selected == ["A", "B"] and list(app.compare.columns) == ["A", "B"]
+        assert any("gone: no answer at http://127.0.0.1:9" in s for s in said(app))
+        assert "not selected" in str(app.compare.query_one("#log").render())
+
+
+# ---------------------------------------------------------------------- history, export dir
+
+
+async def test_tui_runs_go_into_the_history(pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                            tmp_path: Path) -> None:
+    from quanttui.core.reports.history import Store
+
+    a, b = pair
+    app = app_for(config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_prompt(pilot, app, "Into the history")
+        await until(pilot, lambda: any("history as #" in s for s in said(app)), 10)
+    rows = Store().list()
+    assert len(rows) == 1 and rows[0].servers == "A, B"
+    stored = Store().get(rows[0].id)
+    assert stored["config"]["generation"]["n_predict"] == 12 and stored["provenance"]
+
+
+async def test_snapshot_goes_to_the_user_data_dir_and_says_the_path(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from quanttui.core.dirs import data_dir
+
+    monkeypatch.chdir(tmp_path)  # not where it goes
+    a, b = pair
+    cfg = load_config(None, {"generation.n_predict": 4, "run.warmup": 0})
+    app = app_for(cfg, ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+    out = data_dir() / "exports"
+    files = sorted(out.glob("quanttui-*"))
+    assert [f.suffix for f in files] == [".json", ".svg"]
+    said_ = next(t for t in toasts(app) if "snapshot saved" in t)
+    assert said_.endswith(f"{files[1]} and .json") and str(out).startswith("/")
+    assert not (tmp_path / "quanttui-exports").exists()
+
+
+# ---------------------------------------------------------------------- what the run shows
+
+
+async def test_status_shows_the_measured_prompt_once_measuring_starts(tmp_path: Path) -> None:
+    with FakeLlamaServer(token_delay=0.02) as a, FakeLlamaServer(token_delay=0.02) as b:
+        app = app_for(suite_config(tmp_path, **{"generation.n_predict": 30, "run.warmup": 1}),
+                      ("A", a.url), ("B", b.url))
+        async with app.run_test(size=SIZE) as pilot:
+            await probed(pilot, app)
+            await pilot.press("r")
+            # the first measured request streams (nothing finished yet): its prompt is said
+            await until(pilot, lambda: "quick-1" in status(app), 30)
+            line = status(app)
+            assert "/12" in line and "warm-up" not in line and "starting" not in line
+            await pilot.press("x")
+            await until(pilot, lambda: not app.running, 10)
+
+
+def no_gpu_sample(names: list[str]) -> HwSample:
+    host = HostSample(20.0, (20.0, 20.0), (0.1, 0.1, 0.1), 24_000_000_000, 4_000_000_000,
+                      19_500_000_000, 0, 0)
+    gone = NA("no NVIDIA driver or NVML unusable (NVML: NVML Shared Library Not Found)")
+    procs = tuple(ProcessSample(n, 100 + i, 300_000_000, 0, 0, 99.0, 2, (0,), NA("flags"),
+                                gone, 80_000_000 - i * 4_000_000,
+                                ModelPages(280_000_000 - i * 40_000_000, False, 0,
+                                           290_000_000 - i * 40_000_000, (), ()))
+                  for i, n in enumerate(names))
+    return HwSample(1, 0, 1000, host, procs, gone)
+
+
+async def test_no_gpu_is_said_once_and_memory_compares(tmp_path: Path) -> None:
+    app = stored_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.show_results(long_run())
+        await pilot.pause(0.2)
+        names = list(app.compare.columns)
+        app.post_message(HardwareSampled(no_gpu_sample(names)))
+        await pilot.pause(0.2)
+        host = str(app.compare.query_one("#host").render())
+        assert "no GPU" in host and "NVML" not in host and "free 19.5 GB" in host
+        for col in app.compare.columns.values():
+            assert "VRAM" not in col.figures.text() and "NVML" not in col.figures.text()
+        # B's private memory and model pages against A's, in the pair line
+        paired = app.compare.query_one("#paired", FitLine).plain()
+        assert "memory -44 MB (-12%)" in paired
+
+
+async def test_four_columns_at_80_stay_readable(tmp_path: Path) -> None:
+    fakes = [FakeLlamaServer(token_delay=0.001, model=f"gemma3-270m-{q}.gguf")
+             for q in ("Q8_0", "Q4_K_M", "IQ4_NL", "Q2_K")]
+    for f in fakes:
+        f.start()
+    try:
+        app = app_for(config(tmp_path), *[(f"gemma3-270m-{q}", f.url) for q, f in zip(
+            ("Q8_0", "Q4_K_M", "IQ4_NL", "Q2_K"), fakes, strict=True)])
+        async with app.run_test(size=SIZE) as pilot:
+            await probed(pilot, app)
+            app.post_message(HardwareSampled(no_gpu_sample(list(app.compare.columns))))
+            await run_prompt(pilot, app, "Four at once")
+            for name, col in app.compare.columns.items():
+                head, *_, speed, ttft, mem = col.figures.text().splitlines()
+                assert head.split()[1] == name.removeprefix("gemma3-270m-")  # the quant label
+                for line in (head, speed, ttft, mem):
+                    assert "…" not in line, (name, line)  # a short form fits
+            paired = app.compare.query_one("#paired", FitLine).plain()
+            assert "Q4_K_M vs Q8_0" in paired and "gemma3" not in paired
+            assert all(len(line) <= SIZE[0] - 2 and "…" not in line
+                       for line in paired.splitlines())
+    finally:
+        for f in fakes:
+            f.stop()
+
+
+# ---------------------------------------------------------------------- real servers
+
+
+@pytest.mark.real
+async def test_real_quality_step_from_the_tui(real_pair: tuple[ManagedServer, ManagedServer],
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quality step's teacher forcing against real llama-servers, started with one key:
+    same-top-1 and KLD for the Q8_0 server against the Q4_K_M reference, in the results view."""
+    from quanttui.core.suites.tasks import builtin_tasks
+
+    q4, q8 = real_pair
+    full = QuantTUI._quality_options
+
+    def options(self: QuantTUI) -> Any:  # a short step: 48 positions, 8 task items
+        opts, skipped = full(self)
+        return replace(opts, position_budget=48, positions_per_prompt=16,
+                       task_items=tuple(builtin_tasks()[:8])), skipped
+
+    monkeypatch.setattr(QuantTUI, "_quality_options", options, raising=True)
+    cfg = suite_config(tmp_path, **{"generation.n_predict": 16})
+    servers = ServerRegistry.from_config(cfg, [ServerSpec(q4.label, q4.url, pid=q4.pid),
+                                               ServerSpec(q8.label, q8.url, pid=q8.pid)])
+    app = build_app(cfg, servers, animations=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await probed(pilot, app)
+        await run_suite(pilot, app, timeout=240)
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        await pilot.press("k")
+        await until(pilot, lambda: app.run_state.quality is None, 280)
+        await pilot.pause(0.3)
+        quality = app.results.extra["quality"]  # type: ignore[union-attr]
+        dist = quality["pairs"][0]["distribution"]
+        assert dist["n_positions"] > 0 and 0 < dist["same_top1"]["value"] <= 1
+        shown = tables(app)
+        q = next(v for k, v in shown.items() if k.startswith("Quality against"))
+        row = next(line for line in q.splitlines() if line.startswith("Q8_0"))
+        assert "%" in row and "0." in row  # same-top-1 and KLD measured
+        assert app.screen.model.quality_measured  # type: ignore[attr-defined]
