@@ -1,4 +1,5 @@
-"""The TUI's screen for a finished run, as SVG, without a terminal (`--format svg`).
+"""The TUI's results view of a finished run (rows, verdict), as SVG, without a terminal
+(`--format svg`).
 
 Called from the headless run (inside its event loop) and from `quanttui snapshot` (outside
 one): the app runs headless on its own loop in a short-lived thread either way.
@@ -26,6 +27,9 @@ def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
 
     async def shoot(pilot: Pilot[object]) -> None:
         app.show_results(results)
+        await pilot.pause()
+        # the answer, not the streaming screen: the results view (rows, verdict)
+        app.action_results()
         await pilot.pause()
         await pilot.pause()
         app.clear_notifications()
