@@ -366,7 +366,9 @@ async def test_status_shows_the_measured_prompt_once_measuring_starts(tmp_path: 
             await probed(pilot, app)
             await pilot.press("r")
             # the first measured request streams (nothing finished yet): its prompt is said
-            await until(pilot, lambda: "quick-1" in status(app), 30)
+            # (the warm-up runs quick-1 too: wait for the measured request, not the prompt name)
+            await until(pilot, lambda: "quick-1" in status(app) and "warm-up" not in status(app),
+                        30)
             line = status(app)
             assert "/12" in line and "warm-up" not in line and "starting" not in line
             await pilot.press("x")
@@ -467,3 +469,23 @@ async def test_real_quality_step_from_the_tui(real_pair: tuple[ManagedServer, Ma
         row = next(line for line in q.splitlines() if line.startswith("Q8_0"))
         assert "%" in row and "0." in row  # same-top-1 and KLD measured
         assert app.screen.model.quality_measured  # type: ignore[attr-defined]
+
+
+def test_text_is_drawn_once_a_second_over_the_cpu_budget(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """The app keeps its own CPU in budget: over TEXT_BUDGET of a core (measured over
+    BUDGET_S), streaming text is drawn once a second; back at refresh_hz below 60% of it."""
+    import quanttui.tui.app as tui_app
+
+    cpu = [0.0]
+    monkeypatch.setattr(tui_app.time, "process_time", lambda: cpu[0])
+    app = stored_app(tmp_path)
+    budget, window = tui_app.TEXT_BUDGET, tui_app.BUDGET_S
+    assert not app._over_budget(100.0)  # the first call starts a window
+    cpu[0] += 2 * budget * window  # twice the budget over the window
+    assert app._over_budget(100.0 + window)
+    cpu[0] += 0.8 * budget * window  # under the budget, but not under 60% of it: stays
+    assert app._over_budget(100.0 + 2 * window)
+    cpu[0] += 0.5 * budget * window
+    assert not app._over_budget(100.0 + 3 * window)

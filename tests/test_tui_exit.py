@@ -92,9 +92,9 @@ def tui(demo_models: dict[str, Path], tmp_path: Path) -> Iterator[Terminal]:
 
 def start_both(term: Terminal, marker: Path) -> None:
     """As a user would: the servers screen (none configured), `l`, mark both files, Enter."""
-    term.wait_for("No servers yet")
+    term.wait_for("No servers yet", 120)  # a loaded machine can take a while to start Python
     term.press(b"l")
-    term.wait_for("exit-tui-Q4_K_M.gguf")
+    term.wait_for("exit-tui-Q4_K_M.gguf", 120)
     term.press(b" ", b"\x1b[B", b" ", b"\r")  # space, down, space, Enter
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

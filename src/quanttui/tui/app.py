@@ -11,7 +11,9 @@ measures:
 - a timer draws the buffer `run.refresh_hz` times a second (2 by default: every frame costs
   Textual a few ms), only while a run is on, and only what changed: appended text every tick,
   the figures (sparklines, speed, memory, status) once a second in the same frame, paired
-  statistics when a prompt has finished everywhere;
+  statistics when a prompt has finished everywhere; when the app's own CPU is over
+  TEXT_BUDGET (a small machine, or servers streaming hundreds of tokens a second), the text
+  too is drawn once a second;
 - hardware samples arrive as one replaceable message per poll;
 - hidden screens are not drawn; they catch up from the buffer when shown again;
 - the hardware poller samples every RUN_POLL_S seconds while a run or the quality step is on
@@ -91,6 +93,8 @@ RUN_POLL_S = 10.0  # hardware samples during a run (unless the config sets poll_
 IDLE_POLL_S = 10.0  # hardware samples between runs
 START_WAIT_S = 2.0  # a selected server still being asked at a run's start: waited for this long
 TOAST_S = 4.0
+TEXT_BUDGET = 0.015  # of one core: the app's own CPU above which text is drawn once a second
+BUDGET_S = 5.0  # the window the app's CPU is measured over while a run is on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +162,9 @@ class QuantTUI(App[None]):
         self._quality_drawn = 0.0
         self._first_probe: set[str] = set()  # servers whose first answer is still due
         self._probed = asyncio.Event()  # set whenever a probe ends
+        self._drawn_at = 0.0
+        self._budget_at: tuple[float, float] | None = None  # (monotonic, process CPU)
+        self._slow_text = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -652,8 +659,27 @@ class QuantTUI(App[None]):
                 self._notice(n)
         if self.screen is not self.compare or live.version == self._drawn_version:
             return
-        self._drawn_version = live.version
-        self.compare.draw_run(live, time.monotonic())
+        now = time.monotonic()
+        if self.running and not live.finished and self._over_budget(now) \
+                and now - self._drawn_at < 1.0:
+            return  # over budget: one frame a second (what arrived waits for it)
+        self._drawn_version, self._drawn_at = live.version, now
+        self.compare.draw_run(live, now)
+
+    def _over_budget(self, now: float) -> bool:
+        """Whether the app's own CPU (all its threads: the streams, the poller, the drawing)
+        was above TEXT_BUDGET of a core over the last BUDGET_S seconds of the run: then the
+        streaming text is drawn once a second instead of `run.refresh_hz` times (a frame costs
+        Textual a few ms; on a small machine two a second are most of the budget). Back to
+        `refresh_hz` below 60% of the budget."""
+        cpu = time.process_time()
+        if self._budget_at is None or now - self._budget_at[0] > 3 * BUDGET_S:
+            self._budget_at = (now, cpu)  # a new run, or a pause: measure afresh
+        elif now - self._budget_at[0] >= BUDGET_S:
+            share = (cpu - self._budget_at[1]) / (now - self._budget_at[0])
+            self._budget_at = (now, cpu)
+            self._slow_text = share > TEXT_BUDGET * (0.6 if self._slow_text else 1.0)
+        return self._slow_text
 
     def _notice(self, n: Notice) -> None:
         """What the session says goes to the notices log; no toast covers the figures."""

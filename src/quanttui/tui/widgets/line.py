@@ -52,11 +52,11 @@ class Line(Widget):
 
 
 class FitLine(Widget):
-    """Groups of figures, each group on one line, or on two where the screen is narrow: a
-    figure is shown whole or not at all (never cut mid-figure). The first figure of a group is
-    always shown; the others follow in order of importance while they fit, joined by " · ".
-    The height is the same whatever the figures (one or two lines per group), so new numbers
-    never re-lay out the screen."""
+    """Groups of figures, each group on one line, or on two where the screen is narrow and
+    there are fewer than three groups: a figure is shown whole or not at all (never cut
+    mid-figure). The first figure of a group is always shown; the others follow in order of
+    importance while they fit, joined by " · ". The height is the same whatever the figures,
+    so new numbers never re-lay out the screen."""
 
     def __init__(self, *, id: str | None = None, wide: int = 120) -> None:
         super().__init__(id=id)
@@ -79,7 +79,10 @@ class FitLine(Widget):
         self._fit()
 
     def lines_per_group(self) -> int:
-        return 1 if self.content_region.width >= self._wide else 2
+        """One line per group on a wide screen, or with three groups or more (then the
+        outputs above keep their room); else two."""
+        wide = self.content_region.width >= self._wide
+        return 1 if wide or max(len(self._groups), self._slots) >= 3 else 2
 
     def on_resize(self) -> None:
         self._width = -1

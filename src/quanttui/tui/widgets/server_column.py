@@ -76,24 +76,28 @@ class ServerColumn:
                 long.append((f" · {part}", None))
         if size:
             short.append((f" · {size}", None))
+        tiny: Runs = [mark, (" ", None), (label, "b"), *ref]
         if state:
             long += [(" · ", None), *state]
             short += [(" ", None), *state]
+            tiny += [(" ", None), *state]
         tip = [f"{entry.name}: {entry.spec.url}"]
         if info.model_path:
             tip.append(f"model: {Path(info.model_path).name}")
         if entry.error:
             tip.append(f"error: {entry.error}")
-        self.figures.put_head((long, short), "\n".join(tip))
+        self.figures.put_head((long, short, tiny), "\n".join(tip))
 
     def show_stats(self, current: float | None, mean: str, n: int, ttft: float | None,
                    prompt_tps: float | None) -> None:
         self.figures.put_stats(
             ([("decode ", None), (fmt.num(current), "b"), (f" t/s  mean {mean} ", None),
               (f"(n {n})", "muted")],
-             [(fmt.num(current), "b"), (f" t/s μ{mean}", None), (f" n{n}", "muted")]),
+             [(fmt.num(current), "b"), (f" t/s μ{mean}", None), (f" n{n}", "muted")],
+             [(fmt.num(current), "b"), (" t/s", None)]),
             ([(f"TTFT {fmt.ms(ttft)}  prompt {fmt.num(prompt_tps, '.0f')} t/s", None)],
-             [(f"TTFT {fmt.ms(ttft)} pp {fmt.num(prompt_tps, '.0f')}", None)]))
+             [(f"TTFT {fmt.ms(ttft)} pp {fmt.num(prompt_tps, '.0f')}", None)],
+             [(f"TTFT {fmt.ms(ttft)}", None)]))
 
     def show_rate(self, values: list[float], top: float | None = None, label: str = "") -> None:
         self.figures.put_rate(values, top, label)
@@ -254,7 +258,8 @@ def _ram(proc: ProcessSample) -> Runs:
 
 def _ram_shorter(proc: ProcessSample) -> tuple[Runs, ...]:
     """For narrow columns: `private 84 MB  model 285/292 MB ███▉` (no RSS), then
-    `priv 84 MB · model 285/292 MB`: the two figures that differ between quants."""
+    `priv 84 MB · model 285/292 MB` (the two figures that differ between quants), then the
+    model pages alone (three or four columns at 80)."""
     model = proc.model
     if isinstance(model, NA) and isinstance(proc.private_bytes, NA):
         return (_figure("RSS", proc.rss_bytes),)
@@ -264,9 +269,13 @@ def _ram_shorter(proc: ProcessSample) -> tuple[Runs, ...]:
     runs = _figure("priv", proc.private_bytes)
     if isinstance(model, NA):  # the reason is in the tooltip
         return [(t, s) if s != "muted" else ("n/a", s) for t, s in ram], runs
+    pages = format_bytes(model.resident_bytes)
     if isinstance(model.file_bytes, NA) or model.file_bytes <= 0:
-        return medium, [*runs, (f" · model {format_bytes(model.resident_bytes)}", None)]
-    return medium, [*runs, (f" · model {_pair(model.resident_bytes, model.file_bytes)}", None)]
+        return medium, [*runs, (f" · model {pages}", None)], [(f"model {pages}", None)]
+    return (medium,
+            [*runs, (f" · model {_pair(model.resident_bytes, model.file_bytes)}", None)],
+            [(f"model {_pair(model.resident_bytes, model.file_bytes)}", None)],
+            [(f"model {pages}", None)])
 
 
 def _figure(label: str, value: Reading[int]) -> Runs:
