@@ -207,18 +207,23 @@ async def _quality(run: LadderRun, names: list[str], up: dict[str, Launch],
     ref = run.lineup.reference
     clients = {n: LlamaClient(up[n].url, name=n, timeouts=opts.timeouts) for n in names}
     try:
-        if ref in names and ref not in run.forced and opts.distribution:
+        if ref in names and run.forced_plan is None and opts.distribution:
             t0 = time.monotonic()
-            seqs, _ = await reference_sequences(results, run.options.plan.prompts, ref,
-                                                clients[ref], opts, lambda *_: None)
-            run.forced_plan = plan_positions(seqs, opts.position_budget,
-                                             opts.positions_per_prompt)
-            text_ids = await clients[ref].tokenize(run.options.text or prose(),
-                                                   add_special=True)
-            run.text_plan = ([ForcedSequence(TEXT_ID, tuple(text_ids[:1]),
-                                             tuple(text_ids[1:1 + run.options.text_positions]))]
-                             if len(text_ids) > 1 else [])
-            run.eos = await eos_ids(clients[ref])
+            try:
+                seqs, _ = await reference_sequences(results, run.options.plan.prompts, ref,
+                                                    clients[ref], opts, lambda *_: None)
+                text_ids = await clients[ref].tokenize(run.options.text or prose(),
+                                                       add_special=True)
+                run.eos = await eos_ids(clients[ref])
+            except ServerError as e:  # the reference failed: no distributions, the rest goes on
+                run.notes.append(f"{ref}: the reference's continuations failed: {e}")
+            else:
+                run.forced_plan = plan_positions(seqs, opts.position_budget,
+                                                 opts.positions_per_prompt)
+                run.text_plan = ([ForcedSequence(
+                    TEXT_ID, tuple(text_ids[:1]),
+                    tuple(text_ids[1:1 + run.options.text_positions]))]
+                    if len(text_ids) > 1 else [])
             run.clock("teacher forcing", time.monotonic() - t0)
         for n in names:
             if stop.is_set():
