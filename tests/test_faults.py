@@ -119,7 +119,11 @@ def test_fake_loading_is_waited_for(tmp_path: Path, schedule: str) -> None:
 
 
 def signal_when_streaming(server: ManagedServer, sig: signal.Signals) -> threading.Thread:
-    """Send `sig` to the server once a slot has decoded a few tokens of a request."""
+    """Send `sig` to the server once a slot has decoded several tokens of a request.
+
+    The slot's count runs ahead of what the client has read (a token is counted before it is
+    sent, and the client may be a few events behind on a loaded machine), so the signal waits
+    for 8 and the tests ask only that the client kept what it had read: at least one event."""
     assert server.pid is not None
 
     def watch() -> None:
@@ -131,7 +135,7 @@ def signal_when_streaming(server: ManagedServer, sig: signal.Signals) -> threadi
                 except (httpx.HTTPError, ValueError):
                     slots = []
                 if any(s.get("is_processing") and (s.get("next_token") or [{}])[0].get(
-                        "n_decoded", 0) >= 3 for s in slots):
+                        "n_decoded", 0) >= 8 for s in slots):
                     os.kill(server.pid, sig)  # type: ignore[arg-type]
                     return
                 time.sleep(0.01)
@@ -160,7 +164,7 @@ def test_kill_9_while_streaming(real_pair: tuple[ManagedServer, ManagedServer],
     b = kinds(data, "B")
     assert b[0] == "ended-early" and b[1:] == ["unreachable", "unreachable", "skipped"], b
     cut = next(r for r in data["records"] if r["server"] == "B")
-    assert cut["n_events"] >= 3 and cut["text"]  # what streamed before the kill is kept
+    assert cut["n_events"] >= 1 and cut["text"]  # what streamed before the kill is kept
     assert "8/8 requests" in err
 
 
@@ -182,7 +186,8 @@ def test_sigstop_while_streaming(real_pair: tuple[ManagedServer, ManagedServer],
     assert kinds(data, "A") == [None] * 4
     assert kinds(data, "B") == ["timeout"] * 3 + ["skipped"]
     stalled = next(r for r in data["records"] if r["server"] == "B")
-    assert "stream stalled" in stalled["error"] and stalled["n_events"] >= 3
+    assert "stream stalled" in stalled["error"] and stalled["n_events"] >= 1
+    assert stalled["text"]
     assert "8/8 requests" in err
 
 
