@@ -46,26 +46,27 @@ async def test_client_rate_matches_server_rate(real_pair: tuple[ManagedServer, .
     assert info["Q8_0"].model_size > info["Q4_K_M"].model_size  # type: ignore[operator]
 
 
-async def test_alternating_gives_solo_speed_under_contention(
+async def test_contention_is_said_under_simultaneous_only(
         make_server: Callable[..., ManagedServer]) -> None:
-    # two threads each on a 2-core machine: four busy threads on two cores
+    """Two servers of two threads each on a 2-core machine: the simultaneous run warns and
+    points at alternating; the alternating run, which is the remedy, does not warn. (That
+    alternating then gives each server its solo speed is a timing claim:
+    benchmarks/contention.py measures it.)"""
     a = make_server("Q4_K_M", threads=2)
     b = make_server("Q8_0", threads=2)
     servers = [spec(a), spec(b)]
-    prompts = tuple(builtin_suite("quick")[:3])
-    sim = await Session(servers, RunPlan(prompts=prompts, params=P40, schedule="simultaneous"),
+    prompts = tuple(builtin_suite("quick")[:2])
+    p = GenerationParams(n_predict=8)
+    sim = await Session(servers, RunPlan(prompts=prompts, params=p, schedule="simultaneous"),
                         contention=assess).run()
-    alt = await Session(servers, RunPlan(prompts=prompts, params=P40, schedule="alternating"),
+    alt = await Session(servers, RunPlan(prompts=prompts, params=p, schedule="alternating"),
                         contention=assess).run()
     contention = [n for n in sim.notices if n["code"] == "contention"]
     assert contention, sim.notices
     assert "alternating" in contention[0]["message"] and "4 threads on 2 cores" in contention[
         0]["message"]
-    for name in ("Q4_K_M", "Q8_0"):
-        s = sim.summary(name, "decode_tps_server")
-        t = alt.summary(name, "decode_tps_server")
-        assert s is not None and t is not None
-        assert t.mean > s.mean * 1.1, (name, s.mean, t.mean)
+    assert not [n for n in alt.notices if n["code"] == "contention"], alt.notices
+    assert not sim.failures and not alt.failures
 
 
 async def test_no_contention_warning_when_threads_fit(real_pair: tuple[ManagedServer, ...]
