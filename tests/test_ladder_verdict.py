@@ -28,7 +28,7 @@ def test_the_smallest_quant_that_keeps_the_quality_is_recommended() -> None:
     v = decide(rows, [], Constraints())
     assert v.recommended == "Q4_K_M"
     assert "Run Q4_K_M" in v.reason and "KLD 0.030 ≤ 0.05" in v.reason
-    assert "Q2_K (KLD 0.400 > 0.05, same-top-1 0.70 < 0.9)" in v.reason
+    assert "Smaller ones are out: Q2_K fails KLD 0.400 > 0.05, same-top-1 0.70 < 0.9." in v.reason
     assert set(v.failing) == {"Q2_K"}
 
 
@@ -53,3 +53,26 @@ def test_a_category_measurably_worse_fails_only_when_the_interval_says_so() -> N
     rows[1] = row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": noisy})
     v = decide(rows, [], Constraints())
     assert v.recommended == "Q4_K_M" and any("math" in x for x in v.within_noise)
+
+
+def test_quality_not_measured_is_a_step_to_run_not_a_failure() -> None:
+    """Without teacher-forced figures no smaller quant is recommended, and the sentence says
+    that measuring is what is missing, not that the quants failed."""
+    rows = [row("Q8_0", 8_000_000_000, ref=True, private=10),
+            row("Q4_K_M", 4_800_000_000, speed=FAST),
+            row("Q2_K", 3_000_000_000, speed=FAST)]
+    v = decide(rows, [], Constraints())
+    assert v.recommended == "Q8_0"
+    assert v.reason.startswith("Run Q8_0 (the reference) until quality is measured")
+    assert "quality not measured for Q4_K_M, Q2_K" in v.reason and "fails" not in v.reason
+    # one measured and failing, one not measured: each named for what it is
+    rows[1] = row("Q4_K_M", 4_800_000_000, kld=0.2, top1=0.8, speed=FAST)
+    v = decide(rows, [], Constraints())
+    assert v.reason == ("Run Q8_0 (the reference): nothing smaller keeps the quality asked for "
+                        "— Q4_K_M fails KLD 0.200 > 0.05, same-top-1 0.80 < 0.9; quality not "
+                        "measured for Q2_K.")
+    # a measured quant that keeps quality is recommended over an unmeasured smaller one
+    rows[1] = row("Q4_K_M", 4_800_000_000, kld=0.01, top1=0.97, speed=FAST)
+    v = decide(rows, [], Constraints())
+    assert v.recommended == "Q4_K_M"
+    assert v.reason.endswith("Smaller ones are out: quality not measured for Q2_K.")

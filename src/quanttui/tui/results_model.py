@@ -140,7 +140,7 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
         model.hint = "One server in this run: s selects a second one to compare it with."
     if len(rows) >= 2 and not any(r.positions for r in rows) and not (quality or {}).get(
             "accuracy"):
-        model.hint = ("Quality not measured yet, so the verdict rests on speed and memory: "
+        model.hint = ("Quality not measured yet, so no smaller quant can be recommended: "
                       "k runs the quality step (same-top-1, KLD, task accuracy) on these "
                       "servers.")
     rec = model.recommended

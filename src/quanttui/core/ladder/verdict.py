@@ -19,6 +19,7 @@ from quanttui.core.ladder.table import Diff, PairRow, QuantRow
 
 DEFAULT_MAX_KLD = 0.05
 DEFAULT_MIN_SAME_TOP1 = 0.90
+UNMEASURED = "quality not measured"  # a quant not shown to keep quality is not recommended
 
 
 class Constraints(msgspec.Struct, kw_only=True):
@@ -59,7 +60,7 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
     if row.reference:
         return out
     if row.kld_mean is None or row.same_top1 is None:
-        out.append("quality not measured")
+        out.append(UNMEASURED)
     else:
         if row.kld_mean > c.max_kld:
             out.append(f"KLD {row.kld_mean:.3f} > {c.max_kld:g}")
@@ -77,6 +78,21 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
         elif d.value < c.min_speedup:
             out.append(f"decode ×{d.value:.2f} < ×{c.min_speedup:g}")
     return out
+
+
+def _why_not(rows: list[QuantRow], failing: dict[str, list[str]]) -> str:
+    """Why each of `rows` is out, in words; quants not yet measured for quality are named
+    together, since that is a step still to run rather than a failure."""
+    parts, unmeasured = [], []
+    for r in rows:
+        f = [x for x in failing[r.name] if x != UNMEASURED]
+        if f:
+            parts.append(f"{r.name} fails {', '.join(f)}")
+        if UNMEASURED in failing[r.name]:
+            unmeasured.append(r.name)
+    if unmeasured:
+        parts.append(f"{UNMEASURED} for {', '.join(unmeasured)}")
+    return "; ".join(parts)
 
 
 def _speed_words(d: Diff | None, ref: str) -> str:
@@ -121,9 +137,14 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
             best = r
     if best.reference:
         smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
-        why = "; ".join(f"{r.name} fails {', '.join(failing[r.name])}" for r in smaller)
-        reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality asked for"
-                  + (f" — {why}." if why else "."))
+        why = _why_not(smaller, failing)
+        if smaller and all(failing[r.name] == [UNMEASURED] for r in smaller):
+            reason = (f"Run {ref.name} (the reference) until quality is measured: no smaller "
+                      f"quant is shown to keep the quality asked for ({why}); run the quality "
+                      "step to see whether one does.")
+        else:
+            reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality "
+                      "asked for" + (f" — {why}." if why else "."))
     else:
         saved = 1 - best.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
         bits = [f"{mb(best.size_bytes)} on disk"
@@ -139,7 +160,6 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
                   f"({'; '.join(bits)}).")
         lower = [r for r in rows if r.size_bytes < best.size_bytes and r.name in failing]
         if lower:
-            reason += " Smaller ones fail: " + "; ".join(
-                f"{r.name} ({', '.join(failing[r.name])})" for r in lower) + "."
+            reason += f" Smaller ones are out: {_why_not(lower, failing)}."
     return Verdict(recommended=best.name, reason=reason, within_noise=noise, failing=failing,
                    constraints=c)
