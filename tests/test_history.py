@@ -175,3 +175,19 @@ def test_damaged_run_in_the_history_says_so(tmp_path: Path) -> None:
     p = run_cli(["snapshot", "--run-id", "1", "--format", "json", "-o", str(tmp_path)],
                 tmp_path)
     assert p.returncode == 0 and (tmp_path / "run-1.json").exists(), p.stderr
+
+
+def test_a_run_measured_further_is_updated_in_place(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.sqlite3")
+    data = json.loads(RECORDED.read_text())
+    run_id = store.add(data, label="before")
+    other = store.add(data)
+    data["quality"] = {"reference": "x"}
+    data["servers"] = data["servers"][:1]
+    store.update(run_id, data)
+    assert store.get(run_id)["quality"] == {"reference": "x"}
+    assert "quality" not in store.get(other)
+    row = next(r for r in store.list() if r.id == run_id)
+    assert row.label == "before" and "," not in row.servers  # the listing follows the JSON
+    with pytest.raises(KeyError):
+        store.update(other + 1, data)

@@ -150,6 +150,12 @@ async def test_quality_step_from_the_tui(pair: tuple[FakeLlamaServer, FakeLlamaS
         await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
         saved = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
         assert saved["quality"]["reference"] == "A"
+        # and in the run's history entry, stored before the step ran
+        assert any("updated with the quality figures" in s for s in said(app))
+    from quanttui.core.reports.history import Store
+
+    rows = Store().list()
+    assert len(rows) == 1 and Store().get(rows[0].id)["quality"]["reference"] == "A"
 
 
 async def test_quality_step_stops_with_x(pair: tuple[FakeLlamaServer, FakeLlamaServer],

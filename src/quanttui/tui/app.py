@@ -160,6 +160,9 @@ class QuantTUI(App[None]):
         self._typed_run = False
         self._quality_stop: asyncio.Event | None = None
         self._quality_drawn = 0.0
+        # the last run stored in the history, and its id: a quality step run on it later
+        # updates its entry
+        self._stored: tuple[RunResults, int] | None = None
         self._first_probe: set[str] = set()  # servers whose first answer is still due
         self._probed = asyncio.Event()  # set whenever a probe ends
         self._drawn_at = 0.0
@@ -622,8 +625,28 @@ class QuantTUI(App[None]):
         except (HistoryError, OSError) as e:
             self.say("warning", "history", f"run not stored in the history: {e}")
             return
+        self._stored = (results, run_id)
         self.say("info", "history", f"run stored in the history as #{run_id} "
                  "(quanttui history, quanttui compare)")
+
+    async def _restore(self, results: RunResults) -> None:
+        """A run stored in the history, measured further (the quality step): its entry gets
+        the new figures, so `quanttui history` and `compare` see them."""
+        if self._stored is None or self._stored[0] is not results:
+            return
+        run_id = self._stored[1]
+        from quanttui.core.reports.history import HistoryError, Store
+        from quanttui.core.reports.run_file import results_dict
+
+        try:
+            await asyncio.to_thread(lambda: Store().update(run_id, results_dict(results)))
+        except (HistoryError, OSError, KeyError) as e:
+            msg = f"no run #{e.args[0]}" if isinstance(e, KeyError) else str(e)
+            self.say("warning", "history", f"quality figures not stored in the history: {msg}; "
+                     "ctrl+s writes them to a snapshot")
+            return
+        self.say("info", "history", f"run #{run_id} in the history updated with the quality "
+                 "figures")
 
     def show_results(self, results: RunResults) -> None:
         """Show a finished run (a stored one, or one built by a test) as a live one ends."""
@@ -797,6 +820,7 @@ class QuantTUI(App[None]):
             self._draw_progress(force=True)
             self.refresh_bindings()
         if "quality" in results.extra:
+            await self._restore(results)
             if isinstance(self.screen, ResultsScreen):
                 self.screen.post_message(ResultsChanged())
             elif self.screen is self.compare:

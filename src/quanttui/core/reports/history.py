@@ -169,6 +169,16 @@ class Store:
                  servers, quants, host, label))
             return int(cur.lastrowid or 0)
 
+    def update(self, run_id: int, data: dict[str, Any]) -> None:
+        """Replace run #`run_id`'s JSON (a step measured after the run was stored, such as
+        the TUI's quality step); KeyError if there is no such run."""
+        servers, quants, host = _summary_columns(data)
+        with self._db(write=True) as db:
+            cur = db.execute("UPDATE runs SET data = ?, servers = ?, quants = ?, host = ? "
+                             "WHERE id = ?", (json.dumps(data), servers, quants, host, run_id))
+            if cur.rowcount == 0:
+                raise KeyError(run_id)
+
     def list(self, limit: int = 50) -> list[RunRow]:
         with self._db() as db:
             rows = db.execute("SELECT id, created_at, schedule, servers, quants, host, label "
