@@ -71,3 +71,16 @@ def test_cli_refuses_bad_ladders_clearly(tmp_path: Path, case: str) -> None:
     named = {"one file": "a ladder needs", "not gguf": "notes.txt", "missing": "nope.gguf",
              "empty folder": "empty", "two models": "other.gguf"}[case]
     assert named in p.stderr
+
+
+def test_ladder_takes_the_configs_task_sets(tmp_path: Path) -> None:
+    """[quality] tasks count for a ladder as for a run: a task file that is not there is
+    named before any server starts."""
+    quants = _quants(tmp_path)
+    cfg = tmp_path / "quanttui.toml"
+    cfg.write_text('[quality]\ntasks = ["word-problems.jsonl"]\n')
+    p = subprocess.run([PY, "-m", "quanttui", "--config", str(cfg), "ladder",
+                        *map(str, quants), "--no-history"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and "word-problems.jsonl" in p.stderr

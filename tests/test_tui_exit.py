@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -23,6 +24,7 @@ import pytest
 from test_managed_exit import healthy, servers_for, wait_gone
 
 pytestmark = pytest.mark.real
+CSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class Terminal:
@@ -54,12 +56,17 @@ class Terminal:
             except OSError:
                 return
 
+    def screen_text(self) -> bytes:
+        """What was written, without escape sequences: text that Textual wrote in pieces (a
+        style or a cursor move between them) reads whole."""
+        return CSI.sub(b"", bytes(self.out))
+
     def wait_for(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while text.encode() not in self.out:
+        while text.encode() not in self.out and text.encode() not in self.screen_text():
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise AssertionError(f"no {text!r} on screen; the end of it:\n"
-                                     f"{self.out[-3000:].decode(errors='replace')}")
+                                     f"{self.screen_text()[-3000:].decode(errors='replace')}")
             time.sleep(0.1)
 
     def press(self, *keys: bytes) -> None:

@@ -406,7 +406,7 @@ def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, A
         "memory_budget": int(budget * 1e9) if budget is not None else None,
         "min_speedup": kw.get("min_speedup"), "max_kld": kw.get("max_kld"),
         "min_same_top1": kw.get("min_top1")})
-    quality = _quality_options({**kw, "quality": True}, None)
+    quality = _quality_options({**kw, "quality": True}, None, cfg)
     if kw.get("quality_k") is not None:
         if kw["quality_k"] < 1:
             raise click.BadParameter("must be ≥ 1", param_hint="--quality-k")

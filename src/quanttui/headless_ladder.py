@@ -85,8 +85,14 @@ class HeadlessLadder:
                     loop.remove_signal_handler(sig)
         self.run = run
         if not run.passes:
+            if run.not_started and not stop.is_set():
+                self._say("no quant but the reference started: nothing to compare, nothing "
+                          "written")
+                return EXIT_FAILED
             self._say("stopped before anything was measured; nothing written")
             return EXIT_INTERRUPTED
+        if run.interrupted or stop.is_set():
+            self._say("stopped: what was measured is written, the rest is named in the notes")
         section = ladder_section(run, self.constraints)
         results = merged_results(run, section)
         self.results = results
@@ -113,7 +119,7 @@ class HeadlessLadder:
             return EXIT_INTERRUPTED
         if saved.export_error is not None:
             return EXIT_EXPORT
-        return EXIT_FAILED if results.failures else EXIT_OK
+        return EXIT_FAILED if results.failures or run.not_started else EXIT_OK
 
 
 def _verdict_text(results: RunResults) -> str:

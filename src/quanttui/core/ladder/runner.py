@@ -27,7 +27,7 @@ from quanttui.core.ladder.lineup import Lineup
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.result import ServerError
 from quanttui.core.models.launcher import Launch, Launcher
-from quanttui.core.models.servers import LaunchSpec
+from quanttui.core.models.servers import LaunchSpec, ServerStartError
 from quanttui.core.quality.accuracy import TaskOutcome, run_tasks
 from quanttui.core.quality.step import QualityOptions, eos_ids, reference_sequences
 from quanttui.core.quality.teacher_forcing import (
@@ -85,6 +85,7 @@ class LadderRun:
     started_at: float = 0.0
     finished_at: float | None = None
     interrupted: bool = False
+    not_started: dict[str, str] = field(default_factory=dict)  # quant -> why its server didn't
     # where the time went, for benchmarks/ladder_cost.py: starts, requests, teacher forcing...
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -99,8 +100,9 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
                      say: Say = lambda _: None, stop: asyncio.Event | None = None,
                      poll_interval: float = 1.0) -> LadderRun:
     """Measure every quant of `lineup`; servers are started through `launcher` and stopped
-    before this returns. Raises ServerStartError when a server won't start (after stopping
-    the others)."""
+    before this returns. A candidate whose server won't start is left out with a note (in
+    `not_started`); raises ServerStartError when the reference's won't (after stopping the
+    others)."""
     import psutil
 
     stop = stop or asyncio.Event()
@@ -125,7 +127,8 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     plan = replace(options.plan, schedule="alternating")
     say(f"ladder: {', '.join(lineup.names)} (reference {lineup.reference}); "
         + ("the reference runs beside each candidate" if together else
-           "one server at a time (they don't fit in memory together)"))
+           "one server at a time" + (" (they don't fit in memory together)"
+                                     if options.together is None else "")))
     ref_launch: Launch | None = None
     try:
         if together:
@@ -141,8 +144,17 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
             say(f"pass {i}/{len(groups)}: {' and '.join(names)}")
             new = [n for n in names if n not in launcher.launches
                    or launcher.launches[n].state != "ready"]
-            launches = await _start(launcher, [(n, specs[n]) for n in new], options.force, say,
-                                    run) if new else []
+            try:
+                launches = await _start(launcher, [(n, specs[n]) for n in new], options.force,
+                                        say, run) if new else []
+            except ServerStartError as e:
+                if lineup.reference in new:  # nothing to compare with
+                    raise
+                # A candidate that won't start (a damaged file, too little memory) is said
+                # and the ladder goes on: what was measured, and what comes, is kept.
+                run.not_started.update({n: str(e) for n in new})
+                say(f"error: {e}")
+                continue
             up = {la.name: la for la in launches}
             if ref_launch is not None:
                 up[ref_launch.name] = ref_launch
@@ -154,6 +166,13 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     finally:
         launcher.stop_all()
         run.finished_at = time.time()
+        measured = {n for p in run.passes for n in p.servers}
+        if run.interrupted and (left := [n for n in lineup.names
+                                         if n not in measured and n not in run.not_started]):
+            run.notes.append(f"{', '.join(left)}: not measured (the ladder was stopped first)")
+        for n, error in run.not_started.items():  # the first line: what, and where its log is
+            why = error.splitlines()[0].removeprefix(f"{n}: ").rstrip(":")
+            run.notes.append(f"{n}: not measured: {why}")
     return run
 
 

@@ -20,6 +20,8 @@ from quanttui.core.ladder.table import Diff, PairRow, QuantRow
 DEFAULT_MAX_KLD = 0.05
 DEFAULT_MIN_SAME_TOP1 = 0.90
 UNMEASURED = "quality not measured"  # a quant not shown to keep quality is not recommended
+NOT_RUN = "not measured"  # nothing measured at all: the ladder stopped, or it did not start
+MISSING = (UNMEASURED, NOT_RUN)  # steps still to run rather than failures
 
 
 class Constraints(msgspec.Struct, kw_only=True):
@@ -46,11 +48,16 @@ class Verdict(msgspec.Struct, kw_only=True):
     constraints: Constraints
 
 
-def footprint(row: QuantRow) -> int:
-    """Memory a quant needs here: measured (private + model pages, else RSS), else its file."""
+def measured_memory(row: QuantRow) -> int | None:
+    """Peak memory measured here: private + model pages, else RSS; None when not sampled."""
     if row.memory_private_peak is not None and row.memory_model_pages_peak is not None:
         return row.memory_private_peak + row.memory_model_pages_peak
-    return row.memory_rss_peak or row.size_bytes
+    return row.memory_rss_peak or None
+
+
+def footprint(row: QuantRow) -> int:
+    """Memory a quant needs here: measured, else its file (the least it can take)."""
+    return measured_memory(row) or row.size_bytes
 
 
 def _fails(row: QuantRow, c: Constraints) -> list[str]:
@@ -59,6 +66,8 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
         out.append(f"memory {mb(footprint(row))} > {mb(c.memory_budget_bytes)}")
     if row.reference:
         return out
+    if row.decode_tps is None and row.kld_mean is None and not row.accuracy:
+        return [NOT_RUN]
     if row.kld_mean is None or row.same_top1 is None:
         out.append(UNMEASURED)
     else:
@@ -81,17 +90,21 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
 
 
 def _why_not(rows: list[QuantRow], failing: dict[str, list[str]]) -> str:
-    """Why each of `rows` is out, in words; quants not yet measured for quality are named
-    together, since that is a step still to run rather than a failure."""
-    parts, unmeasured = [], []
+    """Why each of `rows` is out, in words; quants not yet measured (for quality, or at all)
+    are named together, since that is a step still to run rather than a failure."""
+    parts = []
+    missing: dict[str, list[str]] = {m: [] for m in MISSING}
     for r in rows:
-        f = [x for x in failing[r.name] if x != UNMEASURED]
+        f = [x for x in failing[r.name] if x not in MISSING]
         if f:
             parts.append(f"{r.name} fails {', '.join(f)}")
-        if UNMEASURED in failing[r.name]:
-            unmeasured.append(r.name)
-    if unmeasured:
-        parts.append(f"{UNMEASURED} for {', '.join(unmeasured)}")
+        for m in MISSING:
+            if m in failing[r.name]:
+                missing[m].append(r.name)
+    if missing[UNMEASURED]:
+        parts.append(f"{UNMEASURED} for {', '.join(missing[UNMEASURED])}")
+    if missing[NOT_RUN]:
+        parts.append(f"{', '.join(missing[NOT_RUN])} {NOT_RUN}")
     return "; ".join(parts)
 
 
@@ -138,10 +151,12 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
     if best.reference:
         smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
         why = _why_not(smaller, failing)
-        if smaller and all(failing[r.name] == [UNMEASURED] for r in smaller):
-            reason = (f"Run {ref.name} (the reference) until quality is measured: no smaller "
-                      f"quant is shown to keep the quality asked for ({why}); run the quality "
-                      "step to see whether one does.")
+        if smaller and all(set(failing[r.name]) <= set(MISSING) for r in smaller):
+            what = ("quality is measured" if all(failing[r.name] == [UNMEASURED]
+                                                 for r in smaller) else "more is measured")
+            reason = (f"Run {ref.name} (the reference) until {what}: no smaller quant is "
+                      f"shown to keep the quality asked for ({why}); measure to see whether "
+                      "one does.")
         else:
             reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality "
                       "asked for" + (f" — {why}." if why else "."))

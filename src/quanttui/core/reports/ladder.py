@@ -10,7 +10,7 @@ import msgspec
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow
-from quanttui.core.ladder.verdict import footprint
+from quanttui.core.ladder.verdict import measured_memory
 
 
 def section_of(extra: dict[str, Any]) -> LadderSection | None:
@@ -48,7 +48,8 @@ def summary_table(sec: LadderSection) -> list[str]:
         dsize = "—" if r.reference else f"{r.size_bytes / ref.size_bytes - 1:+.0%}"
         rows.append([
             name, format_bytes(r.size_bytes), dsize, _f(r.bits_per_weight, ".2f"),
-            format_bytes(footprint(r)), _f(r.decode_tps, ".1f"),
+            "—" if (mem := measured_memory(r)) is None else format_bytes(mem),
+            _f(r.decode_tps, ".1f"),
             "—" if r.reference else _ratio(r.decode_vs_ref),
             "—" if r.reference else _f(r.same_top1, ".3f"),
             "—" if r.reference else _f(r.kld_mean, ".4f"),
