@@ -270,3 +270,44 @@ def test_real_server_still_loading_is_waited_for(demo_models: dict[str, Path],
     assert [r.ok for r in res.records] == [True]
     said = [n["message"] for n in res.notices if n["code"] == "server-loading"]
     assert len(said) == 2 and "still loading" in said[0] and "ready after" in said[1]
+
+
+def test_ctrl_c_while_hashing_the_model_files_keeps_the_run(tmp_path: Path) -> None:
+    """After the requests, provenance hashes the model files (seconds to minutes for large
+    ones). A Ctrl+C then skips the hashing; the run is still written and stored, exit 130.
+    The model is a 40 GB sparse file: hashing it takes far longer than the test waits."""
+    big = tmp_path / "big.gguf"
+    with big.open("wb") as f:
+        f.truncate(40 << 30)
+    cfg = tmp_path / "quanttui.toml"
+    cfg.write_text("[run]\nwarmup = 0\n[prompts]\nsuites = []\n")
+    out = tmp_path / "r.json"
+    with FakeLlamaServer(token_delay=0.001) as a, FakeLlamaServer(token_delay=0.001) as b:
+        a.model_path = str(big)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quanttui", "--config", str(cfg), "run", "--headless",
+             "--server", f"A={a.url}", "--server", f"B={b.url}", "--prompt", "hi", "-n", "4",
+             "-o", str(out)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            assert proc.stderr is not None
+            seen = ""
+            while "2/2 requests" not in seen:  # the requests are done: hashing begins
+                line = proc.stderr.readline()
+                assert line, seen
+                seen += line
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)  # an impatient second one changes nothing
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in stdout + stderr and "Aborted" not in stderr, stderr
+    assert proc.returncode == 130
+    assert stderr.count("stopping: writing what was measured") == 1
+    data = json.loads(out.read_text())
+    assert len(data["records"]) == 2 and all(r["ok"] for r in data["records"])
+    assert data["provenance"]["servers"][0]["model_sha256"] is None
+    assert "stored in the run history as #" in stdout

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -103,6 +104,28 @@ def _hms(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_while_writing(loop: asyncio.AbstractEventLoop, stderr: IO[str]) -> threading.Event:
+    """Once the servers are done: a signal now (an impatient second Ctrl+C) skips hashing the
+    model files, which takes seconds to minutes, so what was measured is still written and
+    stored instead of lost to a KeyboardInterrupt. The handlers go when the loop closes."""
+    late = threading.Event()
+
+    def on_signal() -> None:
+        if not late.is_set():
+            stderr.write("stopping: writing what was measured, without the model files' "
+                         "hashes\n")
+            stderr.flush()
+        late.set()
+
+    for sig in SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    return late
+
 @dataclass
 class HeadlessRun:
     cfg: Config
@@ -161,7 +184,7 @@ class HeadlessRun:
                 main.cancel()
 
         main = asyncio.current_task()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
         try:
@@ -212,7 +235,7 @@ class HeadlessRun:
         finally:
             for m in managed:
                 m.stop()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         for m in managed:
@@ -223,7 +246,9 @@ class HeadlessRun:
                 self.stderr.write(f"{m.label}: llama-server log kept: {m.log_path}\n")
         self.results = results
         results.extra["config"] = self.config_dict
-        results.extra["provenance"] = await asyncio.to_thread(provenance, results)
+        late = stop_while_writing(loop, self.stderr)
+        results.extra["provenance"] = await asyncio.to_thread(provenance, results, stop=late)
+        interrupted |= late.is_set()
         out = self.output or self.default_output()
         self.output_path = out
         saved = save_run(results, out.parent, out.stem, self.formats, svg=self.svg,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from quanttui.core.reports.provenance import provenance
 from quanttui.core.reports.snapshot import save_run
 from quanttui.core.run.plan import plan_from_config
 from quanttui.core.run.records import RunResults
+from quanttui.headless import SIGNALS, stop_while_writing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 
@@ -68,7 +68,7 @@ class HeadlessLadder:
         launcher = Launcher(defaults_from(self.cfg.models), llama_server=self.llama_server)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         try:
@@ -80,7 +80,7 @@ class HeadlessLadder:
             return EXIT_FAILED
         finally:
             launcher.stop_all()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
         self.run = run
@@ -97,7 +97,10 @@ class HeadlessLadder:
         results = merged_results(run, section)
         self.results = results
         results.extra["config"] = config_to_dict(self.cfg)
-        results.extra["provenance"] = await asyncio.to_thread(provenance, results)
+        late = stop_while_writing(loop, self.stderr)
+        results.extra["provenance"] = await asyncio.to_thread(provenance, results, stop=late)
+        if late.is_set():
+            stop.set()
         out = self.output or Path(self.cfg.run.export_dir) / (
             f"ladder-{datetime.now():%Y%m%d-%H%M%S}.json")
         # the history first, then the files (core.reports.snapshot.save_run)

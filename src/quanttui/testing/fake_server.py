@@ -82,6 +82,7 @@ class FakeLlamaServer:
     prompt_delay: float = 0.0
     api_key: str | None = None
     model: str = "fake-model-Q4_K_M.gguf"
+    model_path: str | None = None  # /props' model_path (default: /models/<model>)
     ftype: str = "Q4_K - Medium"
     n_ctx: int = 4096
     total_slots: int = 1
@@ -278,7 +279,7 @@ class FakeLlamaServer:
             "total_slots": self.total_slots,
             "model_alias": self.model,
             "model_ftype": self.ftype,
-            "model_path": f"/models/{self.model}",
+            "model_path": self.model_path or f"/models/{self.model}",
             "build_info": "b0-unknown",
             "is_sleeping": False,
         }

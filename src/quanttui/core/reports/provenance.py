@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from quanttui.core.run.records import RunResults
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: Path) -> str | None:
+def file_sha256(path: Path, stop: threading.Event | None = None) -> str | None:
+    """The file's SHA-256 (cached per path, size and mtime); None when it can't be read or
+    `stop` is set meanwhile (a user who stops quanttui doesn't wait for gigabytes)."""
     try:
         st = path.stat()
     except OSError:
@@ -31,6 +34,8 @@ def file_sha256(path: Path) -> str | None:
         try:
             with path.open("rb") as f:
                 while chunk := f.read(4 << 20):
+                    if stop is not None and stop.is_set():
+                        return None
                     h.update(chunk)
         except OSError:
             return None
@@ -45,7 +50,8 @@ def _pkg_version(name: str) -> str | None:
         return None
 
 
-def provenance(results: RunResults, *, hash_models: bool = True) -> dict[str, Any]:
+def provenance(results: RunResults, *, hash_models: bool = True,
+               stop: threading.Event | None = None) -> dict[str, Any]:
     servers = []
     for s in results.servers:
         path = Path(s.model_path) if s.model_path else None
@@ -56,7 +62,7 @@ def provenance(results: RunResults, *, hash_models: bool = True) -> dict[str, An
             "managed": s.managed,
             "model_path": s.model_path,
             "model_file_bytes": path.stat().st_size if local and path else None,
-            "model_sha256": file_sha256(path) if local and path and hash_models else None,
+            "model_sha256": file_sha256(path, stop) if local and path and hash_models else None,
             "quant": s.model_ftype,
             "n_params": s.n_params,
             "n_ctx": s.n_ctx,
