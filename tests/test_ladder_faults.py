@@ -47,6 +47,15 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list
     raise AssertionError(f"no {marker!r} in stderr: {''.join(lines)}")
 
 
+def finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[str, str]:
+    """(stdout, stderr) once it exits; killed if it does not in time."""
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def servers_of(proc: subprocess.Popen[str]) -> list[psutil.Process]:
     return [c for c in psutil.Process(proc.pid).children(recursive=True)
             if "llama-server" in c.name()]
@@ -69,10 +78,10 @@ def test_ctrl_c_mid_ladder_writes_what_was_measured(demo_models: dict[str, Path]
         started = servers_of(proc)
         assert started, "the second pass's server"
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    except BaseException:
+        proc.kill()
+        raise
+    stdout, stderr = finish(proc, 120)
     stderr = "".join(before) + stderr
     assert "Traceback" not in stderr + stdout, stderr
     assert proc.returncode == EXIT_INTERRUPTED, stderr
@@ -102,11 +111,7 @@ def test_ladder_whose_files_cannot_be_written_says_where_they_are(
     out = tmp_path / "afile" / "ladder.json"
     proc = ladder(tmp_path, [demo_models[q] for q in ("Q4_K_M", "Q2_K")], "-o", str(out),
                   "--no-history")
-    try:
-        stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = finish(proc)
     assert "Traceback" not in stderr + stdout, stderr
     assert proc.returncode == EXIT_EXPORT, stderr
     assert f"cannot write {out}" in stderr
@@ -135,11 +140,7 @@ def test_a_quant_that_will_not_start_is_named_and_the_rest_is_kept(
     out = tmp_path / "ladder.json"
     proc = ladder(tmp_path, [demo_models["Q4_K_M"], bad, demo_models["Q8_0"]], "-o", str(out),
                   "--no-history")
-    try:
-        stdout, stderr = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = finish(proc)
     assert "Traceback" not in stderr + stdout, stderr
     assert proc.returncode == 1, stderr  # a server would not start
     assert "unknown tokenizer: 'xxxxx'" in stderr and str(bad) in stderr

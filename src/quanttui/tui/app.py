@@ -629,7 +629,7 @@ class QuantTUI(App[None]):
         self.say("info", "history", f"run stored in the history as #{run_id} "
                  "(quanttui history, quanttui compare)")
 
-    async def _restore(self, results: RunResults) -> None:
+    async def _update_history(self, results: RunResults) -> None:
         """A run stored in the history, measured further (the quality step): its entry gets
         the new figures, so `quanttui history` and `compare` see them."""
         if self._stored is None or self._stored[0] is not results:
@@ -820,7 +820,7 @@ class QuantTUI(App[None]):
             self._draw_progress(force=True)
             self.refresh_bindings()
         if "quality" in results.extra:
-            await self._restore(results)
+            await self._update_history(results)
             if isinstance(self.screen, ResultsScreen):
                 self.screen.post_message(ResultsChanged())
             elif self.screen is self.compare:

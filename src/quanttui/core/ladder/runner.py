@@ -166,6 +166,7 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     finally:
         launcher.stop_all()
         run.finished_at = time.time()
+        run.interrupted |= stop.is_set()  # a stop inside the last pass's quality step too
         measured = {n for p in run.passes for n in p.servers}
         if run.interrupted and (left := [n for n in lineup.names
                                          if n not in measured and n not in run.not_started]):

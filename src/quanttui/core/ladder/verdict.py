@@ -7,7 +7,9 @@ measurably worse), and is at least as fast as asked (when a minimum speed-up is 
 the smallest file is recommended (the file is what a quant changes; measured memory also holds
 the KV cache and buffers, the same for every quant, and moves by a few MB between runs), the
 faster within 2% of its size. The reference qualifies on quality by definition; it is
-recommended when nothing smaller does.
+recommended when nothing smaller does. A quant not measured (for quality, or at all: a
+stopped ladder, a server that did not start) does not qualify, and the reason says what is
+missing rather than calling it a failure.
 """
 
 from __future__ import annotations
