@@ -17,7 +17,12 @@ from typing import Any
 import msgspec
 
 from quanttui.core.ladder.runner import TEXT_ID, LadderRun
-from quanttui.core.quality.accuracy import accuracy_by, accuracy_diff
+from quanttui.core.quality.accuracy import (
+    AccuracyDiff,
+    accuracy_by,
+    accuracy_diff,
+    measurable_differences,
+)
 from quanttui.core.quality.divergence import PositionCompare, distribution_stats
 from quanttui.core.quality.teacher_forcing import pair_runs
 from quanttui.core.run.records import RunResults
@@ -114,12 +119,35 @@ def _positions(run: LadderRun, a: str, b: str) -> list[tuple[str, list[PositionC
     return pair_runs(run.forced[a], run.forced[b], k)
 
 
+def _accuracy_family(run: LadderRun) -> dict[tuple[str, str, str], AccuracyDiff]:
+    """Every accuracy comparison a ladder report shows, (a, b, category) -> b − a: each quant
+    against the reference and each against its neighbour. One family for Holm's correction
+    (`measurable_differences`); a neighbour pair that is also a pair with the reference is
+    counted once."""
+    names, ref = run.lineup.names, run.lineup.reference
+    out: dict[tuple[str, str, str], AccuracyDiff] = {}
+    seen: set[frozenset[str]] = set()
+    for a, b in [(ref, n) for n in names if n != ref] + list(itertools.pairwise(names)):
+        if frozenset((a, b)) in seen:
+            continue
+        seen.add(frozenset((a, b)))
+        outcomes = [o for n in (a, b) for o in run.outcomes.get(n, [])]
+        out.update({(a, b, d.group): d for d in accuracy_diff(outcomes, a, b)})
+    return out
+
+
 def _accuracy_diffs(run: LadderRun, a: str, b: str) -> dict[str, Diff]:
-    outcomes = [o for n in (a, b) for o in run.outcomes.get(n, [])]
+    """b − a per category; measurable only when it survives Holm over the report's family."""
+    family = _accuracy_family(run)
+    measurable = measurable_differences(family)
     out = {}
-    for d in accuracy_diff(outcomes, a, b):
-        out[d.group] = Diff(value=d.diff.value, low=d.ci_low, high=d.ci_high, n=d.n,
-                            measurable=d.measurable)
+    for (x, y, cat), d in family.items():
+        if {x, y} == {a, b}:
+            sign = 1.0 if (x, y) == (a, b) else -1.0
+            lo, hi = d.ci_low, d.ci_high
+            out[cat] = Diff(value=sign * d.diff.value, n=d.n, measurable=measurable[x, y, cat],
+                            low=None if lo is None or hi is None else min(sign * lo, sign * hi),
+                            high=None if lo is None or hi is None else max(sign * lo, sign * hi))
     return out
 
 
@@ -229,6 +257,10 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
     ref = quality.reference if quality is not None and quality.reference in names else names[0]
     categories = {r.prompt_id: r.category for r in results.records}
     hw = (results.hardware or {}).get("servers") or {}
+    # one family for Holm: every server × category compared with the reference
+    measurable = measurable_differences(
+        {(p.other, x.group): x for p in quality.pairs for x in p.tasks.accuracy_diff}
+        if quality is not None else {})
     rows = []
     for name in [ref] + [n for n in names if n != ref]:
         info = next(s for s in results.servers if s.name == name)
@@ -278,8 +310,7 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
             if pair is not None:
                 row.accuracy_vs_ref = {
                     x.group: Diff(value=x.diff.value, low=x.ci_low, high=x.ci_high, n=x.n,
-                                  measurable=x.ci_low is not None and x.ci_high is not None
-                                  and (x.ci_low > 0 or x.ci_high < 0))
+                                  measurable=measurable[name, x.group])
                     for x in pair.tasks.accuracy_diff}
         rows.append(row)
     return rows

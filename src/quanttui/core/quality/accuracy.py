@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import ServerError
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
-from quanttui.core.run.stats import paired_proportion_interval
+from quanttui.core.run.stats import holm, mcnemar_p, paired_proportion_interval, wilson_interval
 from quanttui.core.suites.tasks import Length, ProgramRunner, TaskItem, check
 
 
@@ -91,14 +91,51 @@ class AccuracyDiff:
     diff: MeanUnc
     only_ref_correct: int
     only_other_correct: int
-    ci_low: float | None = None  # paired 95% interval of the difference (Newcombe)
+    ci_low: float | None = None  # paired 95% interval of the difference (Bonett–Price)
     ci_high: float | None = None
 
+
+class PairedCounts(Protocol):
+    """An accuracy difference as stored (AccuracyDiff, or its JSON form)."""
+
     @property
-    def measurable(self) -> bool:
-        """Whether the interval excludes 0: otherwise the items can't tell the two apart."""
-        return (self.ci_low is not None and self.ci_high is not None
-                and (self.ci_low > 0 or self.ci_high < 0))
+    def only_ref_correct(self) -> int: ...
+    @property
+    def only_other_correct(self) -> int: ...
+    @property
+    def ci_low(self) -> float | None: ...
+    @property
+    def ci_high(self) -> float | None: ...
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def measurable_differences(family: Mapping[K, PairedCounts], alpha: float = 0.05
+                           ) -> dict[K, bool]:
+    """Which accuracy differences of one report are measurable: those whose exact McNemar
+    test survives Holm's correction over every comparison in `family` (each quant × category
+    the report shows) and whose 95% interval excludes 0. Without the correction, a quant that
+    loses nothing in 10 categories is "measurably worse" in one of them in about a quarter of
+    ladders; with it, in at most 5% (tests/test_stats_coverage.py). The interval shown stays
+    the unadjusted 95% one."""
+    keys = list(family)
+    rejected = holm([mcnemar_p(family[k].only_ref_correct, family[k].only_other_correct)
+                     for k in keys], alpha)
+    out = {}
+    for k, r in zip(keys, rejected, strict=True):
+        lo, hi = family[k].ci_low, family[k].ci_high
+        out[k] = r and lo is not None and hi is not None and (lo > 0 or hi < 0)
+    return out
+
+
+def share_text(k: int, n: int) -> str:
+    """"7/12 = 58% [31%, 81%]": one accuracy with its 95% Wilson interval (never "± 0%" at
+    0/n or n/n)."""
+    if n <= 0:
+        return "n/a"
+    lo, hi = wilson_interval(k, n)
+    return f"{k}/{n} = {k / n:.0%} [{lo:.0%}, {hi:.0%}]"
 
 
 def accuracy_by(outcomes: Iterable[TaskOutcome], key: Callable[[TaskOutcome], str] | None = None
