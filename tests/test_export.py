@@ -57,6 +57,7 @@ def test_json_round_trips_exactly() -> None:
                         del d["ci_low"], d["ci_high"]
     for s in again["servers"]:  # what the model files say they were made from: v1 had no word
         assert s.pop("requantized_from", None) is None
+    assert again.pop("confirm_from", None) is None  # not an --until-decided run
     for rec in again["records"]:  # a figure v1 did not have: no run then reported any
         if rec["metrics"] is not None:
             assert rec["metrics"].pop("ids_missing") == 0

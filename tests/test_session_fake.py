@@ -250,37 +250,63 @@ def test_unrepeatable_prompts_are_found() -> None:
 
 
 @pytest.mark.parametrize("schedule", ["simultaneous", "alternating", "sequential"])
-async def test_until_decided_stops_when_decided(pair: tuple[FakeLlamaServer, ...],
-                                                schedule: str) -> None:
-    """A at twice B's pace: the planned pass decides it; no repetition is added."""
+async def test_until_decided_confirms_what_it_decided(pair: tuple[FakeLlamaServer, ...],
+                                                     schedule: str) -> None:
+    """A at twice B's pace: decided after a repetition or a few (timing noise on a loaded
+    machine), then as many confirmation repetitions again, and the paired figures come from
+    those alone."""
     events: list[Event] = []
     res = await Session(specs(*pair), plan(until_decided=0.03, schedule=schedule),
                         emit=events.append).run()
-    assert res.repetitions == 1 and len(res.measured()) == 2 * len(PROMPTS)
-    assert any(isinstance(e, Notice) and e.code == "decided" for e in events)
+    k = res.confirm_from
+    assert k is not None and res.repetitions == 2 * k
+    assert len(res.measured()) == 2 * res.repetitions * len(PROMPTS)
+    codes = [e.code for e in events if isinstance(e, Notice)]
+    assert "decided" in codes and "undecided" not in codes
+    (confirmed,) = [e for e in events if isinstance(e, Notice) and e.code == "confirmed"]
+    assert (f"decided after {k} repetition(s); {k} confirmation repetition(s) measured the "
+            "reported interval: B/A ×0.") in confirmed.message
+    confirmation: dict[str, list[float]] = {}
+    for r in res.measured("B"):
+        if r.repetition >= k and r.metrics and r.metrics.decode_tps_client:
+            confirmation.setdefault(r.prompt_id, []).append(r.metrics.decode_tps_client)
+    means = {p: sum(v) / len(v) for p, v in confirmation.items()}
+    assert res.per_prompt("B", "decode_tps_client") == pytest.approx(means)
+    d = res.paired("decode_tps_client", "A", "B")
+    assert d is not None and d.n == len(PROMPTS)
+    assert d.mean_b == pytest.approx(sum(means.values()) / len(PROMPTS))
+    # a stored run reads back with the same split, so reports show the same interval
+    from quanttui.core.reports.run_file import results_from_doc, run_doc
+
+    loaded = results_from_doc(run_doc(res))
+    assert loaded.confirm_from == k and loaded.paired("decode_tps_client", "A", "B") == d
 
 
 async def test_until_decided_adds_repetitions_within_its_budget(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ratio that never gets decided: repetitions are added, progress says how far from a
-    decision, and the budget ends it with a warning that names the ratio."""
-    from quanttui.core.run import session
+    """A ratio that never gets decided: deciding repetitions are added while the budget has
+    room for them and for as many confirmation repetitions, progress says how far from a
+    decision, and a warning names the undecided ratio before the confirmation is measured."""
+    from quanttui.core.run import decide
 
-    monkeypatch.setattr(session, "decided", lambda d, half: False)
+    monkeypatch.setattr(decide, "decided", lambda d, half: False)
     with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.002) as b:
         events: list[Event] = []
-        res = await Session(specs(a, b), plan(until_decided=1e-9, decide_budget_s=1.5,
+        res = await Session(specs(a, b), plan(until_decided=0.03, decide_budget_s=1.5,
                                               schedule="alternating"),
                             emit=events.append).run()
     notes = [e for e in events if isinstance(e, Notice)]
-    assert res.repetitions > 1
+    assert res.confirm_from is not None and res.confirm_from > 1
+    assert 1 <= res.repetitions - res.confirm_from <= res.confirm_from
     reps = {r.repetition for r in res.measured()}
     assert reps == set(range(res.repetitions))
     assert all(len(res.measured(s)) == res.repetitions * len(PROMPTS) for s in ("A", "B"))
     deciding = [n for n in notes if n.code == "deciding"]
-    assert deciding and "B/A ×" in deciding[-1].message and "±" in deciding[-1].message
+    assert len(deciding) == res.confirm_from - 1
+    assert "B/A ×" in deciding[-1].message and "±" in deciding[-1].message
     (undecided,) = [n for n in notes if n.code == "undecided"]
-    assert undecided.level == "warning" and "not decided" in undecided.message
+    assert undecided.level == "warning" and "not decided: B/A ×" in undecided.message
+    assert notes[-1].code == "confirmed" and "not decided" in notes[-1].message
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].done == progress[-1].total == res.repetitions * len(PROMPTS) * 2
 

@@ -11,6 +11,7 @@ from quanttui.core.llama.protocol import Timings
 from quanttui.core.llama.result import CompletionResult
 from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.stats import (
+    PairedDiff,
     paired_difference,
     paired_proportion_interval,
     percentile,
@@ -150,25 +151,28 @@ def test_paired_proportion_interval_coverage() -> None:
     assert lo < 0 < hi
 
 
-def test_deciding_after_every_repetition_keeps_false_alarms_rare() -> None:
-    """The until-decided rule looks again after each repetition (up to 10 here). With no true
-    difference it must rarely call one: the stricter interval keeps false alarms ≤ 10% over
-    all looks, where a 95% interval at every look finds one in about a quarter of runs."""
-    from quanttui.core.run.stats import decided
+def test_until_decided_steps() -> None:
+    """`--until-decided` between repetitions: a ratio is decided when its 95% interval is
+    within ± the half-width or a 99% one excludes 1; deciding goes on while one is open and
+    the budget has room for another repetition and a confirmation as long as all of deciding;
+    then as many confirmation repetitions as deciding took, fewer where the budget has no
+    room, never none. (The false-difference rate of the whole loop:
+    tests/test_stats_coverage.py::test_until_decided_false_difference.)"""
+    from quanttui.core.run.decide import Step, next_step
 
-    rng = random.Random(3)
-    runs, alarms = 400, 0
-    for _ in range(runs):
-        base = [rng.uniform(20, 80) for _ in range(6)]
-        a: dict[str, list[float]] = {f"p{j}": [] for j in range(6)}
-        b: dict[str, list[float]] = {f"p{j}": [] for j in range(6)}
-        for _look in range(10):
-            for j, x in enumerate(base):
-                a[f"p{j}"].append(x + rng.gauss(0, 3))
-                b[f"p{j}"].append(x + rng.gauss(0, 3))
-            d = paired_difference({k: sum(v) / len(v) for k, v in a.items()},
-                                  {k: sum(v) / len(v) for k, v in b.items()})
-            if decided(d, half_width=1e-9):
-                alarms += 1
-                break
-    assert alarms / runs <= 0.10
+    ref = {"p0": 100.0, "p1": 100.0, "p2": 100.0}
+    narrow = paired_difference(ref, {"p0": 100.5, "p1": 101.0, "p2": 100.2})  # ±1%
+    different = paired_difference(ref, {"p0": 150.0, "p1": 160.0, "p2": 155.0})  # ±12%, > 1
+    wide = paired_difference(ref, {"p0": 90.0, "p1": 110.0, "p2": 100.0})  # ±25% around 1
+
+    def step(diffs: list[PairedDiff | None], elapsed: float, reps: int = 4) -> Step:
+        return next_step(diffs, 0.03, repetitions=reps, elapsed_s=elapsed, repetition_s=10.0,
+                         budget_s=600.0)
+
+    assert step([narrow, different], 100) == Step((), more=False, confirm=4)
+    assert step([narrow, wide, None], 100) == Step((1, 2), more=True, confirm=0)
+    assert step([wide], 540) == Step((0,), more=True, confirm=0)  # 540 + 10·(4 + 2) fits
+    assert step([wide], 541) == Step((0,), more=False, confirm=4)
+    assert step([wide], 575) == Step((0,), more=False, confirm=2)
+    assert step([wide], 700) == Step((0,), more=False, confirm=1)
+    assert step([narrow], 700, reps=1) == Step((), more=False, confirm=1)

@@ -133,11 +133,13 @@ _run_options = [
     click.option("--n-predict", "-n", type=int, help="Tokens to generate per request."),
     click.option("--until-decided", is_flag=True, default=None,
                  help="Add repetitions until each decode ratio is decided: its 95% interval "
-                      "within ±--decide-within, or a 99% one excluding 1 (run.until_decided)."),
+                      "within ±--decide-within, or a 99% one excluding 1; then as many again, "
+                      "which alone give the reported intervals (run.until_decided)."),
     click.option("--decide-within", type=float, metavar="FRACTION",
                  help="Half-width that counts as decided, e.g. 0.03 for ±3% (default 0.03)."),
     click.option("--decide-budget", type=float, metavar="SECONDS",
-                 help="Time budget for --until-decided (default 600)."),
+                 help="Time budget for --until-decided, deciding and confirming "
+                      "(default 600)."),
     click.option("--suite", "suites", multiple=True, help="Built-in prompt suite (repeatable)."),
     click.option("--prompt", "inline", multiple=True, help="A prompt (repeatable)."),
     click.option("--threads", "-t", type=int, default=1, show_default=True,

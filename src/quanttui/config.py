@@ -109,8 +109,10 @@ class RunConfig(_Section, frozen=True):
     theme: _NonEmptyStr = "quanttui-dark"
     # TUI frames per second while text streams (sparklines and status update once a second).
     refresh_hz: Annotated[float, msgspec.Meta(ge=0.5, le=20.0)] = 2.0
-    # Keep adding repetitions until the decode ratio's 95% interval excludes 1 or is narrower
-    # than ± decide_half_width, or decide_budget_s has passed.
+    # Add repetitions until each decode ratio is decided (its 95% interval within
+    # ± decide_half_width, or a 99% one excluding 1) or decide_budget_s has no room for another
+    # and a confirmation; then as many again, which alone give the reported intervals
+    # (core.run.decide).
     until_decided: bool = False
     decide_half_width: Annotated[float, msgspec.Meta(gt=0.0, le=0.5)] = 0.03
     decide_budget_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0

@@ -81,7 +81,8 @@ class ProgressLine:
         elif isinstance(ev, Notice) and ev.code == "request-failed":
             self.clear()
             self.stream.write(f"request failed: {ev.message}\n")
-        elif isinstance(ev, Notice) and ev.code in ("server-loading", "deciding", "decided"):
+        elif isinstance(ev, Notice) and ev.code in ("server-loading", "deciding", "decided",
+                                                    "confirmed"):
             self.clear()
             self.stream.write(ev.message + "\n")
         elif isinstance(ev, RunStarted):

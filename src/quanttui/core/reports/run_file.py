@@ -123,6 +123,7 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
         schedule=results.schedule,
         endpoint=results.endpoint,
         repetitions=results.repetitions,
+        confirm_from=results.confirm_from,
         warmup=results.warmup,
         concurrency_levels=list(levels),
         config=dict(config) if config is not None else results.extra.get("config"),
@@ -241,7 +242,7 @@ def _record(d: RecordDoc) -> RequestRecord:
 def results_from_doc(doc: RunDoc) -> RunResults:
     res = RunResults(
         servers=list(doc.servers), schedule=doc.schedule, endpoint=doc.endpoint,
-        repetitions=doc.repetitions, warmup=doc.warmup,
+        repetitions=doc.repetitions, confirm_from=doc.confirm_from, warmup=doc.warmup,
         concurrency_levels=tuple(doc.concurrency_levels),
         records=[_record(r) for r in doc.records],
         rounds=[RoundRecord(r.server, r.concurrency, r.round, r.n_requests, r.n_ok, r.wall_s,

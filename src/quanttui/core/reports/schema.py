@@ -117,6 +117,9 @@ class RunDoc(msgspec.Struct, kw_only=True):
     schedule: str
     endpoint: str
     repetitions: int
+    # --until-decided: `paired` comes from the repetitions from this one on, the confirmation;
+    # the earlier ones decided when to stop (core.run.decide). Absent: from every repetition
+    confirm_from: int | None = None
     warmup: int
     concurrency_levels: list[int]
     config: dict[str, Any] | None = None  # the settings the run used (config file sections)

@@ -61,8 +61,9 @@ class RunPlan:
     timeouts: Timeouts = field(default_factory=Timeouts)
     order_seed: int = 0
     warmup_n_predict: int = 8
-    # Adaptive length: more repetitions until the decode ratio is decided (core.run.stats.decided:
-    # within this half-width, or a difference), or the budget runs out. None: `repetitions`.
+    # Adaptive length: more repetitions until the decode ratio is decided (within this
+    # half-width, or a difference), then as many again to confirm, within the budget
+    # (core.run.decide). None: `repetitions`.
     until_decided: float | None = None
     decide_budget_s: float = 600.0
 

@@ -125,6 +125,9 @@ class RunResults:
     finished_at: float | None = None
     interrupted: bool = False
     hardware: dict[str, Any] | None = None  # core.hardware.summary.hardware_json
+    # --until-decided: the repetitions from this one on are the confirmation, the only ones
+    # paired figures come from (core.run.decide); None: every repetition
+    confirm_from: int | None = None
     # Sections carried as data into the JSON as they are: "config", "provenance", "quality"
     # (core.quality.step.quality_dict, after the run)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -155,12 +158,17 @@ class RunResults:
                   for g in r.metrics.itl_ms]
         return summarize(pooled)
 
+    def reported(self, r: RequestRecord) -> bool:
+        """Whether paired figures use this record: with --until-decided not the repetitions
+        that decided when to stop (their intervals are too narrow), only the confirmation."""
+        return self.confirm_from is None or r.repetition >= self.confirm_from
+
     def per_prompt(self, server: str, metric: str, concurrency: int | None = None
                    ) -> dict[str, float]:
-        """Mean over repetitions per prompt id, for pairing across servers."""
+        """Mean over the `reported` repetitions per prompt id, for pairing across servers."""
         acc: dict[str, list[float]] = {}
         for r in self.measured(server, concurrency):
-            if r.ok and r.metrics is not None:
+            if r.ok and r.metrics is not None and self.reported(r):
                 v = getattr(r.metrics, metric)
                 if v is not None:
                     acc.setdefault(r.prompt_id, []).append(float(v))

@@ -30,6 +30,7 @@ from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import CompletionResult, ServerError, ServerLoading
 from quanttui.core.models.discovery import requantized_source
+from quanttui.core.run.decide import next_step
 from quanttui.core.run.events import (
     Event,
     Notice,
@@ -43,7 +44,7 @@ from quanttui.core.run.events import (
 from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.plan import RunPlan, ServerSpec
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
-from quanttui.core.run.stats import PairedDiff, decided
+from quanttui.core.run.stats import PairedDiff
 from quanttui.core.suites.prompts import Prompt
 
 Emit = Callable[[Event], None]
@@ -79,6 +80,7 @@ class Session:
         self._failed = 0
         self._total = 0
         self._t0 = 0.0
+        self._t_measured = 0.0
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -183,6 +185,7 @@ class Session:
             self._check_slots(level)
         await self._warmup(live)
         rng = random.Random(self.plan.order_seed)
+        self._t_measured = time.monotonic()  # what a repetition takes, for --until-decided
         for level in self.plan.concurrency_levels:
             await self._pass(live, self.plan.units, level, 0, rng)
         if self.plan.until_decided is not None and len(live) > 1:
@@ -208,44 +211,71 @@ class Session:
                 await asyncio.gather(*(self._round(s, rnd, level, i) for s in live))
 
     async def _until_decided(self, live: list[ServerSpec], rng: random.Random) -> None:
-        """One more repetition of every prompt at a time, until each server's decode ratio to
-        the first is decided or the time budget is spent; a notice after each says how far
-        from a decision the run is."""
+        """More repetitions of every prompt while `core.run.decide.next_step` says so, then
+        the confirmation repetitions the reported intervals come from; notices say how far
+        from a decision the run is, and what the confirmation measured."""
         assert self.plan.until_decided is not None
         half = self.plan.until_decided
         level = self.plan.concurrency_levels[0]
-        per_rep = len(self.plan.prompts)
-        n_rounds = -(-per_rep // level)
+        ref = live[0].name
         rep = self.plan.repetitions
         while True:
-            ref = live[0].name
-            open_pairs = []
-            for s in live[1:]:
-                d = self.results.paired("decode_tps_client", ref, s.name, level)
-                if not decided(d, half):
-                    open_pairs.append((s.name, d))
-            elapsed = time.monotonic() - self._t0
-            if not open_pairs:
-                self._notice("info", "decided",
-                             f"until-decided: every decode ratio decided after {rep} "
-                             f"repetition(s) ({elapsed:.0f} s)")
-                return
-            where = "; ".join(f"{name}/{ref} {_ratio_words(d)}" for name, d in open_pairs)
-            if elapsed >= self.plan.decide_budget_s or self._stopping or all(
-                    s.name in self._down for s in live[1:]):
+            ds = [self.results.paired("decode_tps_client", ref, s.name, level) for s in live[1:]]
+            now = time.monotonic()
+            step = next_step(ds, half, repetitions=rep, elapsed_s=now - self._t0,
+                             repetition_s=(now - self._t_measured) / rep,
+                             budget_s=self.plan.decide_budget_s)
+            where = "; ".join(f"{live[i + 1].name}/{ref} {_ratio_words(ds[i])}"
+                              for i in step.open)
+            if all(s.name in self._down for s in live[1:]):
+                # nothing left to confirm with: say that the figures are the deciding ones
                 self._notice("warning", "undecided",
-                             f"until-decided: budget of {self.plan.decide_budget_s:g} s spent "
-                             f"after {rep} repetition(s), not decided: {where}")
+                             f"until-decided: every compared server is down after {rep} "
+                             "repetition(s); no confirmation was measured, so the paired "
+                             "intervals include the repetitions that decided when to stop "
+                             "and may be too narrow")
                 return
+            if not step.more:
+                break
             self._notice("info", "deciding",
-                         f"until-decided: {where} (decided when within ±{half:.1%}, or when a "
-                         f"99% interval excludes 1); repetition {rep + 1}, {elapsed:.0f} of "
-                         f"{self.plan.decide_budget_s:g} s")
-            self._total += per_rep * len(live)
-            self.results.repetitions = rep + 1
-            units = [(p, rep) for p in self.plan.prompts]
-            await self._pass(live, units, level, rep * n_rounds, rng)
+                         f"until-decided: {where} (decided when a 95% interval is within "
+                         f"±{half:.1%}, or a 99% one excludes 1); repetition {rep + 1}, "
+                         f"{now - self._t0:.0f} of {self.plan.decide_budget_s:g} s")
+            await self._repetitions(live, rep, 1, rng)
             rep += 1
+        k = step.confirm
+        if step.open:
+            self._notice("warning", "undecided",
+                         f"until-decided: the budget of {self.plan.decide_budget_s:g} s leaves "
+                         f"no room to decide after {rep} repetition(s), not decided: {where}; "
+                         f"measuring {k} confirmation repetition(s) for the reported interval")
+        else:
+            self._notice("info", "decided",
+                         f"until-decided: decided after {rep} repetition(s) "
+                         f"({time.monotonic() - self._t0:.0f} s); measuring {k} confirmation "
+                         "repetition(s) for the reported interval")
+        self.results.confirm_from = rep
+        await self._repetitions(live, rep, k, rng)
+        where = "; ".join(
+            f"{s.name}/{ref} "
+            f"{_ratio_words(self.results.paired('decode_tps_client', ref, s.name, level))}"
+            for s in live[1:])
+        self._notice("info", "confirmed",
+                     f"until-decided: {'decided' if not step.open else 'not decided'} after "
+                     f"{rep} repetition(s); {k} confirmation repetition(s) measured the "
+                     f"reported interval: {where}")
+
+    async def _repetitions(self, live: list[ServerSpec], first: int, count: int,
+                           rng: random.Random) -> None:
+        """`count` more repetitions of every prompt, numbered from `first`."""
+        level = self.plan.concurrency_levels[0]
+        per_rep = len(self.plan.prompts)
+        n_rounds = -(-per_rep // level)
+        self._total += count * per_rep * len(live)
+        for rep in range(first, first + count):
+            self.results.repetitions = rep + 1
+            await self._pass(live, [(p, rep) for p in self.plan.prompts], level,
+                             rep * n_rounds, rng)
 
     async def _probe(self) -> None:
         """Read what each server serves; an unreachable one is reported and left out."""
