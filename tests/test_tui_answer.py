@@ -365,20 +365,29 @@ async def test_snapshot_goes_to_the_user_data_dir_and_says_the_path(
 
 
 async def test_status_shows_the_measured_prompt_once_measuring_starts(tmp_path: Path) -> None:
-    with FakeLlamaServer(token_delay=0.02) as a, FakeLlamaServer(token_delay=0.02) as b:
+    # Both servers hold the first measured request after 10 tokens until the status has been
+    # read: quick-1 is measured for as long as the test needs, not for the ~0.6 s it streams
+    # (the status is drawn about once a second; a loaded machine missed that window). The
+    # warm-up runs quick-1 too, with 8 tokens: it never reaches the hold.
+    hold = Fault("hold", after=10, delay=120)
+    with FakeLlamaServer(token_delay=0.02, fault=hold) as a, \
+            FakeLlamaServer(token_delay=0.02, fault=hold) as b:
         app = app_for(suite_config(tmp_path, **{"generation.n_predict": 30, "run.warmup": 1}),
                       ("A", a.url), ("B", b.url))
-        async with app.run_test(size=SIZE) as pilot:
-            await probed(pilot, app)
-            await pilot.press("r")
-            # the first measured request streams (nothing finished yet): its prompt is said
-            # (the warm-up runs quick-1 too: wait for the measured request, not the prompt name)
-            await until(pilot, lambda: "quick-1" in status(app) and "warm-up" not in status(app),
-                        30)
-            line = status(app)
-            assert "/12" in line and "warm-up" not in line and "starting" not in line
-            await pilot.press("x")
-            await until(pilot, lambda: not app.running, 10)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await probed(pilot, app)
+                await pilot.press("r")
+                # the first measured request streams (nothing finished yet): its prompt is said
+                # (the warm-up's status names quick-1 too)
+                await until(pilot, lambda: "quick-1" in status(app)
+                            and "warm-up" not in status(app), 60)
+                line = status(app)
+                assert "0/12" in line and "warm-up" not in line and "starting" not in line
+                await pilot.press("x")
+                await until(pilot, lambda: not app.running, 30)
+        finally:
+            hold.release.set()
 
 
 def no_gpu_sample(names: list[str]) -> HwSample:

@@ -4,9 +4,10 @@ It speaks the b11434 wire formats (native `/completion` SSE without `[DONE]`, `/
 and `/v1/chat/completions` with `[DONE]`, chunked transfer encoding, llama-server's error JSON)
 as llama-server writes them: each SSE event in a chunk of its own, one write per event, with the
 running `timings` in every event when the request asks for `timings_per_token`; and it injects
-faults: refuse, slow headers, stall or drop mid-stream, malformed JSON, an `error` event, HTTP
-errors, 503 while loading, 401 without the API key. Claims about the real server's
-behaviour are tested against the real one; this is for failures and for full-speed load.
+faults: refuse, slow headers, stall or drop mid-stream, hold a stream until the test says so,
+malformed JSON, an `error` event, HTTP errors, 503 while loading, 401 without the API key.
+Claims about the real server's behaviour are tested against the real one; this is for failures
+and for full-speed load.
 
 Raw asyncio instead of an ASGI framework: faults such as a connection cut in the middle of a
 chunked body need control of the socket.
@@ -36,6 +37,7 @@ FaultKind = Literal[
     "refuse",  # close the connection without answering
     "slow_headers",  # wait `delay` seconds before the status line
     "stall",  # stop sending after `after` tokens, keep the connection open
+    "hold",  # pause after `after` tokens until `release` is set (`delay` at most), then go on
     "drop",  # cut the connection after `after` tokens (no final chunk)
     "malformed",  # send a non-JSON event after `after` tokens
     "error_event",  # send `data: {"error": ...}` after `after` tokens, then end
@@ -55,15 +57,19 @@ class Fault:
     times: int | None = None  # apply to this many requests, then stop (None: always)
     # Routes it hits; None: the completion routes for mid-stream faults, every route otherwise.
     paths: tuple[str, ...] | None = None
+    # "hold": the test sets it once it has seen what the held stream shows. A request shorter
+    # than `after` tokens (a warm-up's few) is not held.
+    release: threading.Event = field(default_factory=threading.Event)
 
     def applies(self, path: str) -> bool:
         if self.paths is not None:
             return path in self.paths
-        if self.kind in ("stall", "drop", "malformed", "error_event"):
+        if self.kind in MID_STREAM:
             return path in COMPLETION_PATHS
         return True
 
 
+MID_STREAM = ("stall", "hold", "drop", "malformed", "error_event")
 COMPLETION_PATHS = ("/completion", "/completions", "/v1/completions", "/v1/chat/completions",
                     "/chat/completions")
 
@@ -318,7 +324,7 @@ class FakeLlamaServer:
         t0 = time.perf_counter()
         if self.prompt_delay:
             await asyncio.sleep(self.prompt_delay)
-        t_first = time.perf_counter()
+        t_first = t_paced = time.perf_counter()
         per_token_timings = bool(body.get("timings_per_token"))
         chat_role_sent = False
 
@@ -334,9 +340,14 @@ class FakeLlamaServer:
             await writer.drain()
 
         for i in range(n_predict):
-            if fault is not None and i == fault.after and fault.kind in (
-                "stall", "drop", "malformed", "error_event"
-            ):
+            if fault is not None and i == fault.after and fault.kind == "hold":
+                # Polled: the test sets it from another thread, and a thread blocked on it
+                # would outlive a stopped server.
+                until = time.perf_counter() + fault.delay
+                while not fault.release.is_set() and time.perf_counter() < until:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                t_paced = time.perf_counter() - i * self.token_delay  # no burst to catch up
+            elif fault is not None and i == fault.after and fault.kind in MID_STREAM:
                 if fault.kind == "stall":
                     await asyncio.sleep(fault.delay)
                     writer.transport.abort()
@@ -354,8 +365,9 @@ class FakeLlamaServer:
                 return True
             if self.token_delay:
                 # Paced by the clock, not by sleeps that add up: token i leaves at
-                # t_first + i·token_delay, so 0.001 is 1,000 tok/s however the loop oversleeps.
-                wait = t_first + i * self.token_delay - time.perf_counter()
+                # t_first + i·token_delay (later after a hold), so 0.001 is 1,000 tok/s however
+                # the loop oversleeps.
+                wait = t_paced + i * self.token_delay - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
             tok = (seed + i) % len(VOCAB)

@@ -50,6 +50,7 @@ from quanttui.core.hardware.poller import HwSample
 from quanttui.core.hardware.summary import summary_sample
 from quanttui.core.models.launcher import Launch
 from quanttui.core.run.events import Event, Notice
+from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
@@ -588,6 +589,8 @@ class QuantTUI(App[None]):
                 r.hardware = hardware_json(self.poller.history(since_ns=t0),
                                            self.poller.host_info(),
                                            [(s.name, s.model_path) for s in r.servers])
+                for n in add_load_notices(r):
+                    self._notice(n)
             self.results = session.results
             self._set_session(None)
             self._flush_timer.pause()
@@ -680,7 +683,10 @@ class QuantTUI(App[None]):
             notices, live.notices = live.notices, []
             for n in notices:
                 self._notice(n)
-        if self.screen is not self.compare or live.version == self._drawn_version:
+        # Drawn already, unless the status and figures wait for their once-a-second frame: a
+        # stream that pauses (a held or slow request, a long prompt) sends no event to bring it.
+        if self.screen is not self.compare or (live.version == self._drawn_version
+                                               and not self.compare.slow_owed):
             return
         now = time.monotonic()
         if self.running and not live.finished and self._over_budget(now) \

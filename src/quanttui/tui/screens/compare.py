@@ -91,6 +91,9 @@ class CompareScreen(Screen[None]):
         self._final_drawn = False
         self._headers_due = False  # a request ended: failure marks in the headers
         self.hw_pending = False  # a sample to draw with the next figures
+        # A frame drew the outputs but not the rest (status, figures): the next frame after
+        # SLOW_S must draw it even if no event comes meanwhile.
+        self.slow_owed = False
         self._prompts_focus: tuple[str, int, bool] | None = None
 
     def compose(self) -> ComposeResult:
@@ -356,6 +359,7 @@ class CompareScreen(Screen[None]):
             col.mark_failed(srv.failed, srv.down, srv.last_error)
             srv.finished_since_flush = False
         self._headers_due |= finished_any
+        self.slow_owed = not slow
         if not slow:
             return
         self._slow_at = now
