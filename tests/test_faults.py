@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from quanttui.core.llama.params import GenerationParams
@@ -291,16 +292,27 @@ def test_ctrl_c_while_hashing_the_model_files_keeps_the_run(tmp_path: Path) -> N
             text=True)
         try:
             assert proc.stderr is not None
+            # Each signal once the state it is meant for is seen, not after a guessed time: the
+            # first while the model file is being hashed (its file open); once that one has
+            # been acted on, more and more until the process has exited: whenever an impatient
+            # one lands on the way out, it changes nothing.
+            hashing = psutil.Process(proc.pid)
+            deadline = time.monotonic() + 60
+            while not any(f.path == str(big) for f in hashing.open_files()):
+                assert proc.poll() is None and time.monotonic() < deadline, "no hashing seen"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
             seen = ""
-            while "2/2 requests" not in seen:  # the requests are done: hashing begins
+            while "stopping: writing what was measured" not in seen:
                 line = proc.stderr.readline()
                 assert line, seen
                 seen += line
-            time.sleep(0.5)
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)  # an impatient second one changes nothing
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                proc.send_signal(signal.SIGINT)
+                time.sleep(0.01)
             stdout, stderr = proc.communicate(timeout=60)
+            stderr = seen + stderr
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -112,15 +112,24 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def stop_while_writing(loop: asyncio.AbstractEventLoop, stderr: IO[str]) -> threading.Event:
     """Once the servers are done: a signal now (an impatient second Ctrl+C) skips hashing the
     model files, which takes seconds to minutes, so what was measured is still written and
-    stored instead of lost to a KeyboardInterrupt. The handlers go when the loop closes."""
+    stored instead of lost to a KeyboardInterrupt. Without a signal the handlers go when the
+    loop closes; after one, the signals are ignored until the process exits."""
     late = threading.Event()
 
     def on_signal() -> None:
-        if not late.is_set():
+        first = not late.is_set()
+        late.set()
+        # An impatient second one must change nothing, also after the loop has closed (it
+        # then puts back the default handler: a KeyboardInterrupt while exiting, killed by
+        # SIGINT instead of exit 130). Taken off the loop first, or its close would do that.
+        for sig in SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+        if first:  # said once the signals are ignored: what follows it changes nothing
             stderr.write("stopping: writing what was measured, without the model files' "
                          "hashes\n")
             stderr.flush()
-        late.set()
 
     for sig in SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
