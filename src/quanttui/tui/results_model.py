@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from quanttui.core.quality.accuracy import share_text
 from quanttui.tui import fmt
 from quanttui.tui.labels import short_labels
 
@@ -82,8 +83,8 @@ def _ratio(d: Diff | None) -> Cell:
 def _acc_diff(d: Diff) -> Cell:
     """`−5% [−20%, +10%]`: this quant's accuracy minus the reference's, paired."""
     if d.low is None or d.high is None:
-        return f"{d.value:+.0%}", "muted"
-    text = f"{d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+        return d.points_text(), "muted"
+    text = d.points_text()
     if not d.measurable:
         return f"{text} {NOISE}", "muted"
     return text, "good" if d.value > 0 else "bad"
@@ -291,8 +292,8 @@ def accuracy_table(rows: Sequence[QuantRow], labels: dict[str, str]) -> Table | 
         line: list[Cell] = [(c, None), (str(n), None)]
         for r in rows:
             if r.reference:
-                v = r.accuracy.get(c)
-                line.append((NA, "muted") if v is None else (f"{v:.0%}", None))
+                v, k = r.accuracy.get(c), r.accuracy_n.get(c, 0)
+                line.append((NA, "muted") if v is None else (share_text(round(v * k), k), None))
                 continue
             d = r.accuracy_vs_ref.get(c)
             acc = r.accuracy.get(c)
@@ -303,7 +304,8 @@ def accuracy_table(rows: Sequence[QuantRow], labels: dict[str, str]) -> Table | 
                 line.append((f"{acc:.0%} {text}" if acc is not None else text, style))
         out.append(line)
     return Table("Task accuracy by category (difference to the reference, paired 95%)", cols,
-                 out)
+                 out, f"reference: right/scored = share [95% Wilson]; {NOISE} not measurable "
+                 "after Holm's correction over every category and quant shown")
 
 
 def kld_table(rows: Sequence[QuantRow], labels: dict[str, str], k: int) -> Table | None:

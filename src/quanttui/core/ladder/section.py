@@ -35,7 +35,7 @@ def _ratio(d: Diff | None) -> str:
 def _acc(diffs: dict[str, Diff]) -> str:
     if not diffs:
         return "accuracy not measured"
-    worse = [f"{c} {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]" for c, d in sorted(diffs.items())
+    worse = [f"{c} {d.points_text()}" for c, d in sorted(diffs.items())
              if d.measurable and d.low is not None and d.high is not None]
     if not worse:
         n = max(d.n for d in diffs.values())
@@ -67,7 +67,7 @@ def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
         for c, v in cats:
             d = accs.get(c)
             acc = ("" if d is None or d.low is None or d.high is None else
-                   f", accuracy {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+                   f", accuracy {d.points_text()}"
                    + ("" if d.measurable else " (within noise)"))
             bits.append(f"{c} KLD {v:.3f}{acc}")
         out.append(f"Which task categories degrade most? On {lowest.name} (the lowest bits "

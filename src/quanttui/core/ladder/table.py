@@ -38,6 +38,12 @@ class Diff(msgspec.Struct, kw_only=True):
     n: int
     measurable: bool  # the interval excludes 1 (ratio) or 0 (difference)
 
+    def points_text(self) -> str:
+        """"−8% [−31%, +15%]": a difference of two shares (accuracy) with its 95% interval."""
+        if self.low is None or self.high is None:
+            return f"{self.value:+.0%}"
+        return f"{self.value:+.0%} [{self.low:+.0%}, {self.high:+.0%}]"
+
     def ratio_text(self, noise: str = "") -> str:
         """"×1.08 [1.03, 1.13]", then `noise` when within noise; "×1.08" without interval."""
         if self.low is None or self.high is None:

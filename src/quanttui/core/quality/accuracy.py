@@ -116,9 +116,9 @@ def measurable_differences(family: Mapping[K, PairedCounts], alpha: float = 0.05
     """Which accuracy differences of one report are measurable: those whose exact McNemar
     test survives Holm's correction over every comparison in `family` (each quant × category
     the report shows) and whose 95% interval excludes 0. Without the correction, a quant that
-    loses nothing in 10 categories is "measurably worse" in one of them in about a quarter of
-    ladders; with it, in at most 5% (tests/test_stats_coverage.py). The interval shown stays
-    the unadjusted 95% one."""
+    loses nothing in 10 categories of 12 items is "measurably worse" in one of them in about
+    one ladder in nine; with it, in at most 5% (tests/test_stats_coverage.py). The interval
+    shown stays the unadjusted 95% one, so one that just excludes 0 may still not count."""
     keys = list(family)
     rejected = holm([mcnemar_p(family[k].only_ref_correct, family[k].only_other_correct)
                      for k in keys], alpha)

@@ -35,6 +35,7 @@ from quanttui.core.quality.accuracy import (
     accuracy_by,
     accuracy_diff,
     run_tasks,
+    share_text,
 )
 from quanttui.core.quality.code_exec import Limits, runner
 from quanttui.core.quality.divergence import (
@@ -531,15 +532,14 @@ def format_quality(report: QualityReport) -> str:
                 f"{st.kld_label} {st.kld.value:.4f} ± {st.kld.unc:.4f}, mean Δp "
                 f"{st.delta_p.value:+.2%} ({st.n} positions, {d.method})")
     if report.accuracy:
-        lines.append("  task accuracy (category: " + ", ".join(
+        lines.append("  task accuracy, right/scored = share [95% Wilson] (category: " + ", ".join(
             [report.reference, *(p.other for p in report.pairs)]) + "):")
         groups = sorted({a.group for a in report.accuracy})
         for g in groups:
             cells = []
             for name in [report.reference, *(p.other for p in report.pairs)]:
                 a = next((x for x in report.accuracy if x.group == g and x.server == name), None)
-                cells.append("n/a" if a is None else
-                             f"{a.accuracy.value:.0%} ± {a.accuracy.unc:.0%} (n={a.n})")
+                cells.append("n/a" if a is None else share_text(a.n_correct, a.n))
             lines.append(f"    {g}: " + "  ".join(cells))
         for p in report.pairs:
             for ad in sorted(p.accuracy_diff, key=lambda x: x.group):

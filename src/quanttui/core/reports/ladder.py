@@ -11,6 +11,12 @@ from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow
 from quanttui.core.ladder.verdict import measured_memory
+from quanttui.core.quality.accuracy import share_text
+
+ACCURACY_NOTE = (
+    "accuracy: the reference's share of items right [95% Wilson interval]; the others' "
+    "difference to it; ≈ not measurable: an exact McNemar test that does not survive Holm's "
+    "correction over every accuracy comparison in this report (docs/metrics.md).")
 
 
 def section_of(extra: dict[str, Any]) -> LadderSection | None:
@@ -24,7 +30,9 @@ def _ratio(d: Diff | None) -> str:
 
 def _acc(row: QuantRow) -> str:
     if row.reference:
-        return ", ".join(f"{c} {v:.0%}" for c, v in sorted(row.accuracy.items())) or "n/a"
+        ns = row.accuracy_n
+        return ", ".join(f"{c} {share_text(round(v * ns.get(c, 0)), ns.get(c, 0))}"
+                         for c, v in sorted(row.accuracy.items())) or "n/a"
     parts = []
     for c, d in sorted(row.accuracy_vs_ref.items()):
         mark = "" if d.measurable else " ≈"
@@ -119,6 +127,8 @@ def render_ladder(sec: LadderSection, header: str) -> list[str]:
     if v.within_noise:
         lines += ["", "Within noise:"] + [f"- {x}" for x in v.within_noise]
     lines += ["", "## Summary", "", *summary_table(sec)]
+    if any(r.accuracy_vs_ref for r in sec.rows):
+        lines += ["", ACCURACY_NOTE]
     lines += ["", "```text", _scatter(sec), "```"]
     chart = _categories(sec)
     if chart:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
 from quanttui.core.reports.ladder import render_ladder, section_of
 from quanttui.core.run.records import RunResults
@@ -250,9 +251,9 @@ def _quality_lines(q: dict[str, Any]) -> list[str]:
         groups = sorted({a["group"] for a in acc})
         servers = list(dict.fromkeys(a["server"] for a in acc))
         by = {(a["group"], a["server"]): a for a in acc}
-        lines += ["", "Task accuracy per category (± one standard error):", ""]
+        lines += ["", "Task accuracy per category (items right / scored = share "
+                  "[95% Wilson interval]):", ""]
         lines += _table(["category", *servers], [
-            [g, *(f"{by[(g, s)]['n_correct']}/{by[(g, s)]['n']} "
-                  f"({_mu(by[(g, s)]['accuracy'], pct=True)})" if (g, s) in by else "n/a"
-                  for s in servers)] for g in groups])
+            [g, *(share_text(by[(g, s)]["n_correct"], by[(g, s)]["n"]) if (g, s) in by
+                  else "n/a" for s in servers)] for g in groups])
     return lines
