@@ -24,6 +24,7 @@ from quanttui.core.reports.history import SCHEMA_V1, Store
 from quanttui.core.reports.run_file import RunFileError, load_run, results_dict, results_from_dict
 from quanttui.core.reports.schema import SCHEMA_VERSION
 from quanttui.core.reports.snapshot import render_json, write_snapshot
+from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.testing.fake_server import FakeLlamaServer
 
 DATA = Path(__file__).parent / "data"
@@ -55,10 +56,16 @@ def test_json_round_trips_exactly() -> None:
                     if d is not None:
                         assert d["ci_low"] <= d["mean_diff"] <= d["ci_high"]
                         del d["ci_low"], d["ci_high"]
+                        # how the pairs were made (v1 had no word): side by side, one block
+                        assert (d.pop("basis", "interleaved"), d.pop("floor", 0.0)) == (
+                            "interleaved", 0.0)
     for s in again["servers"]:  # what the model files say they were made from: v1 had no word
         assert s.pop("requantized_from", None) is None
+    # the drift floor for pairs across blocks of time (v1 had none: the default)
+    assert again.pop("drift_floor") == DEFAULT_DRIFT_FLOOR
     assert again.pop("confirm_from", None) is None  # not an --until-decided run
     for rec in again["records"]:  # a figure v1 did not have: no run then reported any
+        assert rec.pop("block") == 0  # v1 had no blocks: a simultaneous run is one
         if rec["metrics"] is not None:
             assert rec["metrics"].pop("ids_missing") == 0
     assert again == original
@@ -191,8 +198,24 @@ def test_compare_matches_by_hash_and_shows_change() -> None:
     assert ("gemma3-270m-Q2_K", "renamed", "sha") in pairs
     text = compare_text(a, b, "#1", "#2")
     assert "gemma3-270m-Q2_K → renamed (matched by sha)" in text
-    assert "8.7 → 9.6 (×1.10 [1.09, 1.11]: now higher than before (n=6))" in text
+    # two runs are two blocks of time: the interval carries the ±3% drift floor
+    assert ("8.7 → 9.6 (×1.10 [1.06, 1.14]: now higher than before (n=6; measured apart in "
+            "time: interval widened by the ±3% drift floor))") in text
     assert "Not the same conditions" not in text
+
+
+def test_compare_calls_no_change_within_the_drift_floor() -> None:
+    """2% faster in the later run, on every prompt alike: a plain paired interval would call
+    it; two runs apart in time can't tell it from the machine's drift."""
+    a = load_run(RECORDED)
+    data = json.loads(RECORDED.read_text())
+    for r in data["records"]:
+        if r["metrics"] and r["server"] == "gemma3-270m-Q2_K":
+            r["metrics"]["decode_tps_client"] *= 1.02
+    text = compare_text(a, results_from_dict(data), "#1", "#2")
+    line = next(x for x in text.splitlines() if "decode tok/s (client)" in x
+                and "8.7" in x)
+    assert "no measurable difference" in line, line
 
 
 def test_compare_says_first_what_differs_and_compares_only_common_prompts() -> None:
@@ -283,3 +306,15 @@ def test_svg_of_the_screen_shows_the_results_view(tmp_path: Path) -> None:
     for name in ("gemma3-270m-Q8_0", "gemma3-270m-Q2_K"):  # the run's own peaks
         rss = hw["servers"][name]["rss_peak"]
         assert f"{rss / 1e6:.0f} MB" in text
+
+
+def test_compare_names_a_change_of_outside_load() -> None:
+    """A run measured while other processes kept the host busy: said among the conditions."""
+    quiet = json.loads(RECORDED.read_text())
+    busy = json.loads(RECORDED.read_text())
+    quiet["hardware"]["host"]["other_cpu_cores_mean"] = 0.1
+    busy["hardware"]["host"]["other_cpu_cores_mean"] = 1.6
+    text = compare_text(results_from_dict(quiet), results_from_dict(busy), "#1", "#2")
+    assert "other processes' load: 0.1 → 1.6 cores busy on average" in text
+    same = compare_text(results_from_dict(quiet), results_from_dict(quiet), "#1", "#2")
+    assert "other processes' load" not in same

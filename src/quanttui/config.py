@@ -38,6 +38,7 @@ from quanttui.config_errors import ConfigError, KeyPath, line_for, locate_keys
 from quanttui.core.llama.params import Sampling
 from quanttui.core.llama.result import Endpoint
 from quanttui.core.llama.urls import url_problem
+from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.core.run.schedule import Schedule
 from quanttui.core.secrets import MASK, mask_args
 from quanttui.core.suites.prompts import SUITE_NAMES
@@ -116,6 +117,10 @@ class RunConfig(_Section, frozen=True):
     until_decided: bool = False
     decide_half_width: Annotated[float, msgspec.Meta(gt=0.0, le=0.5)] = 0.03
     decide_budget_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
+    # Differences between servers measured in separate blocks of time (the sequential
+    # schedule, ladder passes, two stored runs) must exceed ± this share of the first to be
+    # called: nothing cancels the machine's drift between the blocks (core.run.pairing).
+    drift_floor: Annotated[float, msgspec.Meta(ge=0.0, le=0.5)] = DEFAULT_DRIFT_FLOOR
 
 
 class GenerationConfig(Sampling, frozen=True, kw_only=True):

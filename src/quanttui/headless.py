@@ -41,6 +41,7 @@ from quanttui.core.reports.provenance import provenance
 from quanttui.core.reports.snapshot import save_run
 from quanttui.core.reports.summary import format_summary
 from quanttui.core.run.events import Event, Notice, Progress, RunStarted
+from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.plan import RunPlan, ServerSpec, attached_specs, plan_from_config
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
@@ -230,6 +231,8 @@ class HeadlessRun:
                 [(s.name, s.model_path) for s in results.servers])
             if remote.targets:
                 results.hardware["remote"] = remote.to_json()
+            for n in add_load_notices(results):
+                progress(n)
             poller.close()
             for m in managed:
                 for note in m.notes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -29,6 +30,9 @@ Subscriber = Callable[["HwSample"], None]
 GPU_OFF = NA("GPU sampling is off")
 
 
+_NOT_SAMPLED = NA("not sampled")
+
+
 @dataclass(frozen=True, slots=True)
 class HwSample:
     """Everything measured at one tick.
@@ -43,6 +47,9 @@ class HwSample:
     host: HostSample
     processes: tuple[ProcessSample, ...]
     gpus: Reading[tuple[GpuSample, ...]]
+    # quanttui's own CPU since the previous tick, 100 = one core (all its threads: the UI, the
+    # stream readers, this poller): what the monitor costs the machine it measures
+    own_cpu_percent: Reading[float] = _NOT_SAMPLED
 
     def process(self, name: str) -> ProcessSample | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -94,6 +101,7 @@ class HardwarePoller:
         self._subscribers: list[Subscriber] = []
         self._failed_subscribers: set[int] = set()
         self._seq = 0
+        self._own_prev: tuple[int, float] | None = None  # (t_ns, own CPU seconds) last tick
         self._host_info: HostInfo | None = None
         # _sample_lock serialises sampling (psutil/NVML state); _lock guards the shared data.
         self._sample_lock = threading.Lock()
@@ -152,17 +160,27 @@ class HardwarePoller:
 
     # -- sampling -----------------------------------------------------------------------------
 
+    def _own_cpu(self, t_ns: int) -> Reading[float]:
+        """This process's CPU since the previous tick (os.times: one cheap syscall)."""
+        t = os.times()
+        cpu, prev = t.user + t.system, self._own_prev
+        self._own_prev = (t_ns, cpu)
+        if prev is None or t_ns <= prev[0]:
+            return NA("needs two samples (first tick)")
+        return 100.0 * (cpu - prev[1]) / ((t_ns - prev[0]) / 1e9)
+
     def sample_once(self) -> HwSample:
         """Take one sample now (blocking), record it and notify subscribers. Never raises."""
         with self._sample_lock:
             t0 = time.perf_counter_ns()
+            own = self._own_cpu(t0)
             host = self._sample_host()
             processes = self._sample_processes()
             gpus, processes = self._sample_gpus(processes)
             t1 = time.perf_counter_ns()
             with self._lock:
                 self._seq += 1
-                sample = HwSample(self._seq, t0, t1 - t0, host, processes, gpus)
+                sample = HwSample(self._seq, t0, t1 - t0, host, processes, gpus, own)
                 self._history.append(sample)
                 subscribers = list(self._subscribers)
         self._notify(subscribers, sample)

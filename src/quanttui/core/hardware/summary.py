@@ -111,6 +111,21 @@ def server_hardware(history: Sequence[HwSample], name: str, model_path: str | No
     )
 
 
+def other_cpu_cores(s: HwSample) -> Reading[float]:
+    """Cores kept busy at this tick by processes other than the watched servers and quanttui:
+    the host's busy share less theirs. n/a when a server's CPU isn't seen from here (a remote
+    or attached server whose process we can't read)."""
+    host, per_core = s.host.cpu_percent, s.host.cpu_percent_per_core
+    if isinstance(host, NA) or isinstance(per_core, NA):
+        return host if isinstance(host, NA) else NA("no per-core figures")
+    ours = 0.0
+    for pct in (*(p.cpu_percent for p in s.processes), s.own_cpu_percent):
+        if isinstance(pct, NA):
+            return NA("a watched process's CPU is not readable here")
+        ours += pct / 100.0
+    return max(0.0, host / 100.0 * len(per_core) - ours)
+
+
 def hardware_json(history: Sequence[HwSample], host: HostInfo,
                   servers: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
     """The run's hardware section: host info, RAM peak, GPUs, and each (name, model_path)."""
@@ -129,7 +144,11 @@ def hardware_json(history: Sequence[HwSample], host: HostInfo,
             "ram_total_bytes": reading_json(host.ram_total_bytes),
             "ram_used_peak_bytes": reading_json(peak(s.host.ram_used_bytes for s in history)),
             "cpu_percent_mean": reading_json(_mean([s.host.cpu_percent for s in history])),
+            # cores busy with other processes, mean over the samples (core.run.load)
+            "other_cpu_cores_mean": reading_json(_mean([other_cpu_cores(s) for s in history])),
         },
+        # quanttui's own CPU, 100 = one core, mean over the samples
+        "own_cpu_percent_mean": reading_json(_mean([s.own_cpu_percent for s in history])),
         "gpus": reading_json(gpus),
         "samples": len(history),
         "servers": {name: server_hardware(history, name, path).to_json()

@@ -3,8 +3,9 @@
 Passes, one candidate at a time: when the reference and the largest candidate fit in memory
 together, the reference stays up and each pass alternates it with one candidate (one request at a
 time, so each runs solo, and both are measured in the same minutes: drift on a shared machine
-hits both). When they don't fit, each quant runs alone in its own pass and is paired with the
-reference across passes.
+hits both). When they don't fit, each quant runs alone in its own pass and is compared with the
+reference across passes, where the interval carries the drift floor. Each pass is a block of
+time: core.run.pairing pairs within a pass, or two candidates through the reference beside each.
 
 Quality is collected per server and compared afterwards, so any two quants can be compared
 (neighbours as well as against the reference) whichever passes they ran in: the reference's
@@ -37,6 +38,7 @@ from quanttui.core.quality.teacher_forcing import (
     force_sequences,
     plan_positions,
 )
+from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.plan import RunPlan, ServerSpec
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
@@ -204,6 +206,8 @@ async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: R
         if not task.done():
             session.stop()
         results = await task
+        for r in results.records:  # each pass is a block of time (core.run.pairing)
+            r.block = len(run.passes) + 1
         run.clock("requests", time.monotonic() - t0)
         run.interrupted |= results.interrupted
         if not results.interrupted:
@@ -214,6 +218,8 @@ async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: R
         if results is not None:
             hw = hardware_json(poller.history(), poller.host_info(),
                                [(s.name, s.model_path) for s in results.servers])
+            results.hardware = hw
+            add_load_notices(results, where=f"pass {len(run.passes) + 1}: ")
             run.passes.append(Pass(names, results, hw))
         poller.close()
 

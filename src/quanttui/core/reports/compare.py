@@ -2,19 +2,24 @@
 
 Servers are matched by model content hash when both runs have one, else by quant type, else by
 name, so a renamed server still lines up with itself. What differs in the conditions (llama.cpp
-build, prompts, n_predict, sampling, schedule, server flags) is said first, and figures are
-compared only where they can be: speeds paired per prompt over the prompts both runs used, with
-a 95% interval, so a change of prompts is never read as a change of speed.
+build, prompts, n_predict, sampling, schedule, server flags, other processes' load) is said
+first, and figures are compared only where they can be: speeds paired per prompt over the
+prompts both runs used, with a 95% interval widened by the drift floor (two runs are two blocks
+of time, core.run.pairing), so neither a change of prompts nor the machine's drift between the
+runs is read as a change of speed.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.reports import wording
+from quanttui.core.run.outside_load import OUTSIDE_LOAD_CORES
+from quanttui.core.run.pairing import pair
 from quanttui.core.run.records import RunResults
-from quanttui.core.run.stats import paired_difference
+from quanttui.core.run.stats import PairedDiff
 
 
 def _key_sets(r: RunResults) -> list[tuple[str, dict[str, str]]]:
@@ -76,6 +81,11 @@ def _flags(r: RunResults, server: str) -> list[str] | None:
     return out
 
 
+def _outside_load(r: RunResults) -> float | None:
+    v = ((r.hardware or {}).get("host") or {}).get("other_cpu_cores_mean")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def differences(a: RunResults, b: RunResults, pairs: list[tuple[str, str, str]]) -> list[str]:
     """What differs between the two runs' conditions, in words (empty: the same)."""
     out = []
@@ -90,13 +100,22 @@ def differences(a: RunResults, b: RunResults, pairs: list[tuple[str, str, str]])
         common = len(ids_a & ids_b)
         out.append(f"prompts: {len(ids_a)} → {len(ids_b)}, {common} in common"
                    + (" (only those are compared)" if common else " (nothing to compare)"))
+    if a.schedule != b.schedule:
+        out.append(f"schedule: {a.schedule} → {b.schedule}")
+    if a.repetitions != b.repetitions:
+        out.append(f"repetitions: {a.repetitions} → {b.repetitions}")
     for label, path in (("n_predict", ("generation", "n_predict")),
                         ("temperature", ("generation", "temperature")),
-                        ("schedule", ("run", "schedule")), ("endpoint", ("run", "endpoint")),
+                        ("endpoint", ("run", "endpoint")),
                         ("concurrency", ("run", "concurrency"))):
         x, y = _cfg(a, *path), _cfg(b, *path)
         if x is not None and y is not None and x != y:
             out.append(f"{label}: {x} → {y}")
+    la, lb = _outside_load(a), _outside_load(b)
+    if la is not None and lb is not None and abs(la - lb) >= OUTSIDE_LOAD_CORES:
+        out.append(f"other processes' load: {la:.1f} → {lb:.1f} cores busy on average")
+    elif (la is None) != (lb is None):
+        out.append("other processes' load: measured in only one of the runs")
     for na, nb, _ in pairs:
         fa, fb = _flags(a, na), _flags(b, nb)
         if fa is not None and fb is not None and fa != fb:
@@ -104,10 +123,20 @@ def differences(a: RunResults, b: RunResults, pairs: list[tuple[str, str, str]])
     return out
 
 
+def paired_across(a: RunResults, na: str, b: RunResults, nb: str, metric: str
+                  ) -> PairedDiff | None:
+    """The later run against the earlier on the prompts both ran, paired per prompt as every
+    view pairs (core.run.pairing): two runs are two blocks of time, so the interval carries
+    the larger of their drift floors."""
+    records = [replace(r, server="before", block=1) for r in a.records
+               if r.server == na and r.concurrency == a.concurrency_levels[0] and a.reported(r)]
+    records += [replace(r, server="now", block=2) for r in b.records
+                if r.server == nb and r.concurrency == b.concurrency_levels[0] and b.reported(r)]
+    return pair(records, metric, "before", "now", floor=max(a.drift_floor, b.drift_floor))
+
+
 def _paired(a: RunResults, na: str, b: RunResults, nb: str, metric: str) -> str:
-    """The later run against the earlier on the prompts both ran, paired per prompt."""
-    d = paired_difference(a.per_prompt(na, metric, a.concurrency_levels[0]),
-                          b.per_prompt(nb, metric, b.concurrency_levels[0]))
+    d = paired_across(a, na, b, nb, metric)
     if d is None:
         return "not comparable (no prompt in common)"
     return (f"{d.mean_a:.1f} → {d.mean_b:.1f} ({wording.ratio(d)}: "
@@ -135,5 +164,8 @@ def compare_text(a: RunResults, b: RunResults, label_a: str, label_b: str) -> st
         ra, rb = _rss(a, na), _rss(b, nb)
         lines.append("  RSS peak:              "
                      + f"{format_bytes(ra) if ra else 'n/a'} → {format_bytes(rb) if rb else 'n/a'}")
-    lines.append("\n(paired per prompt over the prompts both runs used; 95% intervals)")
+    floor = max(a.drift_floor, b.drift_floor)
+    lines.append(f"\n(paired per prompt over the prompts both runs used; 95% intervals, widened "
+                 f"by ±{floor:.0%}: two runs are apart in time, and a machine drifts between "
+                 "them)")
     return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ import msgspec
 from quanttui import __version__
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.llama.result import CompletionResult
-from quanttui.core.quality.section import QualitySection
+from quanttui.core.quality.section import QualitySection, with_intervals
 from quanttui.core.reports.schema import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -71,7 +71,8 @@ def _record_doc(r: RequestRecord) -> RecordDoc:
     return RecordDoc(
         request_id=r.request_id, server=r.server, prompt_id=r.prompt_id, category=r.category,
         repetition=r.repetition, warmup=r.warmup, concurrency=r.concurrency, round=r.round,
-        started_at=_iso(r.started_at), ok=r.ok, error_kind=r.error_kind, error=r.error,
+        started_at=_iso(r.started_at), block=r.block, ok=r.ok, error_kind=r.error_kind,
+        error=r.error,
         n_events=r.n_events, text=r.text, token_ids=r.token_ids,
         stop_reason=res.stop_reason if res else None,
         truncated=res.truncated if res else False,
@@ -126,6 +127,7 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
         confirm_from=results.confirm_from,
         warmup=results.warmup,
         concurrency_levels=list(levels),
+        drift_floor=results.drift_floor,
         config=dict(config) if config is not None else results.extra.get("config"),
         provenance=results.extra.get("provenance"),
         servers=list(results.servers),
@@ -226,7 +228,7 @@ def _record(d: RecordDoc) -> RequestRecord:
         request_id=d.request_id, server=d.server, prompt_id=d.prompt_id, category=d.category,
         repetition=d.repetition, warmup=d.warmup, concurrency=d.concurrency, round=d.round,
         started_at=_ts(d.started_at), metrics=d.metrics, error_kind=d.error_kind,
-        error=d.error)
+        error=d.error, block=d.block)
     res = CompletionResult(server=d.server, endpoint="completion", t_sent_ns=0)
     res.event_texts = [d.text]
     # per-event times aren't stored: keep the count (placeholders), not made-up times
@@ -250,14 +252,20 @@ def results_from_doc(doc: RunDoc) -> RunResults:
         notices=[msgspec.to_builtins(n) for n in doc.notices],
         started_at=_ts(doc.started_at),
         finished_at=_ts(doc.finished_at) if doc.finished_at else None,
-        interrupted=doc.interrupted, hardware=doc.hardware,
+        interrupted=doc.interrupted, hardware=doc.hardware, drift_floor=doc.drift_floor,
     )
+    if doc.schedule == "sequential" and not any(r.block for r in res.records):
+        # written before blocks were recorded: sequential gave each server a block of its own
+        order = {s.name: i + 1 for i, s in enumerate(res.servers)}
+        for r in res.records:
+            r.block = order.get(r.server, 0)
     if doc.config:
         res.extra["config"] = doc.config
     if doc.provenance:
         res.extra["provenance"] = doc.provenance
     if doc.quality is not msgspec.UNSET:
-        res.extra["quality"] = msgspec.to_builtins(doc.quality)
+        # runs written before the KLD and same-top-1 intervals get them from per-prompt figures
+        res.extra["quality"] = msgspec.to_builtins(with_intervals(doc.quality))
     if doc.ladder is not msgspec.UNSET:
         res.extra["ladder"] = msgspec.to_builtins(doc.ladder)
     return res

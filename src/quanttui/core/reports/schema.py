@@ -23,6 +23,7 @@ from quanttui.core.llama.protocol import Timings
 from quanttui.core.quality.section import QualitySection
 from quanttui.core.run.events import Notice
 from quanttui.core.run.metrics import RequestMetrics
+from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.core.run.records import ServerInfo
 from quanttui.core.run.stats import PairedDiff, Summary
 
@@ -42,6 +43,8 @@ class RecordDoc(msgspec.Struct, kw_only=True):
     concurrency: int
     round: int
     started_at: str | None  # ISO 8601, UTC
+    # the block of time it was measured in: servers are paired within a block (core.run.pairing)
+    block: int = 0
     ok: bool = False
     error_kind: str | None = None
     error: str | None = None
@@ -122,6 +125,8 @@ class RunDoc(msgspec.Struct, kw_only=True):
     confirm_from: int | None = None
     warmup: int
     concurrency_levels: list[int]
+    # differences across blocks of time must exceed ± this share (core.run.pairing)
+    drift_floor: float = DEFAULT_DRIFT_FLOOR
     config: dict[str, Any] | None = None  # the settings the run used (config file sections)
     provenance: dict[str, Any] | None = None  # quanttui, llama.cpp, model files, host
     servers: list[ServerInfo]

@@ -7,17 +7,20 @@ such, since "faster on 67% of prompts" reads as a verdict beside a ratio below 1
 
 from __future__ import annotations
 
+from quanttui.core.run.pairing import basis_words
 from quanttui.core.run.stats import PairedDiff
 
 
 def verdict(d: PairedDiff, a: str, b: str, *, higher: str = "higher", lower: str = "lower"
             ) -> str:
     """"B faster than A", "no measurable difference", or "too few prompts" (with n)."""
+    how = basis_words(d.basis, d.floor)
+    n = f"n={d.n}" + (f"; {how}" if how else "")
     if d.ci_low is None or d.ci_high is None:
-        return f"too few prompts for an interval (n={d.n})"
+        return f"too few prompts for an interval ({n})"
     if not d.measurable:
-        return f"no measurable difference (n={d.n})"
-    return f"{b} {higher if d.mean_diff > 0 else lower} than {a} (n={d.n})"
+        return f"no measurable difference ({n})"
+    return f"{b} {higher if d.mean_diff > 0 else lower} than {a} ({n})"
 
 
 def interval(d: PairedDiff, digits: int = 1) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from quanttui.core.llama.client import Timeouts
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import Endpoint
+from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.core.run.records import ServerInfo
 from quanttui.core.run.schedule import SCHEDULES, Schedule
 from quanttui.core.secrets import mask_args
@@ -66,6 +67,7 @@ class RunPlan:
     # (core.run.decide). None: `repetitions`.
     until_decided: float | None = None
     decide_budget_s: float = 600.0
+    drift_floor: float = DEFAULT_DRIFT_FLOOR  # core.run.pairing: pairs across blocks of time
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -106,6 +108,7 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
         order_seed=cfg.run.order_seed,
         until_decided=cfg.run.decide_half_width if cfg.run.until_decided else None,
         decide_budget_s=cfg.run.decide_budget_s,
+        drift_floor=cfg.run.drift_floor,
     )
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from quanttui.core.llama.result import CompletionResult
 from quanttui.core.run.metrics import RequestMetrics
-from quanttui.core.run.stats import PairedDiff, Summary, paired_difference, summarize
+from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR, pair
+from quanttui.core.run.stats import PairedDiff, Summary, summarize
 
 # Per-request figures summarized per server (RequestMetrics field names).
 SUMMARY_METRICS = (
@@ -68,6 +69,10 @@ class RequestRecord:
     round: int
     started_at: float  # wall clock (time.time()), for reports; durations use the monotonic clock
     metrics: RequestMetrics | None = None
+    # the stretch of time it was measured in: servers interleaved in one pass share a block;
+    # the sequential schedule gives each server its own, a ladder's passes are blocks
+    # (core.run.pairing pairs servers within a block)
+    block: int = 0
     error_kind: str | None = None
     error: str | None = None
     result: CompletionResult | None = field(default=None, repr=False)
@@ -128,6 +133,7 @@ class RunResults:
     # --until-decided: the repetitions from this one on are the confirmation, the only ones
     # paired figures come from (core.run.decide); None: every repetition
     confirm_from: int | None = None
+    drift_floor: float = DEFAULT_DRIFT_FLOOR  # core.run.pairing: pairs across blocks of time
     # Sections carried as data into the JSON as they are: "config", "provenance", "quality"
     # (core.quality.step.quality_dict, after the run)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -176,8 +182,11 @@ class RunResults:
 
     def paired(self, metric: str, a: str, b: str, concurrency: int | None = None
                ) -> PairedDiff | None:
-        return paired_difference(self.per_prompt(a, metric, concurrency),
-                                 self.per_prompt(b, metric, concurrency))
+        """B against A per prompt, paired within the blocks of time both ran in, else through
+        a server that ran beside each, else across blocks with the drift floor
+        (core.run.pairing: the one definition every view uses)."""
+        return pair(filter(self.reported, self.records), metric, a, b, concurrency,
+                    servers=self.server_names, floor=self.drift_floor)
 
     def unrepeatable(self, server: str) -> list[str]:
         """Prompts whose finished repetitions on this server gave different outputs (token ids,

@@ -91,7 +91,9 @@ class Session:
             repetitions=plan.repetitions,
             warmup=plan.warmup,
             concurrency_levels=plan.concurrency_levels,
+            drift_floor=plan.drift_floor,
         )
+        self._block = 0  # the block of time requests are measured in (core.run.pairing)
 
     # ------------------------------------------------------------- public
 
@@ -181,6 +183,12 @@ class Session:
             self._notice("info", "simultaneous",
                          "simultaneous: servers stream at the same time; on one machine they "
                          "share cores and memory bandwidth")
+        if self.plan.schedule == "sequential" and len(live) > 1:
+            self._notice("info", "sequential",
+                         "sequential: each server is measured in a block of time of its own, "
+                         "so nothing cancels the machine's drift between them; differences "
+                         f"within ±{self.plan.drift_floor:.0%} (run.drift_floor) are not "
+                         "called (alternating pairs them in the same minutes)")
         for level in self.plan.concurrency_levels:
             self._check_slots(level)
         await self._warmup(live)
@@ -198,6 +206,8 @@ class Session:
         rounds = [units[i:i + level] for i in range(0, len(units), level)]
         if self.plan.schedule == "sequential":
             for s in live:
+                # each server's stretch is a block of its own: nothing measured beside it
+                self._block += 1
                 for i, rnd in enumerate(rounds, first_round):
                     await self._round(s, rnd, level, i)
         elif self.plan.schedule == "alternating":
@@ -355,7 +365,7 @@ class Session:
             rec = RequestRecord(
                 request_id=self._next_id, server=s.name, prompt_id=prompt.id,
                 category=prompt.category, repetition=rep, warmup=False, concurrency=level,
-                round=index, started_at=time.time(), error_kind="skipped",
+                round=index, started_at=time.time(), block=self._block, error_kind="skipped",
                 error=f"{s.name}: not sent: the server was taken as down "
                       f"({self._down[s.name]})")
             self._next_id += 1
@@ -368,7 +378,8 @@ class Session:
         self._next_id += 1
         rec = RequestRecord(request_id=rid, server=s.name, prompt_id=prompt.id,
                             category=prompt.category, repetition=rep, warmup=warmup,
-                            concurrency=concurrency, round=rnd, started_at=time.time())
+                            concurrency=concurrency, round=rnd, started_at=time.time(),
+                            block=self._block)
         result = client.new_result(self.plan.endpoint)
         rec.result = result
         params = self.plan.params

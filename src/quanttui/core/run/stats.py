@@ -218,6 +218,11 @@ class PairedDiff:
     ci_high: float | None
     win_rate_b: float  # per-prompt win rate: share of pairs where B's value is higher (ties ½)
     ratio: float | None  # mean_b / mean_a
+    # how the pairs were made (core.run.pairing): "interleaved" (same blocks of time),
+    # "via <server>" (each relative to a third server in its own block), "across blocks"
+    # (the interval widened by ± floor × mean_a, for drift between blocks)
+    basis: str = "interleaved"
+    floor: float = 0.0
 
     @property
     def ratio_ci(self) -> tuple[float, float] | None:
@@ -237,14 +242,18 @@ def decided(d: PairedDiff | None, half_width: float, level: float = 0.99) -> boo
     """Enough data to say something about B / A: its 95% interval is narrower than
     ± `half_width` (then "no difference larger than that"), or a stricter `level` interval
     excludes 1. Stricter, because a run that looks again after every repetition would find a
-    95% interval excluding 1 by luck more often than one time in twenty."""
+    95% interval excluding 1 by luck more often than one time in twenty. A pair measured apart
+    in time carries the drift floor in its interval (core.run.pairing), which no repetition
+    narrows: it is decided within ± (half_width + floor), and the stricter interval keeps the
+    floor beside it."""
     ci = d.ratio_ci if d is not None else None
     if d is None or ci is None or d.ci_low is None or d.ci_high is None or d.n < 2:
         return False
-    if (ci[1] - ci[0]) / 2 <= half_width:
+    if (ci[1] - ci[0]) / 2 <= half_width + d.floor:
         return True
-    half = (d.ci_high - d.ci_low) / 2 * (t_quantile(0.5 + level / 2, d.n - 1)
-                                         / t_quantile(0.975, d.n - 1))
+    pad = d.floor * abs(d.mean_a)
+    half = ((d.ci_high - d.ci_low) / 2 - pad) * (t_quantile(0.5 + level / 2, d.n - 1)
+                                                 / t_quantile(0.975, d.n - 1)) + pad
     return d.mean_diff - half > 0 or d.mean_diff + half < 0
 
 
