@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -100,3 +101,32 @@ async def test_a_cpu_hog_beside_two_servers_is_said(real_pair: tuple[ManagedServ
     assert any(n["code"] == "outside-load" for n in res.notices)  # kept in the run's JSON
     own = res.hardware["own_cpu_percent_mean"]
     assert isinstance(own, float) and 0.0 <= own < 100.0
+
+
+def test_quanttui_over_its_own_budget_is_said() -> None:
+    from quanttui.core.run.outside_load import own_cost_notice
+
+    assert own_cost_notice({"own_cpu_percent_mean": 1.2}) is None
+    n = own_cost_notice({"own_cpu_percent_mean": 3.4})
+    assert n is not None and n["code"] == "own-cost" and "3.4% of a core" in n["message"]
+
+
+def test_a_headless_run_keeps_quanttuis_own_cpu_in_its_json(tmp_path: Path) -> None:
+    """The run file holds what quanttui cost the machine (hardware.own_cpu_percent_mean) and
+    what else ran (hardware.host.other_cpu_cores_mean, n/a for servers it can't see)."""
+    import json
+
+    from quanttui.testing.fake_server import FakeLlamaServer
+
+    with FakeLlamaServer(token_delay=0.002) as a, FakeLlamaServer(token_delay=0.002) as b:
+        out = tmp_path / "run.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "quanttui", "run", "--headless", "--server", f"A={a.url}",
+             "--server", f"B={b.url}", "-o", str(out), "-n", "64",
+             "--set", "hardware.poll_interval=0.2"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr
+    hw = json.loads(out.read_text())["hardware"]
+    own = hw["own_cpu_percent_mean"]
+    assert isinstance(own, float) and 0.0 < own < 100.0
+    assert "other_cpu_cores_mean" in hw["host"]

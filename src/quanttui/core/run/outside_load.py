@@ -7,6 +7,8 @@ with another run). Two notices say so, so that the figures they affect are read 
 - "outside-load": other processes kept at least `OUTSIDE_LOAD_CORES` of the host's cores busy
   on average while the servers were measured (host CPU less the watched servers' and quanttui's
   own, from the hardware samples: core.hardware.summary.other_cpu_cores);
+- "own-cost": quanttui itself took more than `OWN_CPU_BUDGET` % of a core on average (its UI,
+  stream readers and poller: `hardware.own_cpu_percent_mean`), CPU the servers did not have;
 - "stall": a request far slower than the other repetitions of its prompt on the same server
   (decode tok/s under `STALL_FRACTION` of their median), which the per-prompt mean it enters
   would otherwise hide.
@@ -21,6 +23,7 @@ from quanttui.core.run.events import Notice
 from quanttui.core.run.records import RunResults
 
 OUTSIDE_LOAD_CORES = 0.5  # half a core busy elsewhere, on average: worth saying
+OWN_CPU_BUDGET = 2.0  # % of one core quanttui may take while it measures
 STALL_FRACTION = 0.5  # a repetition at under half its prompt's median decode rate
 
 
@@ -38,6 +41,16 @@ def outside_load_notice(hardware: dict[str, Any] | None, where: str = "") -> dic
                        "while the servers were measured: every speed here is slowed by them, "
                        "and a comparison with another run moves with them (pairs within this "
                        "run share the load)"}
+
+
+def own_cost_notice(hardware: dict[str, Any] | None) -> dict[str, Any] | None:
+    own = (hardware or {}).get("own_cpu_percent_mean")
+    if not isinstance(own, (int, float)) or own <= OWN_CPU_BUDGET:
+        return None
+    return {"level": "warning", "code": "own-cost", "server": None,
+            "message": f"quanttui itself used {own:.1f}% of a core on average while measuring "
+                       f"(its budget: {OWN_CPU_BUDGET:g}%): CPU the servers did not have, so "
+                       "their speeds may read a little low (a headless run costs least)"}
 
 
 def stall_notices(results: RunResults, metric: str = "decode_tps_client") -> list[dict[str, Any]]:
@@ -65,9 +78,9 @@ def stall_notices(results: RunResults, metric: str = "decode_tps_client") -> lis
 
 
 def add_load_notices(results: RunResults, where: str = "") -> list[Notice]:
-    """Both notices, appended to the run's (after its hardware section is set) and returned
+    """The notices, appended to the run's (after its hardware section is set) and returned
     for the face to say."""
-    n = outside_load_notice(results.hardware, where)
-    new = ([n] if n else []) + stall_notices(results)
+    found = (outside_load_notice(results.hardware, where), own_cost_notice(results.hardware))
+    new = [n for n in found if n] + stall_notices(results)
     results.notices += new
     return [Notice(x["level"], x["code"], x["message"], x["server"]) for x in new]
