@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
@@ -191,18 +192,18 @@ async def test_stop_a_run(tmp_path: Path) -> None:
             bindings = {b.binding.action for b in app.screen.active_bindings.values()}
             assert "app.stop" in bindings and "app.run_suite" not in bindings
             await pilot.press("x")
-            await until(pilot, lambda: not app.running, 10)
+            await until(pilot, lambda: not app.running, 30)
             assert app.results is not None and app.results.interrupted
             assert all(r.error_kind == "cancelled" for r in app.results.records)
             # the next refresh tick draws it
-            await until(pilot, lambda: "stopped at" in status(app), 5)
+            await until(pilot, lambda: "stopped at" in status(app), 30)
             assert "stopped at 2/12" in status(app), status(app)  # the two cancelled ones
             assert any("stopped" in t for t in said(app))
             # still alive and usable: the next run starts
             await pilot.press("r")
             await until(pilot, lambda: app.running)
             await pilot.press("x")
-            await until(pilot, lambda: not app.running, 10)
+            await until(pilot, lambda: not app.running, 30)
 
 
 async def test_switch_schedule(pair: tuple[FakeLlamaServer, FakeLlamaServer],
@@ -273,6 +274,19 @@ async def test_failures_are_logged_and_mark_the_pane(tmp_path: Path) -> None:
             await until(pilot, lambda: app.results is not first and not app.running)
 
 
+async def found_in_palette(pilot: Pilot[Any], app: QuantTUI, command: str) -> None:
+    """The palette searches in a worker: Enter before it has found the command picks nothing."""
+    def highlighted() -> str:
+        if not isinstance(app.screen, CommandPalette):
+            return ""
+        hits = app.screen.query_one(CommandList)
+        if hits.highlighted is None:
+            return ""
+        return str(hits.get_option_at_index(hits.highlighted).prompt)
+
+    await until(pilot, lambda: command in highlighted(), 30)
+
+
 async def test_command_palette_and_footer_mouse(pair: tuple[FakeLlamaServer, FakeLlamaServer],
                                                 tmp_path: Path) -> None:
     a, b = pair
@@ -280,12 +294,12 @@ async def test_command_palette_and_footer_mouse(pair: tuple[FakeLlamaServer, Fak
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
         await pilot.press(*"Schedule: sequential")
-        await pilot.pause(0.3)
+        await found_in_palette(pilot, app, "Schedule: sequential")
         await pilot.press("enter")
         await until(pilot, lambda: app.run_state.options.schedule == "sequential")
         await pilot.press("ctrl+p")
         await pilot.press(*"Prompt suite: long")
-        await pilot.pause(0.3)
+        await found_in_palette(pilot, app, "Prompt suite: long")
         await pilot.press("enter")
         await until(pilot, lambda: app.run_state.options.suite == "long")
         status_text = status(app)
@@ -360,7 +374,8 @@ async def test_real_poller_reads_our_own_process(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         state = app.run_state
         await until(pilot, lambda: state.hw is not None and state.hw.process("self") is not None)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app.compare.columns["self"].figures.text().splitlines()[-1]
+                    .startswith("private "), 30)
         mem = app.compare.columns["self"].figures.text().splitlines()[-1]
         assert mem.startswith("private ") and " MB" in mem and "model " in mem
     assert not poller.running  # closed with the app
