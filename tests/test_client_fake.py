@@ -316,3 +316,64 @@ async def test_fake_paces_tokens_by_the_clock(fake: FakeLlamaServer) -> None:
         r = await c.complete("x", GenerationParams(n_predict=30))
     span = (r.event_times_ns[-1] - r.event_times_ns[0]) / 1e9
     assert 0.285 <= span < 1.0
+
+
+# ----------------------------------------------------------------------------- bounded reads
+
+
+async def test_trickled_utility_reply_is_bounded_whole(fake: FakeLlamaServer) -> None:
+    """A byte every 0.2 s never lets a per-read timeout fire; the whole call is bounded."""
+    fake.fault = Fault("trickle", delay=0.2, paths=("/props", "/health"))
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        for call in (c.props, c.health):
+            t0 = time.monotonic()
+            with pytest.raises(ServerTimeout, match=r"no complete answer within 0\.5 s"):
+                await call()
+            assert time.monotonic() - t0 < 2
+
+
+async def test_trickled_event_is_a_stall(fake: FakeLlamaServer) -> None:
+    """Bytes that never complete an event: the next event is due within `read` all the same."""
+    fake.fault = Fault("trickle", delay=0.1)
+    async with LlamaClient(fake.url, timeouts=FAST) as c:
+        t0 = time.monotonic()
+        with pytest.raises(ServerTimeout, match=r"stream stalled: no complete event for 0\.5 s"):
+            await c.complete("x", P10)
+    assert time.monotonic() - t0 < 2
+
+
+async def test_oversized_error_body_is_cut(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("big_error", status=400, size=64 << 20)
+    async with LlamaClient(fake.url) as c:
+        for call in (lambda: c.complete("x", P10), c.props):
+            with pytest.raises(HTTPStatusError, match="longer than 1,048,576 bytes") as e:
+                await call()
+            assert e.value.status == 400 and len(e.value.message) < 2000
+
+
+@pytest.mark.parametrize("kind", ["endless_event", "endless_line", "huge_event"])
+async def test_oversized_stream_is_malformed(fake: FakeLlamaServer, kind: str) -> None:
+    fake.fault = Fault(kind, after=2, size=64 << 20)  # type: ignore[arg-type]
+    async with LlamaClient(fake.url) as c:
+        t0 = time.monotonic()
+        with pytest.raises(MalformedEvent, match="stream not read on") as e:
+            await c.complete("x", P10)
+    assert time.monotonic() - t0 < 10
+    assert e.value.partial is not None and e.value.partial.n_events == 2  # what came before
+
+
+async def test_endless_tokens_end_past_n_predict(fake: FakeLlamaServer) -> None:
+    fake.fault = Fault("endless_tokens")
+    async with LlamaClient(fake.url) as c:
+        with pytest.raises(MalformedEvent, match="went on past 74 events"):
+            await c.complete("x", P10)
+
+
+@pytest.mark.parametrize("size", [100, -1])
+async def test_data_after_the_final_event_fails_the_request(fake: FakeLlamaServer,
+                                                            size: int) -> None:
+    fake.fault = Fault("after_final", size=size)
+    async with LlamaClient(fake.url) as c:
+        with pytest.raises(MalformedEvent, match="data after the final event") as e:
+            await c.complete("x", P10)
+    assert e.value.partial is not None and e.value.partial.n_events == 10

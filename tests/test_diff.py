@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from quanttui.core.quality.diff import (
+    Segment,
+    align,
     common_prefix_len,
     diff_tokens,
     first_divergence,
@@ -87,3 +92,51 @@ def test_segments_cover_both_sides(a: list[int], b: list[int]) -> None:
     assert d.first_divergence == first_divergence(a, b)
     if d.first_divergence is not None:
         assert a[:d.first_divergence] == b[:d.first_divergence]
+
+
+def lcs_len(a: list[int], b: list[int]) -> int:
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[-1]))
+        prev = cur
+    return prev[-1]
+
+
+def covers(a: list[int], b: list[int], segments: Sequence[Segment]) -> int:
+    """Checks that the segments tile both sides; the number of units they call equal."""
+    ai = bi = equal = 0
+    for s in segments:
+        assert (s.a_start, s.b_start) == (ai, bi)
+        assert (s.a_end > s.a_start or s.b_end > s.b_start)
+        if s.kind == "equal":
+            assert a[s.a_start:s.a_end] == b[s.b_start:s.b_end]
+            equal += s.a_end - s.a_start
+        ai, bi = s.a_end, s.b_end
+    assert (ai, bi) == (len(a), len(b))
+    return equal
+
+
+@given(st.lists(st.integers(0, 3), max_size=40), st.lists(st.integers(0, 3), max_size=40))
+def test_alignment_is_a_shortest_edit_script(a: list[int], b: list[int]) -> None:
+    assert covers(a, b, diff_tokens(a, b).segments) == lcs_len(a, b)
+
+
+@given(st.lists(st.integers(0, 3), max_size=40), st.lists(st.integers(0, 3), max_size=40),
+       st.integers(0, 5))
+def test_cut_off_alignment_still_tiles_both_sides(a: list[int], b: list[int],
+                                                  max_edits: int) -> None:
+    covers(a, b, align(a, b, 0, len(a), 0, len(b), max_edits))
+
+
+def test_long_differing_outputs_are_aligned_in_bounded_time() -> None:
+    """2,048 tokens from a 10-token vocabulary, different after 100: the worst case for
+    difflib (seconds to minutes), a cut-off for this alignment."""
+    a = [i % 10 for i in range(2048)]
+    b = a[:100] + [(3 * i + 1) % 10 for i in range(100, 2048)]
+    t0 = time.process_time()
+    d = diff_tokens(a, b)
+    assert time.process_time() - t0 < 1.5  # CPU time: a loaded machine doesn't make it flaky
+    assert d.first_divergence == 100
+    covers(a, b, d.segments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 
 import pytest
@@ -103,3 +104,40 @@ def test_run_outputs_pair_prompts_and_skip_warmups_and_failures() -> None:
     cs = compare_run_outputs(res, "A", "B")
     assert [c.prompt_id for c in cs] == ["p1", "p2"]  # p3: B has none
     assert cs[0].first_divergence == 1 and cs[1].exact_match  # first repetition that finished
+
+
+def table_levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text("ab xé", max_size=200), st.text("ab xé", max_size=200))
+def test_levenshtein_over_many_machine_words(a: str, b: str) -> None:
+    assert levenshtein(a, b) == table_levenshtein(a, b)
+
+
+def test_levenshtein_past_its_size_is_an_upper_bound() -> None:
+    a, b = "ab" * 300, "ba" * 250 + "c" * 50
+    exact = table_levenshtein(a, b)
+    assert levenshtein(a, b, max_chars=1000) == exact
+    bounded = levenshtein(a, b, max_chars=100)
+    assert bounded >= exact and bounded == table_levenshtein(a[1:101], b[1:101]) + 500
+
+
+def test_long_differing_outputs_compare_quickly() -> None:
+    """Two 2,048-token outputs that differ after 100 tokens (~10,000 characters each); the
+    former O(n·m) Python loops took minutes on this."""
+    vocab = [" the", " quick", " brown", " fox", " jumps", " over", " a", " lazy", " dog", "."]
+    a = [i % 10 for i in range(2048)]
+    b = a[:100] + [(3 * i + 1) % 10 for i in range(100, 2048)]
+    ta, tb = ("".join(vocab[t] for t in x) for x in (a, b))
+    t0 = time.process_time()
+    c = compare_outputs(a, b, ta, tb)
+    assert time.process_time() - t0 < 2  # CPU time: a loaded machine doesn't make it flaky
+    assert c.first_divergence == 100 and 0 < c.text_similarity < 1

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quanttui.core.llama.sse import SSEDecoder
+from quanttui.core.llama.sse import SSEDecoder, SSETooLarge
 
 STREAM = (
     b'data: {"content":" a","tokens":[1]}\n\n'
@@ -46,3 +49,25 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     d = SSEDecoder()
     d.feed(data)
     d.flush()
+
+
+def test_a_line_past_the_limit_raises_in_linear_time() -> None:
+    """A line that never ends: 64 KiB reads are kept as pieces, not re-joined per read."""
+    d = SSEDecoder(limit=64 << 20)
+    piece = b"x" * 65536
+    t0 = time.perf_counter()
+    with pytest.raises(SSETooLarge, match="without a newline"):
+        for _ in range(2048):  # 128 MiB
+            d.feed(piece)
+    # quadratic re-joining would copy ~32 GiB here
+    assert time.perf_counter() - t0 < 5
+
+
+def test_an_event_past_the_limit_raises() -> None:
+    d = SSEDecoder(limit=1000)
+    assert d.feed(b"data: " + b"x" * 900 + b"\n\n") == [b"x" * 900]  # the count starts over
+    with pytest.raises(SSETooLarge, match="an event of more than 1,000 bytes"):
+        for _ in range(100):
+            d.feed(b"data: xxxxxxxxxxxxxxxxxxxx\n")
+    with pytest.raises(SSETooLarge, match="a line of 1,001 bytes"):
+        SSEDecoder(limit=1000).feed(b"x" * 1001 + b"\n")

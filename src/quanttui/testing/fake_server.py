@@ -5,7 +5,9 @@ and `/v1/chat/completions` with `[DONE]`, chunked transfer encoding, llama-serve
 as llama-server writes them: each SSE event in a chunk of its own, one write per event, with the
 running `timings` in every event when the request asks for `timings_per_token`; and it injects
 faults: refuse, slow headers, stall or drop mid-stream, hold a stream until the test says so,
-malformed JSON, an `error` event, HTTP errors, 503 while loading, 401 without the API key.
+malformed JSON, an `error` event, HTTP errors, 503 while loading, 401 without the API key; and
+the hostile ones: a reply trickled a byte at a time, an oversized error body, a huge event, and
+streams that never end (events, an event's data, a line, or data after the final event).
 Claims about the real server's behaviour are tested against the real one; this is for failures
 and for full-speed load.
 
@@ -43,6 +45,13 @@ FaultKind = Literal[
     "error_event",  # send `data: {"error": ...}` after `after` tokens, then end
     "http_error",  # answer `status` with llama-server's error JSON
     "loading",  # 503 "Loading model" on every route, like a server still loading
+    "trickle",  # answer normally, but one byte of the body every `delay` seconds
+    "big_error",  # answer `status` with an error JSON body of `size` bytes
+    "huge_event",  # after `after` tokens, one token event of `size` bytes
+    "endless_tokens",  # token events past n_predict, without end
+    "endless_event",  # after `after` tokens, `data:` lines without end and no blank line
+    "endless_line",  # after `after` tokens, one line without end and no newline
+    "after_final",  # after the final event, `size` bytes of data (-1: without end)
 ]
 
 
@@ -60,6 +69,9 @@ class Fault:
     # "hold": the test sets it once it has seen what the held stream shows. A request shorter
     # than `after` tokens (a warm-up's few) is not held.
     release: threading.Event = field(default_factory=threading.Event)
+    size: int = 0  # bytes, for the faults that send too much
+    # Set by the fake once a request has got to the fault, for a test that acts then.
+    reached: threading.Event = field(default_factory=threading.Event)
 
     def applies(self, path: str) -> bool:
         if self.paths is not None:
@@ -69,7 +81,8 @@ class Fault:
         return True
 
 
-MID_STREAM = ("stall", "hold", "drop", "malformed", "error_event")
+MID_STREAM = ("stall", "hold", "drop", "malformed", "error_event", "huge_event",
+              "endless_tokens", "endless_event", "endless_line", "after_final")
 COMPLETION_PATHS = ("/completion", "/completions", "/v1/completions", "/v1/chat/completions",
                     "/chat/completions")
 
@@ -92,6 +105,9 @@ class FakeLlamaServer:
     ftype: str = "Q4_K - Medium"
     n_ctx: int = 4096
     total_slots: int = 1
+    # From this token on, the output follows another pattern: two fakes that differ only here
+    # answer alike up to it and differently after it (None: never).
+    diverge_at: int | None = None
     fault: Fault | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0  # TCP connections accepted so far
@@ -229,6 +245,21 @@ class FakeLlamaServer:
         if fault is not None and fault.kind == "http_error":
             await self._error(writer, fault.status, fault.error_type, fault.message)
             return True
+        if fault is not None and fault.kind == "big_error":
+            fault.reached.set()
+            head = b'{"error":{"code":%d,"type":"%s","message":"' % (
+                fault.status, fault.error_type.encode())
+            tail = b'"}}'
+            await self._send_head(writer, fault.status, "application/json; charset=utf-8",
+                                  fault.size)
+            writer.write(head)
+            await _write_filler(writer, fault.size - len(head) - len(tail))
+            writer.write(tail)
+            await writer.drain()
+            return True
+        if fault is not None and fault.kind == "trickle":
+            fault.reached.set()
+            return await self._trickle(writer, path, fault.delay)
 
         if method == "GET" and path in ("/health", "/v1/health"):
             await self._json(writer, {"status": "ok"})
@@ -254,6 +285,26 @@ class FakeLlamaServer:
             return await self._complete(writer, path, body, fault)
         else:
             await self._error(writer, 404, "not_found_error", "File Not Found")
+        return True
+
+    async def _trickle(self, writer: asyncio.StreamWriter, path: str, delay: float) -> bool:
+        """The route's JSON, one byte every `delay` seconds: every read returns data, and the
+        whole takes hours."""
+        if path in COMPLETION_PATHS:  # a stream whose first event never completes
+            await self._send_head(writer, 200, "text/event-stream")
+            data = b'data: {"index":0,"content":" the","tokens":[0],"stop":false}\n\n'
+            for i in range(len(data)):
+                writer.write(b"1\r\n%s\r\n" % data[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(delay)
+            return False
+        obj = self._props() if path == "/props" else {"status": "ok"}
+        data = json.dumps(obj).encode()
+        await self._send_head(writer, 200, "application/json; charset=utf-8", len(data))
+        for i in range(len(data)):
+            writer.write(data[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(delay)
         return True
 
     async def _send_head(self, writer: asyncio.StreamWriter, status: int, ctype: str,
@@ -339,6 +390,9 @@ class FakeLlamaServer:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
 
+        if fault is not None and fault.kind == "endless_tokens":
+            fault.reached.set()
+            n_predict = 1 << 62
         for i in range(n_predict):
             if fault is not None and i == fault.after and fault.kind == "hold":
                 # Polled: the test sets it from another thread, and a thread blocked on it
@@ -347,7 +401,24 @@ class FakeLlamaServer:
                 while not fault.release.is_set() and time.perf_counter() < until:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 t_paced = time.perf_counter() - i * self.token_delay  # no burst to catch up
-            elif fault is not None and i == fault.after and fault.kind in MID_STREAM:
+            elif fault is not None and i == fault.after and fault.kind in (
+                    "huge_event", "endless_event", "endless_line"):
+                fault.reached.set()
+                if fault.kind == "huge_event":
+                    head = b'data: {"index":0,"tokens":[1],"stop":false,"content":"'
+                    tail = b'"}\n\n'
+                    writer.write(b"%x\r\n%s" % (fault.size, head))
+                    await _write_filler(writer, fault.size - len(head) - len(tail))
+                    writer.write(tail + b"\r\n")
+                    await writer.drain()
+                    continue
+                line = b'data: {"content":" more"}\n' if fault.kind == "endless_event" else b"x"
+                filler = line * (65536 // len(line))
+                while True:  # until the client hangs up
+                    writer.write(b"%x\r\n%s\r\n" % (len(filler), filler))
+                    await writer.drain()
+            elif fault is not None and i == fault.after and fault.kind in (
+                    "stall", "drop", "malformed", "error_event"):
                 if fault.kind == "stall":
                     await asyncio.sleep(fault.delay)
                     writer.transport.abort()
@@ -371,6 +442,8 @@ class FakeLlamaServer:
                 if wait > 0:
                     await asyncio.sleep(wait)
             tok = (seed + i) % len(VOCAB)
+            if self.diverge_at is not None and i >= self.diverge_at:
+                tok = (seed + 3 * i + 1) % len(VOCAB)
             piece = VOCAB[tok]
             if fmt == "native":
                 ev: dict[str, Any] = {"index": 0, "content": piece, "tokens": [tok],
@@ -421,8 +494,26 @@ class FakeLlamaServer:
                 await send({"choices": [], "object": "chat.completion.chunk", "usage": usage,
                             "timings": timings})
             await send(b"[DONE]")
+        if fault is not None and fault.kind == "after_final":
+            fault.reached.set()
+            junk = b'data: {"content":" after the end"}\n\n'
+            left = fault.size if fault.size >= 0 else 1 << 62
+            while left > 0:
+                filler = junk * max(1, min(left, 65536) // len(junk))
+                writer.write(b"%x\r\n%s\r\n" % (len(filler), filler))
+                await writer.drain()
+                left -= len(filler)
         await end()
         return True
+
+
+async def _write_filler(writer: asyncio.StreamWriter, n: int) -> None:
+    """`n` bytes of `x`, in pieces, without holding them all."""
+    piece = b"x" * 65536
+    while n > 0:
+        writer.write(piece[:n])
+        await writer.drain()
+        n -= len(piece)
 
 
 def _tokenize(text: str) -> list[int]:

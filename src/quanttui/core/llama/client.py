@@ -49,7 +49,7 @@ from quanttui.core.llama.result import (
     StreamEndedEarly,
     StreamErrorEvent,
 )
-from quanttui.core.llama.sse import SSEDecoder
+from quanttui.core.llama.sse import SSEDecoder, SSETooLarge
 from quanttui.core.llama.urls import url_problem
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
@@ -60,10 +60,26 @@ Prompt = str | Sequence[int]
 
 _DONE = b"[DONE]"
 
+# Bounds on what is read from a server, so that a broken or hostile one costs at most this much
+# memory: an error body (llama-server's are a few hundred bytes; the rest is cut and the cut said),
+# a non-streamed reply (/props with its chat template, /slots, /metrics, a non-streamed completion
+# with probabilities: well under a MiB), and what may follow a stream's final event (nothing but
+# the end of the chunked body). SSE lines and events are bounded in `sse`.
+MAX_ERROR_BYTES = 1 << 20
+MAX_REPLY_BYTES = 16 << 20
+MAX_AFTER_FINAL_BYTES = 64 << 10
+# Events a stream may send beyond its `n_predict` (a token per event at most, plus the role, final,
+# usage and [DONE] events); past that the server is not stopping. Without an `n_predict`,
+# `Sampling`'s largest.
+EXTRA_EVENTS = 64
+MAX_PREDICT = 32768
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. `read` bounds the wait for headers and for each next event (a stall)."""
+    """Seconds. `connect` bounds the connection; `read` the wait for a stream's headers and for
+    each next complete event (a stall, or a trickle of bytes that never makes one), and every
+    other call whole (/health, /props, /metrics, ...: headers and body); `total` a stream whole."""
 
     connect: float = 5.0
     read: float = 120.0
@@ -194,6 +210,8 @@ class LlamaClient:
     ) -> None:
         loop = asyncio.get_running_loop()
         job = StreamJob(ENDPOINT_PATHS[result.endpoint], msgspec.json.encode(body), result, loop)
+        n = body.get("n_predict", body.get("max_tokens"))
+        job.max_events = (n if isinstance(n, int) and n > 0 else MAX_PREDICT) + EXTRA_EVENTS
         thread = threading.Thread(target=self._run_job, args=(job,), daemon=True,
                                   name=f"quanttui-stream {self.name}")
         self._jobs.add(job)
@@ -263,15 +281,23 @@ class LlamaClient:
             result.t_headers_ns = clock()
             if response.status >= 400:
                 try:
-                    content = response.read()
+                    content = response.read(MAX_ERROR_BYTES + 1)
                 except (OSError, http.client.HTTPException):
                     content = b""
                 raise self._status_error(response.status, content)
             handle = self._native if result.endpoint == "completion" else self._oai
             decoder = SSEDecoder()
             finished = False
+            n_events = 0
+            sock = conn.sock
+            read_s = self.timeouts.read
+            # Each next event is due within `read` seconds of the last (or of the headers): a
+            # server that trickles bytes which never complete an event is a stall too.
+            event_due = time.monotonic() + read_s
             while not finished:
                 try:
+                    if sock is not None:
+                        sock.settimeout(max(event_due - time.monotonic(), 0.001))
                     chunk = response.read1(65536)
                 except (OSError, http.client.HTTPException) as e:
                     raise self._socket_error(e, result, "mid-stream") from e
@@ -280,7 +306,18 @@ class LlamaClient:
                 now = clock()
                 if result.t_first_event_ns is None:
                     result.t_first_event_ns = now
-                for payload in decoder.feed(chunk):
+                try:
+                    payloads = decoder.feed(chunk)
+                except SSETooLarge as e:
+                    raise MalformedEvent(self.label, f"stream not read on: {e}") from e
+                if payloads:
+                    event_due = time.monotonic() + read_s
+                    n_events += len(payloads)
+                    if n_events > job.max_events:
+                        raise MalformedEvent(
+                            self.label, f"the stream went on past {job.max_events} events "
+                            f"({job.max_events - EXTRA_EVENTS} tokens were asked for)")
+                for payload in payloads:
                     if handle(payload, result, now):
                         result.t_done_ns = now
                         finished = True
@@ -298,12 +335,42 @@ class LlamaClient:
                     f"stream ended before the final event after {len(result.event_times_ns)} "
                     "events (server stopped or crashed?)",
                 )
-            reusable = _drain(response, conn)
+            reusable = self._after_final(response, conn, result)
         finally:
             if reusable:
                 pool.give_back(conn)
             else:
                 conn.close()
+
+    def _after_final(self, response: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+                     result: CompletionResult) -> bool:
+        """After the final event: only the body's end may follow. Reads at most
+        `MAX_AFTER_FINAL_BYTES` for at most a second; True when the connection can carry the
+        next request. Data there (an event after the final one, or anything else) fails the
+        request: the server is not speaking llama-server's protocol."""
+        sock = conn.sock
+        if sock is None:
+            return False
+        deadline = time.monotonic() + 1.0  # the end of the body follows the final event at once
+        seen = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or seen > MAX_AFTER_FINAL_BYTES:
+                return False  # no end in sight: the connection is not reused, nothing is read on
+            try:
+                sock.settimeout(left)
+                piece = response.read1(65536)
+            except (OSError, http.client.HTTPException):
+                return False
+            if not piece:
+                break
+            seen += len(piece)
+            if piece.strip():
+                shown = piece.strip()[:80].decode("utf-8", "replace")
+                raise MalformedEvent(self.label, f"data after the final event "
+                                     f"({len(result.event_times_ns)} events kept): {shown!r}")
+        sock.settimeout(self.timeouts.read)
+        return not response.will_close and response.isclosed() and conn.sock is not None
 
     def _native(self, payload: bytes, result: CompletionResult, now: int) -> bool:
         try:
@@ -372,7 +439,12 @@ class LlamaClient:
         return StreamErrorEvent(self.label, body.message, body.type, body.code)
 
     def _status_error(self, status: int, content: bytes) -> HTTPStatusError:
-        message, etype = _error_text(content)
+        """`content`: the body as read, at most MAX_ERROR_BYTES + 1 (one more says it was cut)."""
+        cut = len(content) > MAX_ERROR_BYTES
+        message, etype = _error_text(content[:MAX_ERROR_BYTES])
+        if cut:
+            message = (f"{message} (the error body was longer than {MAX_ERROR_BYTES:,} bytes; "
+                       "the rest was not read)")
         cls: type[HTTPStatusError] = HTTPStatusError
         if status == 401:
             cls = AuthenticationError
@@ -411,7 +483,7 @@ class LlamaClient:
             what = (f"no response headers within {self.timeouts.read:g} s "
                     "(server busy, all slots taken, or hung)")
         else:
-            what = (f"stream stalled: nothing for {self.timeouts.read:g} s after "
+            what = (f"stream stalled: no complete event for {self.timeouts.read:g} s after "
                     f"{len(result.event_times_ns)} events")
         return ServerTimeout(self.label, what)
 
@@ -423,20 +495,41 @@ class LlamaClient:
 
     # ----------------------------------------------------------------- utility calls
 
-    async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, within: float | None = None,
+                       **kw: Any) -> bytes:
+        """The body of a whole call, bounded: done within `within` seconds (default: `read`),
+        at most MAX_REPLY_BYTES of reply and MAX_ERROR_BYTES of an error."""
+        limit = self.timeouts.read if within is None else within
         try:
-            response = await self._http.request(method, path, **kw)
+            status, content = await asyncio.wait_for(self._fetch(method, path, **kw), limit)
+        except asyncio.TimeoutError as e:
+            raise ServerTimeout(self.label, f"{method} {path}: no complete answer within "
+                                f"{limit:g} s (server busy or hung)") from e
         except httpx.HTTPError as e:
             dummy = CompletionResult(server=self.label, endpoint="completion", t_sent_ns=0)
             raise self._transport_error(e, dummy, f"on {method} {path}") from e
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content)
-        return response
+        if status >= 400:
+            raise self._status_error(status, content)
+        return content
+
+    async def _fetch(self, method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        async with self._http.stream(method, path, **kw) as response:
+            status = response.status_code
+            cap = MAX_ERROR_BYTES if status >= 400 else MAX_REPLY_BYTES
+            body = bytearray()
+            async for piece in response.aiter_bytes():
+                body += piece
+                if len(body) > cap:  # one byte more than the cap says it was cut
+                    break
+        if status < 400 and len(body) > cap:
+            raise MalformedEvent(self.label, f"{method} {path}: a reply of more than "
+                                 f"{MAX_REPLY_BYTES:,} bytes, not read on")
+        return status, bytes(body[:cap + 1])
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
-        response = await self._request(method, path, **kw)
+        content = await self._request(method, path, **kw)
         try:
-            return msgspec.json.decode(response.content)
+            return msgspec.json.decode(content)
         except msgspec.DecodeError as e:
             raise MalformedEvent(self.label, f"{path} returned no JSON: {e}") from e
 
@@ -445,20 +538,23 @@ class LlamaClient:
         tokens' probabilities, which a stream drops for tokens ending mid-UTF-8."""
         return await self._json("POST", path, json=body)
 
-    async def health(self) -> Health:
+    async def health(self, within: float | None = None) -> Health:
         """200 `{"status":"ok"}` when ready; raises ServerLoading (503) while loading."""
-        response = await self._request("GET", "/health")
+        content = await self._request("GET", "/health", within=within)
         try:
-            return msgspec.json.decode(response.content, type=Health)
+            return msgspec.json.decode(content, type=Health)
         except msgspec.DecodeError as e:
-            raise MalformedEvent(self.label, f"/health returned {response.text[:80]!r}") from e
+            shown = content[:80].decode("utf-8", "replace")
+            raise MalformedEvent(self.label, f"/health returned {shown!r}") from e
 
     async def wait_ready(self, timeout: float = 60.0, interval: float = 0.2) -> None:
         """Poll /health until 200. Raises the last error if not ready within `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                await self.health()
+                # no single check may outlast the deadline by much
+                await self.health(within=min(self.timeouts.read,
+                                             max(deadline - time.monotonic(), 1.0)))
                 return
             except (ServerLoading, ServerUnreachable, StreamEndedEarly, ServerTimeout) as e:
                 if time.monotonic() >= deadline:
@@ -477,7 +573,7 @@ class LlamaClient:
 
     async def metrics(self) -> str:
         """Prometheus text (server started with --metrics). Each scrape resets its rate gauges."""
-        return (await self._request("GET", "/metrics")).text
+        return (await self._request("GET", "/metrics")).decode("utf-8", "replace")
 
     async def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Token ids as /completion sees them (add_special adds BOS when the model does)."""
@@ -499,7 +595,10 @@ def _error_text(content: bytes) -> tuple[str, str | None]:
     """llama-server's `{"error":{"message","type","code"}}`, or the raw body when it isn't."""
     try:
         env = error_decoder.decode(content)
-        return env.error.message, env.error.type
+        message = env.error.message
+        if len(message) > 1000:  # it goes into every failed request's record
+            message = message[:1000] + f"… ({len(message):,} characters)"
+        return message, env.error.type
     except msgspec.DecodeError:
         return content[:200].decode("utf-8", "replace").strip(), None
 
@@ -523,6 +622,7 @@ class StreamJob:
         self.error: BaseException | None = None
         self.n_ready = 0
         self.n_delivered = 0
+        self.max_events = MAX_PREDICT + EXTRA_EVENTS  # see LlamaClient._stream
 
     def deliver(self, on_progress: ProgressCallback) -> None:
         """On the loop: pass on the events that arrived since the last call."""
@@ -548,19 +648,3 @@ class StreamJob:
     def _set_done(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
-
-
-def _drain(response: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> bool:
-    """Read what follows the final event (the chunked body's end) so the connection can carry
-    the next request; False when it can't be reused."""
-    if response.will_close or conn.sock is None:
-        return False
-    sock = conn.sock
-    try:
-        timeout = sock.gettimeout()
-        sock.settimeout(1.0)  # the end of the body follows the final event at once
-        response.read()
-        sock.settimeout(timeout)
-    except (OSError, http.client.HTTPException):
-        return False
-    return response.isclosed() and conn.sock is not None

@@ -8,33 +8,67 @@ lines starting with `:` are comments (llama-server's keep-alive pings), other fi
 
 from __future__ import annotations
 
+# The longest line, and the most data in one event, a stream may send. llama-server's largest
+# events are the final one (it repeats the prompt's text) and per-token events with many
+# `n_probs`: well under a MiB for any context a server holds. Past this the stream is broken,
+# and reading on would hold it all in memory.
+MAX_EVENT_BYTES = 16 << 20
+
+
+class SSETooLarge(ValueError):
+    """A line or an event's data past `MAX_EVENT_BYTES`: the stream can't be read on."""
+
 
 class SSEDecoder:
-    """Feed raw chunks; get the complete events' data payloads."""
+    """Feed raw chunks; get the complete events' data payloads.
 
-    __slots__ = ("_buf", "_data")
+    Linear in what is fed: each chunk is split once, and an unterminated line is kept as
+    pieces joined only when its newline comes (not re-scanned on every read). Raises
+    `SSETooLarge` for a line or an event's data longer than `limit` bytes.
+    """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ("_data", "_data_len", "_line", "_line_len", "limit")
+
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
+        self.limit = limit
+        self._line: list[bytes] = []  # pieces of the unterminated line
+        self._line_len = 0
         self._data: list[bytes] = []
+        self._data_len = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk if self._buf else chunk
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()  # an unterminated line waits for the next read
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # an unterminated line waits for the next read
+        if self._line and lines:
+            self._line.append(lines[0])
+            lines[0] = b"".join(self._line)
+            self._line.clear()
+            self._line_len = 0
         out: list[bytes] = []
         data = self._data
         for line in lines:
+            if len(line) > self.limit:
+                raise SSETooLarge(f"a line of {len(line):,} bytes (at most {self.limit:,})")
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 if data:
                     out.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
+                    self._data_len = 0
             elif line.startswith(b"data:"):
                 payload = line[5:]
-                data.append(payload[1:] if payload.startswith(b" ") else payload)
+                payload = payload[1:] if payload.startswith(b" ") else payload
+                self._data_len += len(payload) + 1
+                if self._data_len > self.limit:
+                    raise SSETooLarge(f"an event of more than {self.limit:,} bytes")
+                data.append(payload)
             # ':' comments (pings) and other fields (event:, id:, retry:) carry nothing for us
+        if rest:
+            self._line.append(rest)
+            self._line_len += len(rest)
+            if self._line_len > self.limit:
+                raise SSETooLarge(f"a line of more than {self.limit:,} bytes without a newline")
         return out
 
     def flush(self) -> list[bytes]:
@@ -43,12 +77,13 @@ class SSEDecoder:
         The SSE spec drops it; llama-server always ends events with a blank line, so such a
         payload means the stream was cut, and the caller decides what that is worth.
         """
-        if self._buf:
+        if self._line:
             self.feed(b"\n")
         out = [b"\n".join(self._data)] if self._data else []
         self._data.clear()
+        self._data_len = 0
         return out
 
     @property
     def pending(self) -> bool:
-        return bool(self._buf or self._data)
+        return bool(self._line or self._data)

@@ -36,9 +36,22 @@ class OutputComparison:
         return self.diff.agreement
 
 
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insert, delete, substitute: cost 1 each)."""
-    # Greedy outputs usually share a long prefix: strip common ends, then the classic DP.
+# Characters (past the common ends) that the edit distance is computed over exactly; beyond, the
+# rest of the longer text counts as replaced, an upper bound on the distance (see levenshtein).
+# The cost is about len(a)·len(b)/30 machine-word operations: well under a second here.
+MAX_EDIT_CHARS = 32_768
+
+
+def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS) -> int:
+    """Edit distance (insert, delete, substitute: cost 1 each).
+
+    Exact up to `max_chars` characters after the common prefix and suffix are stripped; past
+    that, the distance of the first `max_chars` plus the longer remainder (an upper bound).
+    Myers' bit-vector algorithm (Hyyrö's formulation for edit distance): one column of the
+    dynamic-programming table is a pair of integers used as bit vectors, so the work is
+    len(a) big-integer steps over len(b) bits instead of len(a)·len(b) Python steps.
+    """
+    # Greedy outputs usually share a long prefix: strip common ends first.
     start = 0
     while start < len(a) and start < len(b) and a[start] == b[start]:
         start += 1
@@ -47,17 +60,34 @@ def levenshtein(a: str, b: str) -> int:
         end_a -= 1
         end_b -= 1
     a, b = a[start:end_a], b[start:end_b]
+    excess = max(len(a), len(b)) - max_chars
+    if excess > 0:
+        return levenshtein(a[:max_chars], b[:max_chars], max_chars) + excess
     if len(a) < len(b):
         a, b = b, a
     if not b:
         return len(a)
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    peq: dict[str, int] = {}  # per character: the positions of b where it occurs, as bits
+    for i, c in enumerate(b):
+        peq[c] = peq.get(c, 0) | (1 << i)
+    mask = (1 << len(b)) - 1
+    last = 1 << (len(b) - 1)
+    pv, mv, score = mask, 0, len(b)  # vertical deltas +1 / -1 of the current column
+    for c in a:
+        eq = peq.get(c, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = (mv | ~(xh | pv)) & mask
+        mh = pv & xh
+        if ph & last:
+            score += 1
+        elif mh & last:
+            score -= 1
+        ph = (ph << 1) | 1  # row 0 of the table grows by one per character of a
+        mh <<= 1
+        pv = (mh | ~(xv | ph)) & mask
+        mv = ph & xv & mask
+    return score
 
 
 def text_similarity(a: str, b: str) -> float:
