@@ -254,7 +254,7 @@ async def server_side(a: argparse.Namespace, ref_model: Path, oth_model: Path,
 
 
 def stats_at(ref: ForcedRun, other: ForcedRun, k: int) -> DistributionStats:
-    s = distribution_stats([p for _, ps in pair_runs(ref, other, k) for p in ps], k)
+    s = distribution_stats(pair_runs(ref, other, k), k)
     assert s is not None
     return s
 
@@ -337,7 +337,7 @@ def report(a: argparse.Namespace, lp: dict[str, float], lp_self: dict[str, float
            agree_oth: tuple[float, float]) -> int:
     r_ref, r_oth = runs[main_m]
     st = {k: stats_at(r_ref, r_oth, k) for k in ks}
-    fst = {k: distribution_stats(ff.at_k[k], k) for k in ks}
+    fst = {k: distribution_stats([("text", ff.at_k[k])], k) for k in ks}  # one text
     full = st[a.k]
     n = full.n
     kld_full_files = math.fsum(ff.kld_full) / n

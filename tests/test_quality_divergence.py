@@ -10,12 +10,15 @@ from hypothesis import strategies as st
 
 from quanttui.core.quality.divergence import (
     PositionDist,
+    cluster_mean,
+    cluster_share,
     compare_position,
     distribution_stats,
     lp_percentile,
     mean_and_uncertainty,
     share_and_uncertainty,
 )
+from quanttui.core.run.stats import t_quantile
 
 
 def dist(probs: list[float], token: int, k: int | None = None) -> PositionDist:
@@ -116,15 +119,66 @@ def test_percentiles_interpolate_like_llama_perplexity() -> None:
 
 def test_distribution_stats() -> None:
     p, q = [0.5, 0.3, 0.15, 0.05], [0.35, 0.45, 0.1, 0.1]
-    cs = [compare_position(dist(p, t), dist(q, t)) for t in (0, 1, 2, 3)] * 5
-    st_ = distribution_stats(cs, None)
+    cs = [compare_position(dist(p, t), dist(q, t)) for t in (0, 1, 2, 3)]
+    seqs = [(f"p{i}", cs) for i in range(5)]  # five prompts alike: no spread between them
+    st_ = distribution_stats(seqs, None)
     assert st_ is not None and st_.n == 20 and st_.kld_label == "KLD"
+    assert st_.prompts == 5
+    assert st_.scope == "over the first 4 positions of 5 prompts (20 positions)"
     assert st_.same_top1.value == 0.0
-    assert st_.kld.value == pytest.approx(kl(p, q)) and st_.kld.unc == 0.0
+    assert st_.kld.value == pytest.approx(kl(p, q)) and st_.kld.unc == pytest.approx(0.0)
+    assert st_.kld.low == pytest.approx(kl(p, q)) and st_.kld.high == pytest.approx(kl(p, q))
     dps = [0.35 - 0.5, 0.45 - 0.3, 0.1 - 0.15, 0.1 - 0.05]
     assert st_.delta_p.value == pytest.approx(sum(dps) / 4)
     assert st_.rms_delta_p.value == pytest.approx(math.sqrt(sum(d * d for d in dps) / 4))
     assert st_.kld_percentiles["median"] == pytest.approx(kl(p, q))
     assert st_.ppl_ref == pytest.approx(math.exp(-sum(math.log(x) for x in p) / 4))
-    assert distribution_stats([], 10) is None
-    assert distribution_stats(cs, 40).kld_label == "KLD@40"  # type: ignore[union-attr]
+    assert distribution_stats([], 10) is None and distribution_stats([("p", [])], 10) is None
+    assert distribution_stats(seqs, 40).kld_label == "KLD@40"  # type: ignore[union-attr]
+    one = distribution_stats([("p0", cs), ("p1", cs[:2])], None)
+    assert one is not None and one.scope == "over the first ≤4 positions of 2 prompts (6 positions)"
+    single = distribution_stats([("p0", cs)], None)  # one prompt: no interval
+    assert single is not None and single.kld.low is None and single.same_top1.high is None
+
+
+def test_cluster_mean_is_t_over_prompts() -> None:
+    """Equal sizes: Student-t over the per-prompt means; unequal: the position-weighted mean
+    with the CR1 standard error. Positions add nothing beyond their prompt's mean."""
+    m = cluster_mean([16, 16, 16], [1.0, 2.0, 3.0])
+    half = t_quantile(0.975, 2) / math.sqrt(3)
+    assert (m.value, m.unc) == (pytest.approx(2.0), pytest.approx(1 / math.sqrt(3)))
+    assert (m.low, m.high) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    assert cluster_mean([64, 64, 64], [1.0, 2.0, 3.0]) == m
+    w = cluster_mean([1, 3], [0.0, 4.0])
+    assert w.value == pytest.approx(3.0)
+    assert w.unc == pytest.approx(math.sqrt(2 * ((1 * 3.0) ** 2 + (3 * 1.0) ** 2)) / 4)
+    assert cluster_mean([16], [1.0]).low is None and cluster_mean([], []).value == 0.0
+
+
+def test_skewed_means_widen_the_upper_end() -> None:
+    """KLD's per-prompt means have a long right tail: the interval reaches the union with Cox's
+    log-scale one, higher at the top than t alone; a prompt near 0 is floored for the log scale
+    so the upper end stays bounded."""
+    means = [0.01, 0.012, 0.015, 0.02, 0.03, 0.09]
+    plain, skewed = cluster_mean([16] * 6, means), cluster_mean([16] * 6, means, skewed=True)
+    assert skewed.value == plain.value and plain.low is not None and plain.low < 0
+    assert skewed.low == 0.0  # t's lower end, floored at 0: KLD is never negative
+    assert skewed.high is not None and plain.high is not None and skewed.high > plain.high
+    tiny = cluster_mean([16] * 6, [0.01, 0.011, 0.009, 0.012, 0.01, 1e-9], skewed=True)
+    assert tiny.high is not None and tiny.high < 0.1
+
+
+def test_cluster_share_is_wilson_with_the_design_effect() -> None:
+    # no spread between prompts: deff 1, Wilson on all positions with t(G−1)
+    s = cluster_share([16] * 4, [12] * 4)
+    z = t_quantile(0.975, 3)
+    n, p = 64, 0.75
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (s.low, s.high) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    # prompts that disagree widen it (design effect > 1); all agreeing still has a width
+    spread = cluster_share([16] * 4, [16, 16, 8, 8])
+    assert spread.low is not None and s.low is not None and spread.low < s.low
+    full = cluster_share([16] * 6, [16] * 6)
+    assert full.high == pytest.approx(1.0) and full.low is not None and full.low < 0.97
+    assert cluster_share([16], [8]).low is None

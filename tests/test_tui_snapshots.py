@@ -111,7 +111,7 @@ def fixed_quality() -> dict[str, Any]:
     import msgspec
 
     from quanttui.core.quality.accuracy import Accuracy
-    from quanttui.core.quality.divergence import MeanUnc
+    from quanttui.core.quality.divergence import MeanCI, MeanUnc
     from quanttui.core.quality.section import (
         AccuracyDiffDoc,
         DistributionDoc,
@@ -127,9 +127,9 @@ def fixed_quality() -> dict[str, Any]:
     dist = DistributionDoc(
         method="grammar", k=1000, n_positions=54, requests_ref=3, requests_other=3,
         grammar_fallbacks=0, elapsed_s=2.1, interrupted=False, kld_label="KLD@1000",
-        same_top1=MeanUnc(0.926, 0.036), kld=MeanUnc(0.0213, 0.004),
+        same_top1=MeanCI(0.926, 0.037, 0.6326, 0.9891), kld=MeanCI(0.0213, 0.0082, 0.0, 0.8829),
         kld_percentiles={"median": 0.0071, "p90": 0.052, "p99": 0.181},
-        delta_p=MeanUnc(-0.0112, 0.003),
+        delta_p=MeanCI(-0.0112, 0.003, -0.0241, 0.0017),
         per_prompt=[PromptDivergenceDoc("quick-1", 18, 1.0, 0.0049),
                     PromptDivergenceDoc("quick-2", 18, 0.889, 0.0302),
                     PromptDivergenceDoc("quick-4", 18, 0.889, 0.0288)])

@@ -68,6 +68,13 @@ def _f(v: float | None, spec: str = ".1f", unit: str = "") -> Cell:
     return (NA, "muted") if v is None else (format(v, spec) + unit, None)
 
 
+def _ci(v: float | None, low: float | None, high: float | None, spec: str) -> Cell:
+    """`0.0213 [0.0049, 0.0410]`: a value and its 95% interval (core.ladder.table)."""
+    from quanttui.core.ladder.table import interval_text
+
+    return (NA, "muted") if v is None else (interval_text(v, low, high, spec), None)
+
+
 def _ratio(d: Diff | None) -> Cell:
     """`×1.22 [1.18, 1.26]`; `≈` and muted within noise."""
     if d is None:
@@ -233,6 +240,7 @@ def memory_table(rows: Sequence[QuantRow], name_cell: NameCell) -> Table:
 
 def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: NameCell,
                   k: int, labels: dict[str, str]) -> Table:
+    from quanttui.core.ladder.table import quality_scope
     from quanttui.core.quality.outputs import compare_run_outputs
 
     kld = f"KLD@{k}" if k else "KLD"
@@ -241,10 +249,10 @@ def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: Name
                    tip="prompts whose greedy output is identical to the reference's"),
             Column("first divergence", "1st ≠",
                    tip="median token index of the first difference, over prompts that differ"),
-            Column("same top-1", "top-1",
+            Column("same top-1 [95%]", "top-1",
                    tip="share of positions where the top token equals the reference's "
-                       "(teacher-forced on the reference's output)"),
-            Column(f"{kld} mean", "KLD"),
+                       "(teacher-forced on the reference's output), 95% interval over prompts"),
+            Column(f"{kld} mean [95%]", "KLD", tip="95% interval over prompts"),
             Column("median", "med"),
             Column("p99", "p99"),
             Column("Δp", "Δp", tip="mean p(this) − p(reference) of the reference's token"),
@@ -264,15 +272,18 @@ def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: Name
             name_cell(r),
             (f"{same}/{len(comps)}", None) if comps else (NA, "muted"),
             first,
-            _f(r.same_top1, ".1%") if measured else (NA, "muted"),
-            _f(r.kld_mean, ".4f") if measured else (NA, "muted"),
+            _ci(r.same_top1, r.same_top1_low, r.same_top1_high, ".1%") if measured
+            else (NA, "muted"),
+            _ci(r.kld_mean, r.kld_low, r.kld_high, ".4f") if measured else (NA, "muted"),
             _f(r.kld_median, ".4f") if measured else (NA, "muted"),
             _f(r.kld_p99, ".3f") if measured else (NA, "muted"),
             _f(r.delta_p, "+.2%") if measured else (NA, "muted"),
             (str(r.positions), None) if measured else (NA, "muted"),
         ])
-    note = "" if any(r.positions for r in rows) else (
-        "same-top-1, KLD and Δp need the quality step: k runs it")
+    scope = next((s for r in rows if (s := quality_scope(r))), "")
+    note = (f"same-top-1 and KLD {scope}; [95% interval] over prompts" if scope else
+            "" if any(r.positions for r in rows) else
+            "same-top-1, KLD and Δp need the quality step: k runs it")
     return Table(f"Quality against {labels.get(ref.name, ref.name)}", cols, out, note)
 
 
@@ -323,14 +334,15 @@ def neighbour_table(pairs: Sequence[object], labels: dict[str, str], k: int) -> 
     from quanttui.core.ladder.table import PairRow
 
     cols = [Column("pair", "pair", left=True), Column("decode [95%]", "dec ×"),
-            Column("same top-1", "top-1"), Column(f"KLD@{k}", "KLD"),
+            Column("same top-1 [95%]", "top-1"), Column(f"KLD@{k} [95%]", "KLD"),
             Column("accuracy Δ", "acc Δ", left=True)]
     out = []
     for p in pairs:
         assert isinstance(p, PairRow)
         acc = ", ".join(f"{c} {_acc_diff(d)[0]}" for c, d in sorted(p.accuracy.items()))
         out.append([(f"{labels.get(p.b, p.b)} vs {labels.get(p.a, p.a)}", "b"),
-                    _ratio(p.decode), _f(p.same_top1, ".1%"), _f(p.kld_mean, ".4f"),
+                    _ratio(p.decode), _ci(p.same_top1, p.same_top1_low, p.same_top1_high, ".1%"),
+                    _ci(p.kld_mean, p.kld_low, p.kld_high, ".4f"),
                     (acc or NA, None if acc else "muted")])
     return Table("Neighbours (each quant against the next one up)", cols, out)
 

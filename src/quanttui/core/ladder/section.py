@@ -10,7 +10,15 @@ import msgspec
 
 from quanttui.core.hardware.reading import format_bytes as size
 from quanttui.core.ladder.runner import LadderRun
-from quanttui.core.ladder.table import Diff, PairRow, QuantRow, neighbour_rows, quant_rows
+from quanttui.core.ladder.table import (
+    Diff,
+    PairRow,
+    QuantRow,
+    interval_text,
+    neighbour_rows,
+    quality_scope,
+    quant_rows,
+)
 from quanttui.core.ladder.verdict import Constraints, Verdict, decide
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
@@ -51,9 +59,12 @@ def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
     for r in rows:
         if r.reference:
             continue
+        top1 = interval_text(r.same_top1, r.same_top1_low, r.same_top1_high, ".0%")
+        kld = interval_text(r.kld_mean, r.kld_low, r.kld_high, ".3f")
+        scope = quality_scope(r) or f"over {r.positions} positions"
         q = ("quality not measured" if r.kld_mean is None or r.same_top1 is None else
-             f"same top token on {r.same_top1:.0%} of {r.positions} positions, KLD@{k} "
-             f"{r.kld_mean:.3f} (p99 {r.kld_p99 or 0:.3f})")
+             f"same top token {top1}, KLD@{k} {kld} (95% intervals over prompts, {scope}; "
+             f"p99 {r.kld_p99 or 0:.3f})")
         ppl = f", perplexity ×{r.ppl_ratio:.3f} on the text" if r.ppl_ratio else ""
         saved = 1 - r.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
         out.append(f"How much does {r.name} lose against {ref.name} on these prompts? {q}{ppl}; "
@@ -73,8 +84,10 @@ def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
         out.append(f"Which task categories degrade most? On {lowest.name} (the lowest bits "
                    f"measured), most sensitive first: " + "; ".join(bits) + ".")
     for p in pairs:
+        top1 = interval_text(p.same_top1, p.same_top1_low, p.same_top1_high, ".0%")
+        kld = interval_text(p.kld_mean, p.kld_low, p.kld_high, ".3f")
         q = ("" if p.kld_mean is None or p.same_top1 is None else
-             f"same top token {p.same_top1:.0%}, KLD@{k} {p.kld_mean:.3f}; ")
+             f"same top token {top1}, KLD@{k} {kld} (95%); ")
         out.append(f"{p.b} against {p.a} directly: {q}decode {_ratio(p.decode)}"
                    + ("" if p.decode is None or p.decode.measurable else " (within noise)")
                    + f"; {_acc(p.accuracy)}.")

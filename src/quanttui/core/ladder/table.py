@@ -23,7 +23,12 @@ from quanttui.core.quality.accuracy import (
     accuracy_diff,
     measurable_differences,
 )
-from quanttui.core.quality.divergence import PositionCompare, distribution_stats
+from quanttui.core.quality.divergence import (
+    DistributionStats,
+    PositionCompare,
+    distribution_stats,
+    positions_scope,
+)
 from quanttui.core.quality.teacher_forcing import pair_runs
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import PairedDiff, paired_difference
@@ -70,8 +75,15 @@ class QuantRow(msgspec.Struct, kw_only=True):
     prompt_vs_ref: Diff | None = None
     ttft_p50_ms: float | None = None
     positions: int = 0  # teacher-forced positions compared with the reference
+    prompts: int = 0  # ... over this many prompts
+    positions_per_prompt: int = 0  # the first N positions of each prompt's continuation
     same_top1: float | None = None
     kld_mean: float | None = None  # KLD@K (k: the section's)
+    # 95% intervals over prompts (core.quality.divergence); None below 2 prompts
+    same_top1_low: float | None = None
+    same_top1_high: float | None = None
+    kld_low: float | None = None
+    kld_high: float | None = None
     kld_median: float | None = None
     kld_p99: float | None = None
     delta_p: float | None = None  # mean p(other) − p(reference) of the forced token
@@ -90,6 +102,10 @@ class PairRow(msgspec.Struct, kw_only=True):
     decode: Diff | None = None  # b / a
     same_top1: float | None = None
     kld_mean: float | None = None
+    same_top1_low: float | None = None  # 95% intervals over prompts, as in QuantRow
+    same_top1_high: float | None = None
+    kld_low: float | None = None
+    kld_high: float | None = None
     accuracy: dict[str, Diff] = {}  # category -> b − a
 
 
@@ -199,12 +215,12 @@ def quant_rows(run: LadderRun) -> list[QuantRow]:
             row.decode_vs_ref = speed(run, ref, n)
             row.prompt_vs_ref = speed(run, ref, n, "prompt_tps_server")
             paired = _positions(run, ref, n)
-            flat = [x for _, ps in paired for x in ps]
-            stats = distribution_stats(flat, run.options.quality.k)
+            stats = distribution_stats(paired, run.options.quality.k)
             if stats is not None:
+                _set_quality(row, stats)
                 row.positions = stats.n
-                row.same_top1 = stats.same_top1.value
-                row.kld_mean = stats.kld.value
+                row.prompts = stats.prompts
+                row.positions_per_prompt = stats.per_prompt_max
                 row.kld_median = stats.kld_percentiles.get("median")
                 row.kld_p99 = stats.kld_percentiles.get("p99")
                 row.delta_p = stats.delta_p.value
@@ -236,13 +252,36 @@ def neighbour_rows(run: LadderRun) -> list[PairRow]:
     out = []
     for a, b in itertools.pairwise(names):
         row = PairRow(a=a, b=b, decode=speed(run, a, b), accuracy=_accuracy_diffs(run, a, b))
-        stats = distribution_stats([x for _, ps in _positions(run, a, b) for x in ps],
-                                   run.options.quality.k)
+        stats = distribution_stats(_positions(run, a, b), run.options.quality.k)
         if stats is not None:
-            row.same_top1 = stats.same_top1.value
-            row.kld_mean = stats.kld.value
+            _set_quality(row, stats)
         out.append(row)
     return out
+
+
+def _set_quality(row: QuantRow | PairRow, stats: DistributionStats) -> None:
+    row.same_top1, row.same_top1_low, row.same_top1_high = (
+        stats.same_top1.value, stats.same_top1.low, stats.same_top1.high)
+    row.kld_mean, row.kld_low, row.kld_high = stats.kld.value, stats.kld.low, stats.kld.high
+
+
+def interval_text(value: float | None, low: float | None, high: float | None, fmt: str,
+                  none: str = "—") -> str:
+    """"0.040 [0.020, 0.070]" (a 95% interval: say so beside it); the value alone without an
+    interval; `none` without a value."""
+    if value is None:
+        return none
+    if low is None or high is None:
+        return format(value, fmt)
+    return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def quality_scope(row: QuantRow) -> str:
+    """Which positions a row's same-top-1 and KLD cover, e.g. "over the first 16 positions of
+    6 prompts (96 positions)"; "" when not measured (or from an older file without prompts)."""
+    if not row.positions or not row.prompts:
+        return ""
+    return positions_scope(row.positions, row.prompts, row.positions_per_prompt)
 
 
 def by_name(rows: list[QuantRow]) -> Mapping[str, QuantRow]:
@@ -298,15 +337,21 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
                     row.accuracy_n[a.group] = a.n
             pair = next((p for p in quality.pairs if p.other == name), None)
             if pair is not None and pair.distribution is not None:
-                d = pair.distribution
-                row.positions = d.n_positions
-                row.same_top1 = d.same_top1.value if d.same_top1 else None
-                row.kld_mean = d.kld.value if d.kld else None
-                row.kld_median = (d.kld_percentiles or {}).get("median")
-                row.kld_p99 = (d.kld_percentiles or {}).get("p99")
-                row.delta_p = d.delta_p.value if d.delta_p else None
+                dist = pair.distribution
+                row.positions = dist.n_positions
+                sizes = [pp.n for pp in dist.per_prompt if pp.n > 0]
+                row.prompts, row.positions_per_prompt = len(sizes), max(sizes, default=0)
+                if dist.same_top1 is not None:
+                    t = dist.same_top1
+                    row.same_top1, row.same_top1_low, row.same_top1_high = t.value, t.low, t.high
+                if dist.kld is not None:
+                    row.kld_mean, row.kld_low, row.kld_high = (dist.kld.value, dist.kld.low,
+                                                               dist.kld.high)
+                row.kld_median = (dist.kld_percentiles or {}).get("median")
+                row.kld_p99 = (dist.kld_percentiles or {}).get("p99")
+                row.delta_p = dist.delta_p.value if dist.delta_p else None
                 by_cat: dict[str, list[tuple[int, float]]] = {}
-                for pp in d.per_prompt:
+                for pp in dist.per_prompt:
                     if pp.kld_mean is not None:
                         by_cat.setdefault(categories.get(pp.prompt_id, "other"), []).append(
                             (pp.n, pp.kld_mean))

@@ -9,7 +9,10 @@ the KV cache and buffers, the same for every quant, and moves by a few MB betwee
 faster within 2% of its size. The reference qualifies on quality by definition; it is
 recommended when nothing smaller does. A quant not measured (for quality, or at all: a
 stopped ladder, a server that did not start) does not qualify, and the reason says what is
-missing rather than calling it a failure.
+missing rather than calling it a failure. KLD and same-top-1 are judged by their 95% intervals
+over prompts: "KLD ≤ max" holds when the interval's upper end is ≤ max, fails when its lower end
+is above; an interval across the limit (or none: one prompt, an older file) is "not yet
+decided", a step still to run (more prompts) like a missing measurement.
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ import msgspec
 
 from quanttui.core.hardware.reading import format_bytes as mb
 from quanttui.core.ladder.table import Diff, PairRow, QuantRow
+from quanttui.core.ladder.table import interval_text as _ci
 
 DEFAULT_MAX_KLD = 0.05
 DEFAULT_MIN_SAME_TOP1 = 0.90
 UNMEASURED = "quality not measured"  # a quant not shown to keep quality is not recommended
 NOT_RUN = "not measured"  # nothing measured at all: the ladder stopped, or it did not start
 MISSING = (UNMEASURED, NOT_RUN)  # steps still to run rather than failures
+UNDECIDED = "not yet decided: measure more"  # an interval across a quality limit (a step too)
 
+
+def _pending(reason: str) -> bool:
+    """A reason that says what is still to measure rather than a failure."""
+    return reason in MISSING or reason.startswith(UNDECIDED)
 
 class Constraints(msgspec.Struct, kw_only=True):
     memory_budget_bytes: int | None = None  # None: no limit (default: RAM free at the start)
@@ -73,10 +82,7 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
     if row.kld_mean is None or row.same_top1 is None:
         out.append(UNMEASURED)
     else:
-        if row.kld_mean > c.max_kld:
-            out.append(f"KLD {row.kld_mean:.3f} > {c.max_kld:g}")
-        if row.same_top1 < c.min_same_top1:
-            out.append(f"same-top-1 {row.same_top1:.2f} < {c.min_same_top1:g}")
+        out += _quality_fails(row, c)
     worse = [f"{cat} {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
              for cat, d in sorted(row.accuracy_vs_ref.items())
              if d.measurable and d.value < 0 and d.low is not None and d.high is not None]
@@ -91,15 +97,36 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
     return out
 
 
+def _quality_fails(row: QuantRow, c: Constraints) -> list[str]:
+    """KLD and same-top-1 against their limits, decided by the 95% intervals (module doc)."""
+    assert row.kld_mean is not None and row.same_top1 is not None
+    out, undecided = [], []
+    kld = "KLD " + _ci(row.kld_mean, row.kld_low, row.kld_high, ".3f")
+    if row.kld_low is not None and row.kld_low > c.max_kld:
+        out.append(f"{kld} > {c.max_kld:g}")
+    elif row.kld_high is None or row.kld_high > c.max_kld:
+        undecided.append(f"{kld} against ≤ {c.max_kld:g}")
+    top1 = "same-top-1 " + _ci(row.same_top1, row.same_top1_low, row.same_top1_high, ".2f")
+    if row.same_top1_high is not None and row.same_top1_high < c.min_same_top1:
+        out.append(f"{top1} < {c.min_same_top1:g}")
+    elif row.same_top1_low is None or row.same_top1_low < c.min_same_top1:
+        undecided.append(f"{top1} against ≥ {c.min_same_top1:g}")
+    if undecided and not out:  # one clear failure settles it: "undecided" beside it adds nothing
+        out.append(f"{UNDECIDED} ({'; '.join(undecided)})")
+    return out
+
+
 def _why_not(rows: list[QuantRow], failing: dict[str, list[str]]) -> str:
     """Why each of `rows` is out, in words; quants not yet measured (for quality, or at all)
-    are named together, since that is a step still to run rather than a failure."""
+    are named together, since that is a step still to run rather than a failure, and so is a
+    quant not yet decided (its own words: which interval, against which limit)."""
     parts = []
     missing: dict[str, list[str]] = {m: [] for m in MISSING}
     for r in rows:
-        f = [x for x in failing[r.name] if x not in MISSING]
+        f = [x for x in failing[r.name] if not _pending(x)]
         if f:
             parts.append(f"{r.name} fails {', '.join(f)}")
+        parts += [f"{r.name} {x}" for x in failing[r.name] if x.startswith(UNDECIDED)]
         for m in MISSING:
             if m in failing[r.name]:
                 missing[m].append(r.name)
@@ -153,7 +180,7 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
     if best.reference:
         smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
         why = _why_not(smaller, failing)
-        if smaller and all(set(failing[r.name]) <= set(MISSING) for r in smaller):
+        if smaller and all(_pending(x) for r in smaller for x in failing[r.name]):
             what = ("quality is measured" if all(failing[r.name] == [UNMEASURED]
                                                  for r in smaller) else "more is measured")
             reason = (f"Run {ref.name} (the reference) until {what}: no smaller quant is "
@@ -168,8 +195,10 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
                 + (f", {saved:.0%} smaller than {ref.name}" if saved > 0 else "")
                 + f", {mb(footprint(best))} in memory"]
         if best.kld_mean is not None and best.same_top1 is not None:
-            bits.append(f"KLD {best.kld_mean:.3f} ≤ {c.max_kld:g} and same-top-1 "
-                        f"{best.same_top1:.2f} ≥ {c.min_same_top1:g}")
+            bits.append(f"KLD {_ci(best.kld_mean, best.kld_low, best.kld_high, '.3f')} ≤ "
+                        f"{c.max_kld:g} and same-top-1 "
+                        f"{_ci(best.same_top1, best.same_top1_low, best.same_top1_high, '.2f')}"
+                        f" ≥ {c.min_same_top1:g} (95% intervals over prompts)")
         speed = _speed_words(best.decode_vs_ref, ref.name)
         if speed:
             bits.append(speed)

@@ -9,15 +9,19 @@ set S into one tail bucket, where S holds A's top-K tokens and the forced token,
 tokens whose probability both servers reported (a token of A's top-K missing from B's list goes to
 the tail, since p_B of it is unknown). Merging outcomes can only lower a KL divergence (log-sum
 inequality), so KLD@K never over-reads the full-vocabulary KLD; the tail mass of A says how much
-was merged. Same-top-1, Δp and the statistics follow llama-perplexity's `--kl-divergence` output
-(tools/perplexity/perplexity.cpp): the same uncertainty formulas and percentile interpolation.
+was merged. Same-top-1, Δp and the percentiles follow llama-perplexity's `--kl-divergence` output
+(tools/perplexity/perplexity.cpp). Their uncertainty does not: positions of one prompt are not
+independent (the continuation's context is shared), so every mean carries a 95% interval with
+prompts as the unit of replication (`cluster_mean`, `cluster_share`; docs/metrics.md).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from quanttui.core.run.stats import t_quantile
 
 # Below this, a tail mass is rounding noise in the reported probabilities (float32 softmax).
 _TAIL_EPS = 1e-9
@@ -116,6 +120,113 @@ def share_and_uncertainty(k: int, n: int) -> MeanUnc:
     return MeanUnc(p, math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else 0.0)
 
 
+LEVEL = 0.95  # every interval of this module
+
+
+@dataclass(frozen=True, slots=True)
+class MeanCI:
+    """A mean over positions with its 95% interval, prompts the unit of replication.
+
+    `unc` is the standard error over prompts (cluster-robust), 0 below 2 prompts; `low`/`high`
+    are None below 2 prompts, and in run files written before the intervals existed."""
+
+    value: float
+    unc: float
+    low: float | None = None
+    high: float | None = None
+
+
+def ci_text(m: MeanCI, fmt: str) -> str:
+    """"0.0400 [0.0200, 0.0700]" (the 95% interval; say so beside it); the value alone where
+    there is no interval (one prompt, or an older run file)."""
+    if m.low is None or m.high is None:
+        return format(m.value, fmt)
+    return f"{m.value:{fmt}} [{m.low:{fmt}}, {m.high:{fmt}}]"
+
+
+def _cluster_se(sizes: Sequence[int], means: Sequence[float], value: float) -> float:
+    """CR1 standard error of the position-weighted mean Σ n_g ȳ_g / N over G prompts:
+    sqrt(G/(G−1) · Σ (n_g (ȳ_g − ȳ))²) / N. With equal n_g it is s/√G of the prompt means."""
+    g, total = len(sizes), sum(sizes)
+    resid = math.fsum((n * (m - value)) ** 2 for n, m in zip(sizes, means, strict=True))
+    return math.sqrt(g / (g - 1) * resid) / total
+
+
+def cluster_mean(sizes: Sequence[int], means: Sequence[float], *, skewed: bool = False
+                 ) -> MeanCI:
+    """The position-weighted mean of per-prompt means (`sizes` positions each) and its 95%
+    interval: the cluster-robust (CR1) standard error with Student's t at G − 1 degrees of
+    freedom, G the prompts with a position.
+
+    `skewed` (a non-negative figure whose per-prompt means have a long right tail: KLD) starts
+    it at 0 at the lowest and widens it to the union with Cox's interval for a lognormal mean,
+    exp(x̄ + s²/2 ± t·sqrt(s²/G + s⁴/(2(G−1)))) over the logs of the per-prompt means. Why: t
+    over right-skewed per-prompt means undercovers at the prompt counts people use (simulated,
+    per-prompt means lognormal σ = 0.8: 0.85 at 6 prompts, 0.89 at 24), mostly by an upper end
+    too low; Cox's interval
+    holds 0.93–0.95 there and the union keeps t's coverage where the means are not lognormal
+    (t's improves with G, Cox's would not: its centre is biased then). Per-prompt means below
+    a tenth of their median are raised to it for the log scale only, so that one prompt the
+    quant matches almost exactly does not inflate the log-scale variance (and the upper end)
+    without bound. tests/test_stats_coverage.py checks the coverage through
+    `distribution_stats`."""
+    pairs = [(n, m) for n, m in zip(sizes, means, strict=True) if n > 0]
+    g = len(pairs)
+    if g == 0:
+        return MeanCI(0.0, 0.0)
+    ns, ms = [n for n, _ in pairs], [m for _, m in pairs]
+    value = math.fsum(n * m for n, m in pairs) / sum(ns)
+    if g < 2:
+        return MeanCI(value, 0.0)
+    se = _cluster_se(ns, ms, value)
+    t = t_quantile(0.5 + LEVEL / 2, g - 1)
+    low, high = value - t * se, value + t * se
+    if skewed and min(ms) > 0:
+        floor = 0.1 * sorted(ms)[g // 2]
+        logs = [math.log(max(m, floor)) for m in ms]
+        lm = math.fsum(logs) / g
+        s2 = math.fsum((x - lm) ** 2 for x in logs) / (g - 1)
+        half = t * math.sqrt(s2 / g + s2 * s2 / (2 * (g - 1)))
+        centre = lm + s2 / 2
+        low, high = min(low, math.exp(centre - half)), max(high, math.exp(centre + half))
+    if skewed:
+        low = max(low, 0.0)  # a non-negative figure's mean is too
+    return MeanCI(value, se, low, high)
+
+
+def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cluster_share(sizes: Sequence[int], hits: Sequence[int]) -> MeanCI:
+    """The share Σ k_g / Σ n_g over prompts (`hits` of `sizes` positions each) and its 95%
+    interval: Wilson's score interval on the effective sample size N/deff, deff the design
+    effect (the cluster-robust variance over the binomial one, at least 1), with Student's t at
+    G − 1 degrees of freedom for z (Korn & Graubard's approach for clustered proportions).
+
+    Why not t over per-prompt shares: near 1, where same-top-1 lives (0.9 and up), prompt
+    shares pile up at 1 and t collapses to a point (simulated: coverage 0.55–0.85 at a true
+    0.97). Wilson stays inside [0, 1] and keeps a width at 0 of N and N of N; all prompts at 100%
+    give deff 1, which can understate the spread when rare disagreements cluster in prompts
+    not drawn."""
+    pairs = [(n, k) for n, k in zip(sizes, hits, strict=True) if n > 0]
+    g = len(pairs)
+    if g == 0:
+        return MeanCI(0.0, 0.0)
+    total = sum(n for n, _ in pairs)
+    p = sum(k for _, k in pairs) / total
+    if g < 2:
+        return MeanCI(p, 0.0)
+    se = _cluster_se([n for n, _ in pairs], [k / n for n, k in pairs], p)
+    binomial = p * (1 - p) / total
+    deff = max(1.0, se * se / binomial) if binomial > 0 else 1.0
+    low, high = _wilson(p, total / deff, t_quantile(0.5 + LEVEL / 2, g - 1))
+    return MeanCI(p, se, low, high)
+
+
 def lp_percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """llama-perplexity's percentile: linear interpolation at fraction·(n−1)."""
     if fraction <= 0:
@@ -150,21 +261,27 @@ def _percentiles(values: Sequence[float], which: tuple[tuple[str, float], ...]
 
 @dataclass(frozen=True, slots=True)
 class DistributionStats:
-    """What llama-perplexity prints in its KL divergence and token probability blocks.
+    """What llama-perplexity prints in its KL divergence and token probability blocks, with 95%
+    intervals over prompts instead of its per-position standard errors.
 
     Δp values are fractions (llama-perplexity prints them ×100 as %). `kld` is KLD@K: `k` says
-    where it is truncated, `tail_ref_mean` how much of A's mass went to the tail bucket.
+    where it is truncated, `tail_ref_mean` how much of A's mass went to the tail bucket. Means
+    are over positions; `prompts` prompts gave `per_prompt_min`–`per_prompt_max` positions each
+    (the first ones of each continuation: same-top-1 depends on how many, see `scope`).
     """
 
     n: int
     k: int | None
-    same_top1: MeanUnc
-    kld: MeanUnc
+    prompts: int
+    per_prompt_min: int
+    per_prompt_max: int
+    same_top1: MeanCI
+    kld: MeanCI
     kld_percentiles: dict[str, float]
-    delta_p: MeanUnc
+    delta_p: MeanCI
     delta_p_percentiles: dict[str, float]
-    rms_delta_p: MeanUnc
-    ln_ppl_ratio: MeanUnc  # mean ln(PPL(B)/PPL(A)) over the forced tokens
+    rms_delta_p: MeanCI
+    ln_ppl_ratio: MeanCI  # mean ln(PPL(B)/PPL(A)) over the forced tokens
     ppl_ref: float
     ppl_other: float
     tail_ref_mean: float
@@ -174,32 +291,62 @@ class DistributionStats:
     def kld_label(self) -> str:
         return "KLD" if self.k is None else f"KLD@{self.k}"
 
+    @property
+    def scope(self) -> str:
+        return positions_scope(self.n, self.prompts, self.per_prompt_max)
 
-def distribution_stats(positions: Sequence[PositionCompare], k: int | None = None
-                       ) -> DistributionStats | None:
-    """None for no positions: "n/a" is shown, never 0."""
+
+def positions_scope(n: int, prompts: int, per_max: int) -> str:
+    """"over the first 16 positions of 6 prompts (96 positions)"; "≤16" when some prompt's
+    continuation ended sooner (fewer than prompts × per_max positions)."""
+    first = f"{per_max}" if n >= prompts * per_max else f"≤{per_max}"
+    return (f"over the first {first} position{'s' if per_max != 1 else ''} of {prompts} "
+            f"prompt{'s' if prompts != 1 else ''} ({n} positions)")
+
+
+def _rms(mse: MeanCI) -> MeanCI:
+    """RMS from the mean square: the interval's ends are square roots of the MSE's, and the
+    standard error d sqrt(x) = dx / (2 sqrt(x)) as llama-perplexity."""
+    rms = math.sqrt(mse.value)
+    return MeanCI(rms, 0.5 / rms * mse.unc if rms > 0 else 0.0,
+                  None if mse.low is None else math.sqrt(max(mse.low, 0.0)),
+                  None if mse.high is None else math.sqrt(max(mse.high, 0.0)))
+
+
+def distribution_stats(sequences: Sequence[tuple[str, Sequence[PositionCompare]]],
+                       k: int | None = None) -> DistributionStats | None:
+    """The figures over every position of `sequences` (prompt id, its positions: what
+    `pair_runs` gives), the intervals over prompts. None for no positions: "n/a" is shown,
+    never 0."""
+    groups = [ps for _, ps in sequences if ps]
+    positions = [p for ps in groups for p in ps]
     n = len(positions)
     if n == 0:
         return None
+    sizes = [len(ps) for ps in groups]
+
+    def over_prompts(f: Callable[[PositionCompare], float], skewed: bool = False) -> MeanCI:
+        return cluster_mean(sizes, [math.fsum(f(p) for p in ps) / len(ps) for ps in groups],
+                            skewed=skewed)
+
     klds = [p.kld for p in positions]
     dps = [p.delta_p for p in positions]
-    mse = mean_and_uncertainty([d * d for d in dps])
-    # RMS uncertainty from the MSE one, as llama-perplexity: d sqrt(x) = dx / (2 sqrt(x))
-    rms = math.sqrt(mse.value)
     nll_ref = [p.nll_ref for p in positions]
     nll_other = [p.nll_other for p in positions]
-    ratio = mean_and_uncertainty([b - a for a, b in zip(nll_ref, nll_other, strict=True)])
     tails = [p.tail_ref for p in positions]
     return DistributionStats(
         n=n,
         k=k,
-        same_top1=share_and_uncertainty(sum(p.same_top1 for p in positions), n),
-        kld=mean_and_uncertainty(klds),
+        prompts=len(groups),
+        per_prompt_min=min(sizes),
+        per_prompt_max=max(sizes),
+        same_top1=cluster_share(sizes, [sum(p.same_top1 for p in ps) for ps in groups]),
+        kld=over_prompts(lambda p: p.kld, skewed=True),
         kld_percentiles=_percentiles(klds, KLD_PERCENTILES),
-        delta_p=mean_and_uncertainty(dps),
+        delta_p=over_prompts(lambda p: p.delta_p),
         delta_p_percentiles=_percentiles(dps, DP_PERCENTILES),
-        rms_delta_p=MeanUnc(rms, 0.5 / rms * mse.unc if rms > 0 else 0.0),
-        ln_ppl_ratio=ratio,
+        rms_delta_p=_rms(over_prompts(lambda p: p.delta_p ** 2, skewed=True)),
+        ln_ppl_ratio=over_prompts(lambda p: p.nll_other - p.nll_ref),
         ppl_ref=math.exp(math.fsum(nll_ref) / n),
         ppl_other=math.exp(math.fsum(nll_other) / n),
         tail_ref_mean=math.fsum(tails) / n,

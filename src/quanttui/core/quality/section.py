@@ -9,7 +9,7 @@ import msgspec
 
 from quanttui.core.quality.accuracy import Accuracy
 from quanttui.core.quality.diff import SegmentKind
-from quanttui.core.quality.divergence import MeanUnc
+from quanttui.core.quality.divergence import MeanCI, MeanUnc, cluster_mean, cluster_share
 from quanttui.core.quality.outputs import OutputSummary
 from quanttui.core.quality.teacher_forcing import Method
 from quanttui.core.suites.tasks import Length
@@ -53,7 +53,11 @@ class PromptDivergenceDoc(msgspec.Struct):
 
 class DistributionDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Teacher-forced comparison on the reference's continuation. The figures from `kld_label`
-    to `tail_ref_max` are left out when no position was compared."""
+    to `tail_ref_max` are left out when no position was compared. Means carry `low`/`high`, their
+    95% interval over prompts, and `unc`, the standard error over prompts
+    (core.quality.divergence); in files written before the intervals, `unc` was a per-position
+    standard error and there is no `low`/`high` (the reader recomputes them from `per_prompt`
+    where it can: core.reports.run_file)."""
 
     method: Method
     k: int
@@ -64,13 +68,13 @@ class DistributionDoc(msgspec.Struct, kw_only=True, omit_defaults=True):
     elapsed_s: float
     interrupted: bool
     kld_label: str | None = None  # "KLD@K": truncated at the top K of the reference
-    same_top1: MeanUnc | None = None
-    kld: MeanUnc | None = None
+    same_top1: MeanCI | None = None
+    kld: MeanCI | None = None
     kld_percentiles: dict[str, float] | None = None
-    delta_p: MeanUnc | None = None
+    delta_p: MeanCI | None = None
     delta_p_percentiles: dict[str, float] | None = None
-    rms_delta_p: MeanUnc | None = None
-    ln_ppl_ratio: MeanUnc | None = None
+    rms_delta_p: MeanCI | None = None
+    ln_ppl_ratio: MeanCI | None = None
     ppl_ref: float | None = None
     ppl_other: float | None = None
     tail_ref_mean: float | None = None
@@ -134,3 +138,27 @@ class QualitySection(msgspec.Struct):
     notices: list[str]
     interrupted: bool
     elapsed_s: float
+
+
+def _with_intervals(d: DistributionDoc) -> DistributionDoc:
+    per = [pp for pp in d.per_prompt if pp.n > 0]
+    sizes = [pp.n for pp in per]
+    out = d
+    if d.kld is not None and d.kld.low is None and all(pp.kld_mean is not None for pp in per):
+        k = cluster_mean(sizes, [pp.kld_mean or 0.0 for pp in per], skewed=True)
+        out = msgspec.structs.replace(out, kld=MeanCI(d.kld.value, k.unc, k.low, k.high))
+    if (d.same_top1 is not None and d.same_top1.low is None
+            and all(pp.same_top1 is not None for pp in per)):
+        t = cluster_share(sizes, [round((pp.same_top1 or 0.0) * pp.n) for pp in per])
+        out = msgspec.structs.replace(out, same_top1=MeanCI(d.same_top1.value, t.unc, t.low,
+                                                            t.high))
+    return out
+
+
+def with_intervals(section: QualitySection) -> QualitySection:
+    """A section from a file written before the 95% intervals, with KLD's and same-top-1's
+    recomputed from its per-prompt figures (rounded as stored: 6 and 4 digits), so older runs
+    read as new ones do; Δp and the rest keep their per-position `unc` and no interval."""
+    pairs = [p if p.distribution is None else msgspec.structs.replace(
+        p, distribution=_with_intervals(p.distribution)) for p in section.pairs]
+    return msgspec.structs.replace(section, pairs=pairs)

@@ -40,8 +40,10 @@ from quanttui.core.quality.accuracy import (
 from quanttui.core.quality.code_exec import Limits, runner
 from quanttui.core.quality.divergence import (
     DistributionStats,
+    MeanCI,
     MeanUnc,
     PositionCompare,
+    ci_text,
     distribution_stats,
 )
 from quanttui.core.quality.outputs import (
@@ -93,8 +95,13 @@ class QualityOptions:
     # by 40% at K=10, 16% at K=100, 7% at K=1000 (benchmarks/quality_vs_perplexity.py).
     k: int = 1000
     method: Method = "grammar"
-    position_budget: int = 256  # positions per server, over all prompts
-    positions_per_prompt: int = 64
+    # Positions per server over all prompts, and the first N of each prompt's continuation.
+    # Positions of one prompt move together, so the intervals (over prompts) narrow with more
+    # prompts, not more positions: 16 × 16 halves the spread of Q2_K's mean KLD against 4 × 64
+    # (issue 19). With fewer prompts (the quick suite has 6) the budget is not reached: N stays
+    # 16, since same-top-1 depends on it (0.75 over the first 16 positions, 0.86 over 64).
+    position_budget: int = 256
+    positions_per_prompt: int = 16
     task_items: tuple[TaskItem, ...] | None = None  # None: the built-in suite
     run_params: GenerationParams | None = None  # the run's; greedy outputs are reused
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -279,16 +286,20 @@ async def _distribution(
     ref_run = runs[0]
     for name, run in zip(comparable, runs[1:], strict=True):
         paired = pair_runs(ref_run, run, options.k)
-        flat = [p for _, ps in paired for p in ps]
         pq = report.pair(name)
         assert pq is not None
         pq.distribution = DistributionResult(
-            method=options.method, k=options.k, stats=distribution_stats(flat, options.k),
+            method=options.method, k=options.k, stats=distribution_stats(paired, options.k),
             sequences=paired, requests_ref=ref_run.requests, requests_other=run.requests,
             grammar_fallbacks=sum(s.grammar_mismatch_at is not None for s in run.sequences),
             elapsed_s=max(ref_run.elapsed_s, run.elapsed_s),
             interrupted=ref_run.interrupted or run.interrupted)
         report.interrupted |= pq.distribution.interrupted
+    if len(seqs) * options.positions_per_prompt < options.position_budget:
+        report.notices.append(
+            f"distributions: {len(seqs)} prompts gave {sum(len(x.targets) for x in seqs)} of "
+            f"the {options.position_budget} positions (at most {options.positions_per_prompt} "
+            "each); the intervals narrow with more prompts")
 
 
 async def _tasks(
@@ -406,17 +417,22 @@ def _mu(m: MeanUnc) -> MeanUnc:
     return MeanUnc(_r(m.value), _r(m.unc))
 
 
+def _ci(m: MeanCI) -> MeanCI:
+    return MeanCI(_r(m.value), _r(m.unc), None if m.low is None else _r(m.low),
+                  None if m.high is None else _r(m.high))
+
+
 def _stats_fields(s: DistributionStats) -> dict[str, Any]:
     """DistributionDoc's figures, present when positions were compared."""
     return {
         "kld_label": s.kld_label,
-        "same_top1": _mu(s.same_top1),
-        "kld": _mu(s.kld),
+        "same_top1": _ci(s.same_top1),
+        "kld": _ci(s.kld),
         "kld_percentiles": {k: _r(v) for k, v in s.kld_percentiles.items()},
-        "delta_p": _mu(s.delta_p),
+        "delta_p": _ci(s.delta_p),
         "delta_p_percentiles": {k: _r(v) for k, v in s.delta_p_percentiles.items()},
-        "rms_delta_p": _mu(s.rms_delta_p),
-        "ln_ppl_ratio": _mu(s.ln_ppl_ratio),
+        "rms_delta_p": _ci(s.rms_delta_p),
+        "ln_ppl_ratio": _ci(s.ln_ppl_ratio),
         "ppl_ref": _r(s.ppl_ref, 4),
         "ppl_other": _r(s.ppl_other, 4),
         "tail_ref_mean": _r(s.tail_ref_mean),
@@ -528,9 +544,9 @@ def format_quality(report: QualityReport) -> str:
         if d is not None and d.stats is not None:
             st = d.stats
             lines.append(
-                f"  {p.other}: same top-1 {st.same_top1.value:.2%} ± {st.same_top1.unc:.2%}, "
-                f"{st.kld_label} {st.kld.value:.4f} ± {st.kld.unc:.4f}, mean Δp "
-                f"{st.delta_p.value:+.2%} ({st.n} positions, {d.method})")
+                f"  {p.other}: same top-1 {ci_text(st.same_top1, '.2%')}, {st.kld_label} "
+                f"{ci_text(st.kld, '.4f')}, mean Δp {ci_text(st.delta_p, '+.2%')} "
+                f"(95% intervals over prompts; {st.scope}; {d.method})")
     if report.accuracy:
         lines.append("  task accuracy, right/scored = share [95% Wilson] (category: " + ", ".join(
             [report.reference, *(p.other for p in report.pairs)]) + "):")

@@ -9,7 +9,7 @@ import msgspec
 
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
-from quanttui.core.ladder.table import Diff, QuantRow
+from quanttui.core.ladder.table import Diff, QuantRow, interval_text, quality_scope
 from quanttui.core.ladder.verdict import measured_memory
 from quanttui.core.quality.accuracy import share_text
 
@@ -47,7 +47,7 @@ def _f(v: float | None, fmt: str) -> str:
 def summary_table(sec: LadderSection) -> list[str]:
     ref = next(r for r in sec.rows if r.reference)
     head = ["quant", "size", "Δsize", "bits/w", "memory", "decode t/s", "×speed vs ref",
-            "same-top-1", f"KLD@{sec.k}", "PPL ratio", "accuracy (Δ vs ref)"]
+            "same-top-1 [95%]", f"KLD@{sec.k} [95%]", "PPL ratio", "accuracy (Δ vs ref)"]
     rows = []
     for r in sec.rows:
         name = f"**{r.name}**" if r.name == sec.verdict.recommended else r.name
@@ -59,14 +59,19 @@ def summary_table(sec: LadderSection) -> list[str]:
             "—" if (mem := measured_memory(r)) is None else format_bytes(mem),
             _f(r.decode_tps, ".1f"),
             "—" if r.reference else _ratio(r.decode_vs_ref),
-            "—" if r.reference else _f(r.same_top1, ".3f"),
-            "—" if r.reference else _f(r.kld_mean, ".4f"),
+            "—" if r.reference else interval_text(r.same_top1, r.same_top1_low,
+                                                  r.same_top1_high, ".3f"),
+            "—" if r.reference else interval_text(r.kld_mean, r.kld_low, r.kld_high, ".4f"),
             "—" if r.reference else _f(r.ppl_ratio, ".3f"), _acc(r)])
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(x) + " |" for x in rows]
     out += ["", "≈ within noise (the 95% interval covers no difference); memory: peak private "
             "memory plus the model's resident pages; ‡ requantized from an already quantized "
             "file."]
+    scope = next((s for r in sec.rows if (s := quality_scope(r))), "")
+    if scope:
+        out += ["", f"same-top-1 and KLD@{sec.k}: means {scope}, [95% interval] over prompts "
+                "(positions of one prompt move together; docs/metrics.md)."]
     return out
 
 
@@ -136,9 +141,10 @@ def render_ladder(sec: LadderSection, header: str) -> list[str]:
     lines += ["", "## In words", ""] + [f"- {a}" for a in sec.answers]
     if sec.neighbours:
         lines += ["", "## Neighbours", ""]
-        head = ["pair", "decode ×", "same-top-1", f"KLD@{sec.k}", "accuracy Δ"]
-        rows = [[f"{p.b} vs {p.a}", _ratio(p.decode), _f(p.same_top1, ".3f"),
-                 _f(p.kld_mean, ".4f"),
+        head = ["pair", "decode ×", "same-top-1 [95%]", f"KLD@{sec.k} [95%]", "accuracy Δ"]
+        rows = [[f"{p.b} vs {p.a}", _ratio(p.decode),
+                 interval_text(p.same_top1, p.same_top1_low, p.same_top1_high, ".3f"),
+                 interval_text(p.kld_mean, p.kld_low, p.kld_high, ".4f"),
                  ", ".join(f"{c} {d.value:+.0%}{'' if d.measurable else ' ≈'}"
                            for c, d in sorted(p.accuracy.items())) or "n/a"]
                 for p in sec.neighbours]

@@ -228,6 +228,27 @@ def _mu(v: Any, pct: bool = False) -> str:
     return f"{v['value']:.4f} ± {v['unc']:.4f}"
 
 
+def _ci95(v: Any, pct: bool = False) -> str:
+    """A {"value", "low", "high"} figure as "v [low, high]" (its 95% interval); the value alone
+    without one (one prompt; Δp in a run written before the intervals)."""
+    if not isinstance(v, dict) or v.get("value") is None:
+        return "n/a"
+    fmt = ".1%" if pct else ".4f"
+    if v.get("low") is None or v.get("high") is None:
+        return format(v["value"], fmt)
+    return f"{v['value']:{fmt}} [{v['low']:{fmt}}, {v['high']:{fmt}}]"
+
+
+def _scope(dist: dict[str, Any]) -> str:
+    """"96: first 16 of 6 prompts" from the per-prompt counts."""
+    sizes = [pp.get("n", 0) for pp in dist.get("per_prompt") or [] if pp.get("n", 0) > 0]
+    n = dist.get("n_positions", sum(sizes))
+    if not sizes:
+        return str(n)
+    first = f"{max(sizes)}" if min(sizes) == max(sizes) else f"≤{max(sizes)}"
+    return f"{n}: first {first} of {len(sizes)} prompt{'s' if len(sizes) != 1 else ''}"
+
+
 def _quality_lines(q: dict[str, Any]) -> list[str]:
     lines = ["", f"## Quality (reference: {q.get('reference')})", ""]
     rows = []
@@ -239,13 +260,17 @@ def _quality_lines(q: dict[str, Any]) -> list[str]:
             _mu(out.get("exact_match"), pct=True),
             f"{out['token_agreement_mean']:.2f}" if out.get("token_agreement_mean") is not None
             else "n/a",
-            _mu(dist.get("same_top1"), pct=True) if dist else "not measured",
-            (f"{_mu(dist.get('kld'))} ({dist.get('kld_label', 'KLD')})") if dist else "n/a",
-            _mu(dist.get("delta_p"), pct=True) if dist else "n/a",
-            str(dist.get("n_positions", "")) if dist else "",
+            _ci95(dist.get("same_top1"), pct=True) if dist else "not measured",
+            (f"{_ci95(dist.get('kld'))} ({dist.get('kld_label', 'KLD')})") if dist else "n/a",
+            _ci95(dist.get("delta_p"), pct=True) if dist else "n/a",
+            _scope(dist) if dist else "",
         ])
-    lines += _table(["server", "identical outputs", "token agreement", "same top-1",
-                     "KLD (truncated)", "mean Δp", "positions"], rows)
+    lines += _table(["server", "identical outputs", "token agreement", "same top-1 [95%]",
+                     "KLD (truncated) [95%]", "mean Δp [95%]", "positions"], rows)
+    if any(p.get("distribution") for p in q.get("pairs", [])):
+        lines += ["", "Same top-1, KLD and Δp: means over the positions, [95% interval] over "
+                  "prompts (positions of one prompt move together; docs/metrics.md). Same "
+                  "top-1 depends on how many positions of each continuation are compared."]
     acc = q.get("accuracy") or []
     if acc:
         groups = sorted({a["group"] for a in acc})
