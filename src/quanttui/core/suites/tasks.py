@@ -9,8 +9,9 @@ between servers by output divergence only). Each comes in short, medium (few-sho
 
 Scoring is generative, as lm-evaluation-harness's generative tasks: greedy output, the first
 non-empty line, then an exact check (number, letter, or text). Items of kind "program" (HumanEval,
-`core.suites.humaneval`) are checked by running the program `prompt + output + "\n" + answer`
-through a runner the caller passes (the sandbox, `core.quality.code_exec`). Running the items on
+`core.suites.humaneval`) are checked by running the program `prompt + output`, then its tests
+(the answer) against it, through a runner the caller passes (the sandbox,
+`core.quality.code_exec`). Running the items on
 servers and accuracy per category are in `core.quality.accuracy`.
 """
 
@@ -50,8 +51,9 @@ class Check:
     notes: tuple[str, ...] = ()
 
 
-ProgramRunner = Callable[[str], Check]
-"""Runs a program's source and says whether it passed (`core.quality.code_exec.runner`)."""
+ProgramRunner = Callable[[str, str], Check]
+"""Runs a program, then its tests against it, and says whether they passed
+(`core.quality.code_exec.runner`)."""
 
 
 # ------------------------------------------------------------------ scoring
@@ -103,13 +105,13 @@ def score(item: TaskItem, output: str) -> bool | None:
 
 
 def check(item: TaskItem, output: str, run_program: ProgramRunner | None = None) -> Check:
-    """`score` with the reason. A "program" item runs `prompt + output + "\n" + answer` (the
-    answer holds the tests) through `run_program`; without one it is not scored."""
+    """`score` with the reason. A "program" item runs the program `prompt + output` and then
+    its tests (the answer) through `run_program`; without one it is not scored."""
     if item.kind != "program":
         return Check(score(item, output))
     if run_program is None or item.answer is None:
         return Check(None, "not run: code execution is not allowed")
-    return run_program(item.prompt + output + "\n" + item.answer)
+    return run_program(item.prompt + output, item.answer)
 
 
 # ------------------------------------------------------------------ the built-in suite
