@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quanttui.core.ladder.table import Diff, QuantRow
-from quanttui.core.ladder.verdict import Constraints, decide
+from quanttui.core.ladder.verdict import Constraints, Verdict, decide
 
 
 def row(name: str, size: int, *, ref: bool = False, kld: float | None = None,
@@ -43,23 +43,74 @@ def test_memory_budget_and_speed_are_constraints() -> None:
     rows = [row("Q8_0", 8_000_000_000, ref=True),
             row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, speed=SAME)]
     v = decide(rows, [], Constraints(min_speedup=1.2))
-    assert v.recommended == "Q8_0" and "decode ×1.01 < ×1.2" in v.failing["Q4_K_M"][0]
+    assert v.recommended == "Q8_0"
+    assert "decode ×1.01 [0.95, 1.07] < ×1.2" in v.failing["Q4_K_M"][0]
     assert any("no measurable difference" in x for x in v.within_noise)
+    # an interval across the limit decides nothing: a step to take, not a failure
+    close = Diff(value=1.22, low=1.1, high=1.34, n=8, measurable=True)
+    v = decide([rows[0], row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, speed=close)], [],
+               Constraints(min_speedup=1.2))
+    assert v.failing["Q4_K_M"] == ["not yet decided: measure more (decode ×1.22 [1.10, 1.34] "
+                                   "against ≥ ×1.2)"]
+    v = decide([rows[0], row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, speed=FAST)], [],
+               Constraints(min_speedup=1.2))
+    assert v.recommended == "Q4_K_M"
     v = decide(rows, [], Constraints(memory_budget_bytes=6_000_000_000))
     assert v.recommended == "Q4_K_M" and "memory" in v.failing["Q8_0"][0]
     v = decide(rows, [], Constraints(memory_budget_bytes=1_000_000_000))
     assert v.recommended is None and v.reason.startswith("No quant meets the constraints")
 
 
-def test_a_category_measurably_worse_fails_only_when_the_interval_says_so() -> None:
-    worse = Diff(value=-0.3, low=-0.5, high=-0.1, n=20, measurable=True)
-    noisy = Diff(value=-0.3, low=-0.7, high=0.1, n=5, measurable=False)
-    rows = [row("Q8_0", 8_000_000_000, ref=True),
-            row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": worse})]
-    assert decide(rows, [], Constraints()).recommended == "Q8_0"
-    rows[1] = row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": noisy})
-    v = decide(rows, [], Constraints())
-    assert v.recommended == "Q4_K_M" and any("math" in x for x in v.within_noise)
+def _with_accuracy(d: Diff, c: Constraints | None = None) -> Verdict:
+    return decide([row("Q8_0", 8_000_000_000, ref=True),
+                   row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={"math": d})], [],
+                  c or Constraints())
+
+
+def test_accuracy_may_drop_at_most_the_margin_by_its_interval() -> None:
+    """Non-inferiority per category, 10% by default: it passes when the 95% interval starts
+    at or above −10%, fails when a measurable loss lies wholly below −10%, and otherwise
+    can't tell with the items it had, which is a step to run (more items), not a failure."""
+    v = _with_accuracy(Diff(value=-0.02, low=-0.08, high=0.04, n=200, measurable=False))
+    assert v.recommended == "Q4_K_M" and not v.failing
+    v = _with_accuracy(Diff(value=-0.3, low=-0.5, high=-0.15, n=20, measurable=True))
+    assert v.recommended == "Q8_0"
+    assert v.failing["Q4_K_M"] == ["accuracy more than 10% lower: math -30% [-50%, -15%]"]
+    assert "Q4_K_M fails accuracy more than 10% lower" in v.reason
+    v = _with_accuracy(Diff(value=-0.08, low=-0.31, high=0.15, n=12, measurable=False))
+    assert v.recommended == "Q8_0" and "fails" not in v.reason
+    assert v.reason.startswith("Run Q8_0 (the reference) until more is measured")
+    assert ("can't tell with 12 items whether it is at most 10% lower in math -8% [-31%, +15%]"
+            in v.reason)
+    assert ("Q4_K_M vs Q8_0 accuracy: no measurable difference in math (up to 12 items each; "
+            "a loss up to 31% can't be ruled out)") in v.within_noise
+    # measurably lower but perhaps by less than the margin: can't tell either
+    lower = Diff(value=-0.2, low=-0.35, high=-0.05, n=40, measurable=True)
+    v = _with_accuracy(lower)
+    assert v.recommended == "Q8_0" and "can't tell with 40 items" in v.reason
+    # below the margin, but not measurable once Holm has had its say: not a failure
+    v = _with_accuracy(Diff(value=-0.3, low=-0.5, high=-0.15, n=20, measurable=False))
+    assert "fails" not in v.reason and "can't tell with 20 items" in v.reason
+    # the margin is the user's
+    assert _with_accuracy(lower, Constraints(max_accuracy_drop=0.35)).recommended == "Q4_K_M"
+    assert "task accuracy at most 35% lower in each category" in Constraints(
+        max_accuracy_drop=0.35).describe()
+
+
+def test_a_reference_at_the_floor_or_ceiling_of_a_category_is_warned_of() -> None:
+    """0/n: no quant can do worse there, so "no loss" means nothing; n/n: no gain can show."""
+    ref = row("Q8_0", 8_000_000_000, ref=True)
+    ref.accuracy = {"arithmetic": 0.0, "code": 0.5, "facts": 1.0}
+    ref.accuracy_n = {"arithmetic": 12, "code": 6, "facts": 8}
+    v = decide([ref, row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94)], [], Constraints())
+    assert v.warnings == [
+        "Q8_0 scored 0/12 in arithmetic: no quant can score lower, so that category can't show "
+        "a loss (its items are too hard for this model)",
+        "Q8_0 scored 8/8 in facts: no quant can score higher, so that category can't show a "
+        "gain"]
+    ref.accuracy = {"code": 0.5}
+    assert decide([ref, row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94)], [],
+                  Constraints()).warnings == []
 
 
 def test_quality_not_measured_is_a_step_to_run_not_a_failure() -> None:
@@ -133,3 +184,23 @@ def test_an_interval_across_a_limit_is_not_yet_decided() -> None:
     q4.same_top1_low = q4.same_top1_high = None
     assert decide([ref, q4], [], Constraints()).failing["Q4_K_M"] == [
         "not yet decided: measure more (same-top-1 0.97 against ≥ 0.9)"]
+
+
+def test_markdown_shows_the_warnings_and_what_measurable_accuracy_means() -> None:
+    from quanttui.core.ladder.section import LadderSection
+    from quanttui.core.reports.ladder import ACCURACY_NOTE, render_ladder
+
+    ref = row("Q8_0", 8_000_000_000, ref=True)
+    ref.accuracy, ref.accuracy_n = {"arithmetic": 0.0, "facts": 0.75}, {"arithmetic": 12,
+                                                                         "facts": 12}
+    q4 = row("Q4_K_M", 4_800_000_000, kld=0.03, top1=0.94, acc={
+        "facts": Diff(value=-0.08, low=-0.31, high=0.15, n=12, measurable=False)})
+    v = decide([ref, q4], [], Constraints())
+    md = "\n".join(render_ladder(LadderSection(reference="Q8_0", k=100, together=True,
+                                               rows=[ref, q4], neighbours=[], verdict=v,
+                                               answers=[]), "# ladder"))
+    assert ("Warnings:\n- Q8_0 scored 0/12 in arithmetic: no quant can score lower, so that "
+            "category can't show a loss") in md
+    assert ACCURACY_NOTE in md and "Holm" in ACCURACY_NOTE
+    assert "arithmetic 0/12 = 0% [0%, 24%], facts 9/12 = 75% [47%, 91%]" in md
+    assert "can't tell with 12 items" in md

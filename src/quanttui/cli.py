@@ -389,6 +389,10 @@ _ladder_options = [
                  help="Verdict: largest KLD@K against the reference (default 0.05)."),
     click.option("--min-top1", "min_top1", type=float,
                  help="Verdict: smallest same-top-1 against the reference (default 0.90)."),
+    click.option("--max-accuracy-drop", type=click.FloatRange(0.0, 1.0), metavar="SHARE",
+                 help="Verdict: task accuracy a quant may lose per category, e.g. 0.10 for 10 "
+                      "points (default 0.10); judged by the 95% interval, so with few items "
+                      "the verdict can't tell."),
     click.option("--one-at-a-time", is_flag=True,
                  help="Never run the reference beside a candidate (default: when both fit)."),
     click.option("--quality-k", type=int, metavar="K",
@@ -409,7 +413,7 @@ def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, A
     constraints = constraints_from({
         "memory_budget": int(budget * 1e9) if budget is not None else None,
         "min_speedup": kw.get("min_speedup"), "max_kld": kw.get("max_kld"),
-        "min_same_top1": kw.get("min_top1")})
+        "min_same_top1": kw.get("min_top1"), "max_accuracy_drop": kw.get("max_accuracy_drop")})
     quality = _quality_options({**kw, "quality": True}, None, cfg)
     if kw.get("quality_k") is not None:
         if kw["quality_k"] < 1:

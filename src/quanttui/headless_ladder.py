@@ -133,6 +133,7 @@ def _verdict_text(results: RunResults) -> str:
     lines = ["", "verdict: " + sec.verdict.reason]
     if sec.verdict.within_noise:
         lines += ["within noise:"] + [f"  {x}" for x in sec.verdict.within_noise]
+    lines += [f"warning: {w}" for w in sec.verdict.warnings]
     lines += ["", *summary_table(sec)]
     if sec.notes:
         lines += [""] + [f"note: {n}" for n in sec.notes]
@@ -145,7 +146,9 @@ def constraints_from(kw: dict[str, Any]) -> Constraints:
     changes = {k: v for k, v in (("memory_budget_bytes", kw.get("memory_budget")),
                                  ("min_speedup", kw.get("min_speedup")),
                                  ("max_kld", kw.get("max_kld")),
-                                 ("min_same_top1", kw.get("min_same_top1"))) if v is not None}
+                                 ("min_same_top1", kw.get("min_same_top1")),
+                                 ("max_accuracy_drop", kw.get("max_accuracy_drop")))
+               if v is not None}
     import msgspec
 
     return msgspec.structs.replace(c, **changes) if changes else c

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from quanttui.core.quality.accuracy import share_text
+from quanttui.core.reports.ladder import decode_cell
+from quanttui.core.run.pairing import INTERLEAVED
 from quanttui.tui import fmt
 from quanttui.tui.labels import short_labels
 
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 Cell = tuple[str, str | None]
 NOISE = "≈"
 NOISE_LEGEND = (f"{NOISE} within noise: the 95% interval covers no difference, so the data "
-                "cannot tell the two apart")
+                "cannot tell the two apart; † not measured side by side (through the reference, "
+                "or apart in time with the drift floor)")
 NA = "—"
 NameCell = Callable[["QuantRow"], Cell]
 
@@ -82,6 +85,8 @@ def _ratio(d: Diff | None) -> Cell:
     if d.low is None or d.high is None:
         return f"×{d.value:.2f} (n={d.n})", "muted"
     text = f"×{d.value:.2f} [{d.low:.2f}, {d.high:.2f}]"
+    if d.basis != INTERLEAVED:  # through the reference, or apart in time (core.run.pairing)
+        text += " †"
     if not d.measurable:
         return f"{text} {NOISE}", "muted"
     return text, "good" if d.value > 1 else "bad"
@@ -181,7 +186,9 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
 def speed_table(results: RunResults, rows: Sequence[QuantRow],
                 name_cell: NameCell) -> Table:
     cols = [Column("server", "server", left=True),
-            Column("decode t/s", "dec t/s", tip="client decode tokens/s, mean over requests"),
+            Column("decode t/s", "dec t/s",
+                   tip="client decode tokens/s: a quant's beside the reference's in the same "
+                       "pass (ref …), the reference's over all its passes"),
             Column("decode vs ref [95%]", "dec ×ref",
                    tip="ratio to the reference, paired per prompt, with its 95% interval"),
             Column("TTFT p50/p90", "TTFT p50/90", tip="request sent → first token"),
@@ -195,7 +202,7 @@ def speed_table(results: RunResults, rows: Sequence[QuantRow],
         total = len(results.measured(r.name))
         out.append([
             name_cell(r),
-            _f(r.decode_tps),
+            (NA, "muted") if r.decode_tps is None else (decode_cell(r), None),
             ("ref", "muted") if r.reference else _ratio(r.decode_vs_ref),
             (NA, "muted") if ttft is None else (f"{ttft.p50:.0f}/{ttft.p90:.0f} ms", None),
             _f(r.prompt_tps, ".0f"),

@@ -20,6 +20,7 @@ from quanttui.core.ladder.table import (
     quant_rows,
 )
 from quanttui.core.ladder.verdict import Constraints, Verdict, decide
+from quanttui.core.run.pairing import block_drift
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
 
@@ -34,6 +35,14 @@ class LadderSection(msgspec.Struct, kw_only=True):
     notes: list[str] = []
     timings: dict[str, float] = {}  # seconds per part: server starts, requests, ...
     requantized: list[str] = []  # quants made from an already quantized file
+    # the reference's client decode tok/s in each pass it ran in (over the prompts it ran in
+    # all of them): how far the machine drifted while the ladder ran
+    reference_by_pass: list[float] = []
+
+
+def reference_by_pass(run: LadderRun) -> list[float]:
+    records = [r for p in run.passes for r in p.results.records]
+    return [v for _, v in block_drift(records, "decode_tps_client", run.lineup.reference)]
 
 
 def _ratio(d: Diff | None) -> str:
@@ -104,6 +113,13 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
     k = run.options.quality.k
     requant = [r.name for r in rows if r.requantized_from]
     notes = list(run.notes)
+    by_pass = reference_by_pass(run)
+    if len(by_pass) > 1:
+        lo, hi = min(by_pass), max(by_pass)
+        tps = ", ".join(f"{v:.1f}" for v in by_pass)
+        notes.append(f"the reference's decode tok/s by pass: {tps}"
+                     f" (moved {hi / lo - 1:.0%} between passes); each quant is compared with "
+                     "the reference measured in its own pass, and neighbours through it")
     if requant:
         src = {r.requantized_from for r in rows if r.requantized_from}
         notes.append(f"{', '.join(requant)} were requantized from {', '.join(sorted(src))}: "
@@ -111,7 +127,8 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
                      "quality figures show the extra rounding only")
     return LadderSection(reference=run.lineup.reference, k=k, together=run.together, rows=rows,
                          neighbours=pairs, verdict=verdict, answers=answers(rows, pairs, k),
-                         notes=notes, timings={p: round(s, 3) for p, s in run.timings.items()},
+                         notes=notes, reference_by_pass=[round(v, 3) for v in by_pass],
+                         timings={p: round(s, 3) for p, s in run.timings.items()},
                          requantized=requant)
 
 
@@ -149,7 +166,8 @@ def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
         concurrency_levels=run.options.plan.concurrency_levels[:1],
         records=records, rounds=rounds, notices=notices,
         started_at=run.started_at, finished_at=run.finished_at or time.time(),
-        interrupted=run.interrupted, hardware=hardware)
+        interrupted=run.interrupted, hardware=hardware,
+        drift_floor=run.options.plan.drift_floor)
     for s in res.servers:
         if s.name in run.launch_args:
             s.launch_args = run.launch_args[s.name]

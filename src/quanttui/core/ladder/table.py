@@ -30,8 +30,9 @@ from quanttui.core.quality.divergence import (
     positions_scope,
 )
 from quanttui.core.quality.teacher_forcing import pair_runs
+from quanttui.core.run.pairing import INTERLEAVED, pair
 from quanttui.core.run.records import RunResults
-from quanttui.core.run.stats import PairedDiff, paired_difference
+from quanttui.core.run.stats import PairedDiff
 
 
 class Diff(msgspec.Struct, kw_only=True):
@@ -42,6 +43,9 @@ class Diff(msgspec.Struct, kw_only=True):
     high: float | None
     n: int
     measurable: bool  # the interval excludes 1 (ratio) or 0 (difference)
+    # speeds: how the pairs were made (core.run.pairing): "interleaved", "via <server>",
+    # "across blocks" (interval widened by the drift floor)
+    basis: str = "interleaved"
 
     def points_text(self) -> str:
         """"−8% [−31%, +15%]": a difference of two shares (accuracy) with its 95% interval."""
@@ -51,10 +55,11 @@ class Diff(msgspec.Struct, kw_only=True):
 
     def ratio_text(self, noise: str = "") -> str:
         """"×1.08 [1.03, 1.13]", then `noise` when within noise; "×1.08" without interval."""
+        how = "" if self.basis == INTERLEAVED else f" ({self.basis})"
         if self.low is None or self.high is None:
-            return f"×{self.value:.2f}"
+            return f"×{self.value:.2f}{how}"
         return (f"×{self.value:.2f} [{self.low:.2f}, {self.high:.2f}]"
-                + ("" if self.measurable else noise))
+                + ("" if self.measurable else noise) + how)
 
 
 class QuantRow(msgspec.Struct, kw_only=True):
@@ -69,8 +74,13 @@ class QuantRow(msgspec.Struct, kw_only=True):
     memory_model_pages_peak: int | None = None  # the model file's pages resident in RAM
     memory_rss_peak: int | None = None
     vram_peak: int | None = None
-    decode_tps: float | None = None  # client decode tok/s, mean over its requests (solo)
+    # client decode tok/s (solo): a quant's over the prompts paired with the reference (the
+    # pass they shared); the reference's over all its passes (`decode_passes` of them)
+    decode_tps: float | None = None
     decode_vs_ref: Diff | None = None  # ratio to the reference, paired per prompt
+    # the reference's decode tok/s in the same pairing: decode_vs_ref = decode_tps / this
+    decode_ref_tps: float | None = None
+    decode_passes: int = 1
     prompt_tps: float | None = None  # llama-server's prompt tok/s, mean
     prompt_vs_ref: Diff | None = None
     ttft_p50_ms: float | None = None
@@ -114,24 +124,22 @@ def _ratio(d: PairedDiff | None) -> Diff | None:
         return None
     ci = d.ratio_ci
     return Diff(value=d.ratio, low=ci[0] if ci else None, high=ci[1] if ci else None, n=d.n,
-                measurable=d.measurable)
+                measurable=d.measurable, basis=d.basis)
 
 
-def _per_prompt(run: LadderRun, name: str, metric: str, partner: str | None = None
-                ) -> dict[str, float]:
-    """Per prompt, mean over the pass where `name` ran beside `partner` (else its first)."""
-    passes = [p for p in run.passes if name in p.servers]
-    if partner is not None:
-        passes = [p for p in passes if partner in p.servers] or passes
-    return passes[0].results.per_prompt(name, metric) if passes else {}
+def speed_pair(run: LadderRun, a: str, b: str, metric: str = "decode_tps_client"
+               ) -> PairedDiff | None:
+    """b against a, paired as every view pairs (core.run.pairing; a pass is a block of time):
+    within the pass that ran both, else through the reference beside each, else across passes
+    with the drift floor."""
+    records = [r for p in run.passes for r in p.results.records]
+    return pair(records, metric, a, b, servers=run.lineup.names,
+                floor=run.options.plan.drift_floor)
 
 
 def speed(run: LadderRun, a: str, b: str, metric: str = "decode_tps_client") -> Diff | None:
-    """b / a, paired per prompt: within a pass that ran both, else across their passes."""
-    both = [p for p in run.passes if a in p.servers and b in p.servers]
-    if both:
-        return _ratio(both[0].results.paired(metric, a, b))
-    return _ratio(paired_difference(_per_prompt(run, a, metric), _per_prompt(run, b, metric)))
+    """b / a with its 95% interval (`speed_pair`)."""
+    return _ratio(speed_pair(run, a, b, metric))
 
 
 def _positions(run: LadderRun, a: str, b: str) -> list[tuple[str, list[PositionCompare]]]:
@@ -211,8 +219,13 @@ def quant_rows(run: LadderRun) -> list[QuantRow]:
             decode_tps=_mean_metric(run, n, "decode_tps_client"),
             prompt_tps=_mean_metric(run, n, "prompt_tps_server"),
             ttft_p50_ms=_p50(run, n, "ttft_ms"))
-        if n != ref:
-            row.decode_vs_ref = speed(run, ref, n)
+        if n == ref:
+            row.decode_passes = sum(1 for p in run.passes if n in p.servers)
+        else:
+            d = speed_pair(run, ref, n)
+            row.decode_vs_ref = _ratio(d)
+            if d is not None and d.basis == INTERLEAVED:  # tok/s of the pass they shared
+                row.decode_tps, row.decode_ref_tps = d.mean_b, d.mean_a
             row.prompt_vs_ref = speed(run, ref, n, "prompt_tps_server")
             paired = _positions(run, ref, n)
             stats = distribution_stats(paired, run.options.quality.k)
@@ -328,7 +341,10 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
             decode_tps=dec.mean if dec else None, prompt_tps=pro.mean if pro else None,
             ttft_p50_ms=ttft.p50 if ttft else None)
         if name != ref:
-            row.decode_vs_ref = _ratio(results.paired("decode_tps_client", ref, name))
+            d = results.paired("decode_tps_client", ref, name)
+            row.decode_vs_ref = _ratio(d)
+            if d is not None and d.basis == INTERLEAVED:
+                row.decode_tps, row.decode_ref_tps = d.mean_b, d.mean_a
             row.prompt_vs_ref = _ratio(results.paired("prompt_tps_server", ref, name))
         if quality is not None:
             for a in quality.accuracy:

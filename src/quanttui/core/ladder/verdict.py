@@ -2,8 +2,9 @@
 
 A quant qualifies when it fits the memory budget (its measured peak: private memory plus the
 model's resident pages, else RSS, else the file size), loses no more quality than allowed
-against the reference (KLD@K and same-top-1 on teacher-forced positions, and no task category
-measurably worse), and is at least as fast as asked (when a minimum speed-up is set). Of those,
+against the reference (KLD@K and same-top-1 on teacher-forced positions, and task accuracy
+at most `max_accuracy_drop` lower in each category, by the interval: `_accuracy_fails`), and is
+at least as fast as asked (when a minimum speed-up is set). Of those,
 the smallest file is recommended (the file is what a quant changes; measured memory also holds
 the KV cache and buffers, the same for every quant, and moves by a few MB between runs), the
 faster within 2% of its size. The reference qualifies on quality by definition; it is
@@ -25,6 +26,7 @@ from quanttui.core.ladder.table import interval_text as _ci
 
 DEFAULT_MAX_KLD = 0.05
 DEFAULT_MIN_SAME_TOP1 = 0.90
+DEFAULT_MAX_ACCURACY_DROP = 0.10  # task accuracy a quant may lose per category (share of items)
 UNMEASURED = "quality not measured"  # a quant not shown to keep quality is not recommended
 NOT_RUN = "not measured"  # nothing measured at all: the ladder stopped, or it did not start
 MISSING = (UNMEASURED, NOT_RUN)  # steps still to run rather than failures
@@ -35,15 +37,17 @@ def _pending(reason: str) -> bool:
     """A reason that says what is still to measure rather than a failure."""
     return reason in MISSING or reason.startswith(UNDECIDED)
 
+
 class Constraints(msgspec.Struct, kw_only=True):
     memory_budget_bytes: int | None = None  # None: no limit (default: RAM free at the start)
     min_speedup: float | None = None  # decode ratio to the reference
     max_kld: float = DEFAULT_MAX_KLD
     min_same_top1: float = DEFAULT_MIN_SAME_TOP1
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
 
     def describe(self) -> str:
         parts = [f"KLD ≤ {self.max_kld:g}", f"same-top-1 ≥ {self.min_same_top1:g}",
-                 "no task category measurably worse"]
+                 f"task accuracy at most {self.max_accuracy_drop:.0%} lower in each category"]
         if self.memory_budget_bytes is not None:
             parts.append(f"memory ≤ {mb(self.memory_budget_bytes)}")
         if self.min_speedup is not None:
@@ -57,6 +61,7 @@ class Verdict(msgspec.Struct, kw_only=True):
     within_noise: list[str]  # what the data could not tell apart
     failing: dict[str, list[str]]  # quant -> the constraints it fails, in words
     constraints: Constraints
+    warnings: list[str] = []  # what the figures can't show, e.g. a category at its floor
 
 
 def measured_memory(row: QuantRow) -> int | None:
@@ -83,17 +88,16 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
         out.append(UNMEASURED)
     else:
         out += _quality_fails(row, c)
-    worse = [f"{cat} {d.value:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
-             for cat, d in sorted(row.accuracy_vs_ref.items())
-             if d.measurable and d.value < 0 and d.low is not None and d.high is not None]
-    if worse:
-        out.append("accuracy measurably lower: " + ", ".join(worse))
+    out += _accuracy_fails(row, c, settled=any(not _pending(x) for x in out))
     if c.min_speedup is not None:
         d = row.decode_vs_ref
         if d is None:
             out.append("speed not measured")
-        elif d.value < c.min_speedup:
-            out.append(f"decode ×{d.value:.2f} < ×{c.min_speedup:g}")
+        elif d.high is not None and d.high < c.min_speedup:  # the whole interval below
+            out.append(f"decode {d.ratio_text()} < ×{c.min_speedup:g}")
+        elif d.low is None or d.low < c.min_speedup:
+            # the interval straddles the limit: more repetitions (--until-decided) tell
+            out.append(f"{UNDECIDED} (decode {d.ratio_text()} against ≥ ×{c.min_speedup:g})")
     return out
 
 
@@ -113,6 +117,48 @@ def _quality_fails(row: QuantRow, c: Constraints) -> list[str]:
         undecided.append(f"{top1} against ≥ {c.min_same_top1:g}")
     if undecided and not out:  # one clear failure settles it: "undecided" beside it adds nothing
         out.append(f"{UNDECIDED} ({'; '.join(undecided)})")
+    return out
+
+
+def _accuracy_fails(row: QuantRow, c: Constraints, settled: bool = False) -> list[str]:
+    """Task accuracy by a non-inferiority margin M (`max_accuracy_drop`), per category: it
+    passes when the 95% interval of the difference to the reference starts at or above −M,
+    fails when the loss is measurable (Holm over the report, core.quality.accuracy) and the
+    whole interval lies below −M, and otherwise can't tell with the items it had: a step to
+    run (more items), like a missing measurement, unless the quant already fails (`settled`).
+    Not measured (no task items): no accuracy constraint."""
+    m = c.max_accuracy_drop
+    worse, unsure = [], []
+    for cat, d in sorted(row.accuracy_vs_ref.items()):
+        if d.low is not None and d.low >= -m:
+            continue
+        if d.measurable and d.high is not None and d.high < -m:
+            worse.append(f"{cat} {d.points_text()}")
+        else:
+            unsure.append((d.n, f"{cat} {d.points_text()}"))
+    if worse:
+        return [f"accuracy more than {m:.0%} lower: " + ", ".join(worse)]
+    if not unsure or settled:
+        return []
+    ns = sorted({n for n, _ in unsure})
+    items = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return [f"{UNDECIDED} (accuracy: can't tell with {items} items whether it is at most "
+            f"{m:.0%} lower in " + ", ".join(t for _, t in unsure) + ")"]
+
+
+def accuracy_warnings(rows: list[QuantRow]) -> list[str]:
+    """Categories where the reference scored none or all of its items: there no quant can
+    score lower (a loss can't show) or higher (a gain can't show)."""
+    ref = next(r for r in rows if r.reference)
+    out = []
+    for cat, v in sorted(ref.accuracy.items()):
+        n = ref.accuracy_n.get(cat, 0)
+        if n and v == 0.0:
+            out.append(f"{ref.name} scored 0/{n} in {cat}: no quant can score lower, so that "
+                       "category can't show a loss (its items are too hard for this model)")
+        elif n and v == 1.0:
+            out.append(f"{ref.name} scored {n}/{n} in {cat}: no quant can score higher, so "
+                       "that category can't show a gain")
     return out
 
 
@@ -150,11 +196,14 @@ def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
         if not r.reference and d is not None and d.low is not None and not d.measurable:
             out.append(f"{r.name} vs {ref} decode speed: no measurable difference "
                        f"({d.ratio_text()}, n={d.n})")
-        flat = [c for c, x in r.accuracy_vs_ref.items() if not x.measurable]
+        flat = [x for x in r.accuracy_vs_ref.values() if not x.measurable]
         if not r.reference and flat:
             n = max(x.n for x in r.accuracy_vs_ref.values())
+            lows = [x.low for x in flat if x.low is not None]
+            unseen = f"; a loss up to {-min(lows):.0%} can't be ruled out" if lows else ""
+            cats = sorted(c for c, x in r.accuracy_vs_ref.items() if not x.measurable)
             out.append(f"{r.name} vs {ref} accuracy: no measurable difference in "
-                       f"{', '.join(sorted(flat))} (up to {n} items each)")
+                       f"{', '.join(cats)} (up to {n} items each{unseen})")
     for p in pairs:
         d = p.decode
         if d is not None and d.low is not None and not d.measurable and ref not in (p.a, p.b):
@@ -171,7 +220,8 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
     if not ok:
         worst = "; ".join(f"{n}: {', '.join(f)}" for n, f in failing.items())
         return Verdict(recommended=None, within_noise=noise, failing=failing, constraints=c,
-                       reason=f"No quant meets the constraints ({c.describe()}). {worst}.")
+                       reason=f"No quant meets the constraints ({c.describe()}). {worst}.",
+                       warnings=accuracy_warnings(rows))
     ok.sort(key=lambda r: (r.size_bytes, -(r.decode_tps or 0.0)))
     best = ok[0]
     for r in ok[1:]:  # a quant within 2% of the smallest's size that is faster
@@ -208,4 +258,4 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
         if lower:
             reason += f" Smaller ones are out: {_why_not(lower, failing)}."
     return Verdict(recommended=best.name, reason=reason, within_noise=noise, failing=failing,
-                   constraints=c)
+                   constraints=c, warnings=accuracy_warnings(rows))

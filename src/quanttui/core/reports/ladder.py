@@ -44,6 +44,18 @@ def _f(v: float | None, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
 
+def decode_cell(r: QuantRow) -> str:
+    """A quant's decode tok/s beside the reference's in the same pairing (the ratio's two
+    terms), or the reference's mean over its passes."""
+    if r.decode_tps is None:
+        return "—"
+    if r.decode_ref_tps is not None:
+        return f"{r.decode_tps:.1f} (ref {r.decode_ref_tps:.1f})"
+    if r.reference and r.decode_passes > 1:
+        return f"{r.decode_tps:.1f} (mean of {r.decode_passes} passes)"
+    return f"{r.decode_tps:.1f}"
+
+
 def summary_table(sec: LadderSection) -> list[str]:
     ref = next(r for r in sec.rows if r.reference)
     head = ["quant", "size", "Δsize", "bits/w", "memory", "decode t/s", "×speed vs ref",
@@ -57,7 +69,7 @@ def summary_table(sec: LadderSection) -> list[str]:
         rows.append([
             name, format_bytes(r.size_bytes), dsize, _f(r.bits_per_weight, ".2f"),
             "—" if (mem := measured_memory(r)) is None else format_bytes(mem),
-            _f(r.decode_tps, ".1f"),
+            decode_cell(r),
             "—" if r.reference else _ratio(r.decode_vs_ref),
             "—" if r.reference else interval_text(r.same_top1, r.same_top1_low,
                                                   r.same_top1_high, ".3f"),
@@ -65,9 +77,10 @@ def summary_table(sec: LadderSection) -> list[str]:
             "—" if r.reference else _f(r.ppl_ratio, ".3f"), _acc(r)])
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(x) + " |" for x in rows]
-    out += ["", "≈ within noise (the 95% interval covers no difference); memory: peak private "
-            "memory plus the model's resident pages; ‡ requantized from an already quantized "
-            "file."]
+    out += ["", "≈ within noise (the 95% interval covers no difference); decode t/s: a quant's "
+            "beside the reference's in the pass they shared (ref …), whose ratio ×speed is; the "
+            "reference's own over all its passes; memory: peak private memory plus the model's "
+            "resident pages; ‡ requantized from an already quantized file."]
     scope = next((s for r in sec.rows if (s := quality_scope(r))), "")
     if scope:
         out += ["", f"same-top-1 and KLD@{sec.k}: means {scope}, [95% interval] over prompts "
@@ -131,6 +144,8 @@ def render_ladder(sec: LadderSection, header: str) -> list[str]:
              f"Constraints: {v.constraints.describe()}."]
     if v.within_noise:
         lines += ["", "Within noise:"] + [f"- {x}" for x in v.within_noise]
+    if v.warnings:
+        lines += ["", "Warnings:"] + [f"- {x}" for x in v.warnings]
     lines += ["", "## Summary", "", *summary_table(sec)]
     if any(r.accuracy_vs_ref for r in sec.rows):
         lines += ["", ACCURACY_NOTE]

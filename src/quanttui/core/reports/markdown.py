@@ -99,6 +99,12 @@ def render(results: RunResults) -> str:
         lines += _table(["server", "ok/failed", "decode tok/s (client)", "decode tok/s (server)",
                          "TTFT p50 ms", "TTFT p90 ms", "E2E p50 ms", "prompt tok/s",
                          "aggregate tok/s"], rows)
+        blocks = {n: len({r.block for r in results.measured(n, level)}) for n in names}
+        if any(b > 1 for b in blocks.values()):
+            many = ", ".join(f"{n} ({b})" for n, b in blocks.items() if b > 1)
+            lines += ["", f"Measured in several blocks of time (passes): {many}; their figures "
+                          "above pool the blocks. The paired rows below compare two servers "
+                          "within the block they shared, or through a server beside each."]
         values = [(n, results.summary(n, "decode_tps_client", level)) for n in names]
         shown = [(n, s.mean) for n, s in values if s is not None]
         if shown:

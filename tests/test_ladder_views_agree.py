@@ -1,0 +1,157 @@
+"""One ladder, every view: the same ratio and interval for each pair (issue 19).
+
+The ladder runs on fake servers through the shipped runner; the reference is fast in its first
+pass and slow in its second (the machine drifted between passes), which is what made the
+summary (paired within a pass) and the details (the reference pooled over all passes) disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from gguf import LlamaFileType
+
+from quanttui.core.ladder.lineup import collect_models, lineup
+from quanttui.core.ladder.runner import LadderOptions, run_ladder
+from quanttui.core.ladder.section import ladder_section, merged_results
+from quanttui.core.ladder.table import Diff
+from quanttui.core.ladder.verdict import Constraints
+from quanttui.core.llama.client import Timeouts
+from quanttui.core.llama.params import GenerationParams
+from quanttui.core.models.launcher import LaunchDefaults
+from quanttui.core.models.servers import LaunchSpec
+from quanttui.core.quality.step import QualityOptions
+from quanttui.core.reports import markdown
+from quanttui.core.reports.run_file import load_run, write_json
+from quanttui.core.run.plan import RunPlan
+from quanttui.core.suites.prompts import builtin_suite
+from quanttui.testing.fake_server import FakeLlamaServer
+from quanttui.tui.results_model import results_model
+from test_models_discovery import write_gguf
+
+# The reference runs at ~250 tok/s in pass 1 and ~110 in pass 2; Q2_K (~130 tok/s, pass 2) is
+# faster than the reference beside it, slower than the reference pooled over both passes.
+REF_DELAY_BY_PASS = (0.004, 0.009)
+DELAY = {"Q4_K_M": 0.005, "Q2_K": 0.0075}
+
+
+class FakeLauncher:
+    """Starts a fake llama-server per quant; before each candidate's pass the reference's pace
+    is set for that pass."""
+
+    def __init__(self) -> None:
+        self.defaults = LaunchDefaults()
+        self.launches: dict[str, Any] = {}
+        self.fakes: dict[str, FakeLlamaServer] = {}
+        self.passes = 0
+
+    def check_fit(self, todo: Sequence[tuple[str, LaunchSpec]]) -> Any:
+        return SimpleNamespace(refuse=None)
+
+    async def start_together(self, todo: Sequence[tuple[str, LaunchSpec]], *, force: bool,
+                             say: Any) -> list[Any]:
+        out = []
+        for name, _ in todo:
+            fake = FakeLlamaServer(token_delay=DELAY.get(name, REF_DELAY_BY_PASS[0])).start()
+            self.fakes[name] = fake
+            server = SimpleNamespace(label=name, url=fake.url, pid=None, spawned_args=[name],
+                                     spec=SimpleNamespace(client_key=None))
+            la = SimpleNamespace(name=name, url=fake.url, server=server, notes=[],
+                                 state="ready")
+            self.launches[name] = la
+            out.append(la)
+        if name in DELAY:  # a candidate's pass begins: the machine's state for this pass
+            self.fakes["Q8_0"].token_delay = REF_DELAY_BY_PASS[self.passes]
+            self.passes += 1
+        return out
+
+    def stop(self, name: str) -> None:
+        if name in self.fakes:
+            self.fakes.pop(name).stop()
+            self.launches.pop(name, None)
+
+    def stop_all(self) -> None:
+        for name in list(self.fakes):
+            self.stop(name)
+
+
+def _key(d: Any) -> tuple[str, str, str]:
+    """A pair as every face prints it: ratio, interval (2 decimals) and basis."""
+    if isinstance(d, Diff):
+        return f"{d.value:.2f}", f"[{d.low:.2f}, {d.high:.2f}]", d.basis
+    ci = d.ratio_ci
+    return f"{d.ratio:.2f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]", d.basis
+
+
+async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: Path) -> None:
+    for q, ft, pad in (("Q8_0", LlamaFileType.MOSTLY_Q8_0, 3000),
+                       ("Q4_K_M", LlamaFileType.MOSTLY_Q4_K_M, 2000),
+                       ("Q2_K", LlamaFileType.MOSTLY_Q2_K, 1000)):
+        with write_gguf(tmp_path / f"m-{q}.gguf", file_type=ft).open("ab") as f:
+            f.write(b"\0" * pad)  # sizes in the quants' order (bits per weight come from them)
+    lu = lineup(collect_models([tmp_path]))
+    assert lu.names == ["Q8_0", "Q4_K_M", "Q2_K"] and lu.reference == "Q8_0"
+    opts = LadderOptions(
+        plan=RunPlan(prompts=tuple(builtin_suite("quick")[:4]), repetitions=2, warmup=0,
+                     params=GenerationParams(n_predict=24),
+                     timeouts=Timeouts(connect=5, read=10, total=60)),
+        quality=QualityOptions(distribution=False, tasks=False))
+    launcher = FakeLauncher()
+    run = await run_ladder(lu, opts, launcher, poll_interval=5.0)  # type: ignore[arg-type]
+    assert run.together and len(run.passes) == 2 and launcher.passes == 2
+    sec = ladder_section(run, Constraints())
+    merged = merged_results(run, sec)
+    rows = {r.name: r for r in sec.rows}
+
+    # the drift is real and said: the reference ran about half as fast in the second pass
+    assert len(sec.reference_by_pass) == 2
+    assert sec.reference_by_pass[1] < 0.7 * sec.reference_by_pass[0]
+    assert any("by pass" in n for n in sec.notes)
+
+    # the JSON, read back: the stored section and the figures recomputed from the records
+    path = tmp_path / "ladder.json"
+    write_json(path, merged)
+    loaded = load_run(path)
+    stored = {r["name"]: r for r in loaded.extra["ladder"]["rows"]}
+    md = markdown.render(loaded)
+    tui = results_model(loaded)
+    tui_cells = [c[0] for t in tui.tables for row in t.rows for c in row]
+
+    for name in ("Q4_K_M", "Q2_K"):
+        summary = rows[name].decode_vs_ref
+        assert summary is not None and summary.basis == "interleaved"
+        want = _key(summary)
+        # the details of the same report and the JSON's paired section pair the same way
+        assert _key(merged.paired("decode_tps_client", "Q8_0", name)) == want
+        assert _key(loaded.paired("decode_tps_client", "Q8_0", name)) == want
+        assert _key(Diff(**stored[name]["decode_vs_ref"])) == want
+        # the t/s beside the ratio are the ratio's two terms (the pass they shared)
+        row = rows[name]
+        assert row.decode_tps is not None and row.decode_ref_tps is not None
+        assert f"{row.decode_tps / row.decode_ref_tps:.2f}" == want[0]
+        # Markdown: summary table and details table print the same figure
+        text = f"×{want[0]} {want[1]}"
+        summary_line = next(x for x in md.splitlines() if x.startswith(f"| {name}")
+                            or x.startswith(f"| **{name}**"))
+        assert text in summary_line, summary_line
+        details = [x for x in md.splitlines() if x.startswith(f"| {name} − Q8_0")
+                   and "decode_tps_client" in x]
+        assert details and text in details[0], details
+        # the TUI's results view
+        assert any(c.startswith(text) for c in tui_cells), tui_cells
+
+    # neighbours that never shared a pass are paired through the reference, the same in the
+    # section, the merged run and the loaded JSON (and labelled so)
+    (n1, n2) = sec.neighbours
+    assert n1.decode is not None and _key(n1.decode) == _key(rows["Q4_K_M"].decode_vs_ref)
+    assert n2.decode is not None and n2.decode.basis == "via Q8_0"
+    for res in (merged, loaded):
+        assert _key(res.paired("decode_tps_client", "Q4_K_M", "Q2_K")) == _key(n2.decode)
+    assert "(via Q8_0)" in md
+    # pooled over both passes, the reference would read ×~0.7 slower beside Q2_K's own speed:
+    # no view says that any more
+    assert not re.search(r"Q2_K lower than Q8_0", md)
