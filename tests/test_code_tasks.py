@@ -221,7 +221,7 @@ async def test_quality_step_scores_humaneval_pairwise() -> None:
     data = quality_dict(rep)
     assert {o["detail"] for o in data["task_outcomes"]} == {None, "AssertionError", "timeout"}
     text = format_quality(rep)
-    assert f"{CATEGORY}: 100%" in text and f"{CATEGORY}: B − A -50% [" in text
+    assert f"{CATEGORY}: 4/4 = 100% [" in text and f"{CATEGORY}: B − A -50% [" in text
 
 
 # ------------------------------------------------------------------ JSONL math files
