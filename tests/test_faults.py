@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from quanttui.core.llama.params import GenerationParams
+from quanttui.core.llama.sse import MAX_EVENT_BYTES
 from quanttui.core.models.servers import LaunchSpec, ManagedServer
 from quanttui.core.run.plan import RunPlan, ServerSpec
 from quanttui.core.run.session import Session
@@ -323,3 +324,164 @@ def test_ctrl_c_while_hashing_the_model_files_keeps_the_run(tmp_path: Path) -> N
     assert len(data["records"]) == 2 and all(r["ok"] for r in data["records"])
     assert data["provenance"]["servers"][0]["model_sha256"] is None
     assert "stored in the run history as #" in stdout
+
+
+# ----------------------------------------------------------------------------- hostile servers
+
+
+def test_trickling_props_ends_and_the_healthy_server_is_measured(tmp_path: Path) -> None:
+    """A /props that sends a byte every second: each read returns within timeouts.read, so
+    only a deadline on the whole call ends it (timeouts.read bounds every call that isn't a
+    stream); the whole reply would take minutes."""
+    with FakeLlamaServer(token_delay=0.001) as a, FakeLlamaServer() as b:
+        b.fault = Fault("trickle", delay=1, paths=("/props",))
+        t0 = time.monotonic()
+        code, data, err = headless(tmp_path, {"A": a.url, "B": b.url}, "simultaneous",
+                                   "-n", "4", "--set", "timeouts.read=2")
+    assert time.monotonic() - t0 < 30
+    assert code == EXIT_FAILED
+    assert kinds(data, "A") == [None] * 4 and kinds(data, "B") == []
+    assert f"B ({b.url}): GET /props: no complete answer within 2 s" in err
+
+
+def run_measuring_memory(tmp_path: Path, servers: dict[str, str], *args: str
+                         ) -> tuple[int, float, str]:
+    """(exit code, peak RSS in MiB, stderr) of a headless run: the kernel's own peak for the
+    process (wait4's ru_maxrss), not samples that could miss it."""
+    cfg = tmp_path / "quanttui.toml"
+    cfg.write_text("[run]\nwarmup = 0\n[prompts]\nsuites = []\n")
+    cmd = [sys.executable, "-m", "quanttui", "--config", str(cfg), "run", "--headless",
+           "-o", str(tmp_path / "r.json"), *args]
+    for name, url in servers.items():
+        cmd += ["--server", f"{name}={url}"]
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            proc.returncode = 0  # reaped above; Popen must not wait for it again
+    stderr = err_path.read_text()
+    assert "Traceback" not in stderr, stderr
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024, stderr
+
+
+def test_oversized_replies_and_endless_streams_stay_in_bounded_memory(tmp_path: Path) -> None:
+    """A 256 MiB error body, and streams that never end: events past n_predict, an event's
+    data, one line, data after the final event. Each ends its request (the rest of the run goes
+    on) and is read only up to its cap. Before the caps the error body alone took 1.9 GB."""
+    faults = {"err": Fault("big_error", status=400, size=256 << 20, paths=COMPLETION_PATHS),
+              "tokens": Fault("endless_tokens"), "events": Fault("endless_event", after=1),
+              "line": Fault("endless_line", after=1), "after": Fault("after_final", size=-1)}
+    fakes = {"A": FakeLlamaServer().start()}
+    try:
+        for name, fault in faults.items():
+            fakes[name] = FakeLlamaServer().start()
+            fakes[name].fault = fault
+        code, peak_mib, err = run_measuring_memory(
+            tmp_path, {n: f.url for n, f in fakes.items()}, "-n", "8", "--prompt", "one",
+            "--prompt", "two")
+    finally:
+        for f in fakes.values():
+            f.stop()
+    assert code == EXIT_FAILED
+    assert "12/12 requests  10 failed" in err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert kinds(data, "A") == [None, None]
+    assert kinds(data, "err") == ["http"] * 2 and "longer than 1,048,576 bytes" in err
+    for name in ("tokens", "events", "line", "after"):
+        assert kinds(data, name) == ["malformed"] * 2
+    # The bound: the interpreter and quanttui (~50 MiB on their own) with room to spare, and
+    # for each of the 4 streams read at once, a line or event of MAX_EVENT_BYTES kept as pieces,
+    # joined once, and decoded.
+    bound = 100 + 4 * 3 * MAX_EVENT_BYTES / 2**20
+    assert peak_mib < bound, f"peak RSS {peak_mib:.0f} MiB, bound {bound:.0f} MiB"
+
+
+def interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> float:
+    """SIGINT once `ready()`; seconds until the process exited."""
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline, "never got there"
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    return time.monotonic() - t0
+
+
+def start_headless(tmp_path: Path, servers: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    cfg = tmp_path / "quanttui.toml"
+    cfg.write_text("[run]\nwarmup = 0\n[prompts]\nsuites = []\n")
+    cmd = [sys.executable, "-m", "quanttui", "--config", str(cfg), "run", "--headless",
+           "-o", str(tmp_path / "r.json"), *args]
+    for name, url in servers.items():
+        cmd += ["--server", f"{name}={url}"]
+    return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def stderr_says(proc: subprocess.Popen[str], text: str, seen: list[str]) -> Callable[[], bool]:
+    """A `ready` for `interrupt_when`: reads stderr a line at a time into `seen`."""
+
+    def ready() -> bool:
+        assert proc.stderr is not None
+        seen.append(proc.stderr.readline())
+        return text in seen[-1]
+
+    return ready
+
+
+@pytest.mark.parametrize("when", ["while it arrives", "after the requests"])
+def test_sigint_and_a_64_mib_event(tmp_path: Path, when: str) -> None:
+    """One token event of 64 MiB per request. It used to be read whole (quadratic in the line
+    length), then compared for 11+ minutes with every signal ignored and nothing written. Now
+    the stream is not read past its cap, and a Ctrl+C is honoured within a second, whether it
+    comes while the event arrives or after the requests (where the comparison was)."""
+    seen: list[str] = []
+    with FakeLlamaServer() as a, FakeLlamaServer() as b:
+        b.fault = Fault("huge_event", after=2, size=64 << 20)
+        n_prompts = 50 if when == "while it arrives" else 2
+        proc = start_headless(tmp_path, {"A": a.url, "B": b.url}, "-n", "8",
+                              *[f"--prompt=p{i}" for i in range(n_prompts)])
+        ready = (b.fault.reached.is_set if when == "while it arrives"
+                 else stderr_says(proc, "4/4 requests", seen))
+        try:
+            took = interrupt_when(proc, ready)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    stderr = "".join(seen) + stderr
+    assert "Traceback" not in stderr, stderr
+    assert took < 1.0, took
+    # After the requests the run may be written and done before the signal lands: exit 1
+    # (B's requests failed) instead of 130.
+    assert proc.returncode == 130 or (when == "after the requests"
+                                      and proc.returncode == EXIT_FAILED), proc.returncode
+    data = json.loads((tmp_path / "r.json").read_text())
+    cut = [r for r in data["records"] if r["server"] == "B" and r["error_kind"] == "malformed"]
+    assert cut or when == "while it arrives"
+    assert all("stream not read on" in r["error"] for r in cut)
+
+
+def test_sigint_while_long_differing_outputs_are_compared(tmp_path: Path) -> None:
+    """Twelve pairs of 2,048-token outputs that differ after 100 tokens: the comparison runs
+    after the requests (it took ~200 s on the event loop, deaf to Ctrl+C; now about a second);
+    a Ctrl+C once it has begun is honoured within a second, the run written, exit 130."""
+    with FakeLlamaServer() as a, FakeLlamaServer(diverge_at=100) as b:
+        proc = start_headless(tmp_path, {"A": a.url, "B": b.url}, "-n", "2048",
+                              *[f"--prompt=prompt {i}" for i in range(12)])
+        seen: list[str] = []
+        comparing = stderr_says(proc, "quality: outputs 0/1 servers", seen)
+        try:
+            took = interrupt_when(proc, comparing)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    stderr = "".join(seen) + stderr
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 130 and took < 1.0, (proc.returncode, took)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["records"]) == 24 and all(r["ok"] for r in data["records"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from collections.abc import Callable
 from functools import cache
 
 import pytest
@@ -10,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quanttui.core.llama.result import CompletionResult
+from quanttui.core.quality.diff import Cancelled
 from quanttui.core.quality.outputs import (
     compare_outputs,
     compare_run_outputs,
     levenshtein,
+    off_loop,
     summarize_outputs,
     text_similarity,
 )
@@ -141,3 +146,25 @@ def test_long_differing_outputs_compare_quickly() -> None:
     c = compare_outputs(a, b, ta, tb)
     assert time.process_time() - t0 < 2  # CPU time: a loaded machine doesn't make it flaky
     assert c.first_divergence == 100 and 0 < c.text_similarity < 1
+
+
+async def test_a_comparison_off_the_loop_stops_when_asked() -> None:
+    """The stop is heard at once, and the worker ends soon after (it checks as it goes)."""
+    a, b = "ab" * 30000, "ba" * 30000  # ~1 s of work
+    stop = asyncio.Event()
+    ended = threading.Event()
+
+    def work(cancelled: Callable[[], bool]) -> int:
+        try:
+            return levenshtein(a, b, cancelled=cancelled)
+        finally:
+            ended.set()
+
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    t0 = time.monotonic()
+    assert await off_loop(work, stop) is None
+    assert time.monotonic() - t0 < 0.5
+    assert await asyncio.to_thread(ended.wait, 5)
+    with pytest.raises(Cancelled):
+        compare_outputs([1], [2], a, b, cancelled=lambda: True)
+    assert await off_loop(lambda cancelled: 7, stop=None) == 7

@@ -94,7 +94,7 @@ async def test_compare_quality_end_to_end(toys: dict[str, ToyLM]) -> None:
     (diff,) = pair.accuracy_diff
     assert diff.diff.value == -0.5 and diff.only_ref_correct == 1
     assert len(pair.task_outputs) == 3 and not pair.task_outputs[2].exact_match
-    assert {p.stage for p in seen} == {"reference", "distribution", "tasks"}
+    assert {p.stage for p in seen} == {"outputs", "reference", "distribution", "tasks"}
     last = [p for p in seen if p.stage == "distribution"][-1]
     assert last.done == last.total == 40
 

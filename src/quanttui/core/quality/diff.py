@@ -18,7 +18,7 @@ Pure functions, no UI: used by the TUI and by reports.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +27,10 @@ SegmentKind = Literal["equal", "replace", "delete", "insert"]
 # Edits (inserted plus deleted units) the alignment looks for before it gives up: time is about
 # (N+M)·MAX_EDITS steps at worst, well under a second for 2,048-token outputs in pure Python.
 MAX_EDITS = 400
+
+
+class Cancelled(Exception):
+    """A comparison given a `cancelled` check stopped because it said so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,8 @@ def token_agreement(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | Non
     return sum(1 for i in range(n) if a[i] == b[i]) / n
 
 
-def diff_tokens(a: Sequence[Hashable], b: Sequence[Hashable]) -> TokenDiff:
+def diff_tokens(a: Sequence[Hashable], b: Sequence[Hashable],
+                cancelled: Callable[[], bool] | None = None) -> TokenDiff:
     """Align two outputs. The common prefix and suffix are equal segments; the middle is
     aligned by `align`."""
     p = common_prefix_len(a, b)
@@ -99,17 +104,19 @@ def diff_tokens(a: Sequence[Hashable], b: Sequence[Hashable]) -> TokenDiff:
         while s < min(len(a), len(b)) - p and a[len(a) - 1 - s] == b[len(b) - 1 - s]:
             s += 1
         ea, eb = len(a) - s, len(b) - s
-        segments += align(a, b, p, ea, p, eb)
+        segments += align(a, b, p, ea, p, eb, cancelled=cancelled)
         if s:
             segments.append(Segment("equal", ea, len(a), eb, len(b)))
     return TokenDiff(len(a), len(b), div, token_agreement(a, b), tuple(segments))
 
 
 def align(a: Sequence[Hashable], b: Sequence[Hashable], a0: int, a1: int, b0: int, b1: int,
-          max_edits: int = MAX_EDITS) -> list[Segment]:
+          max_edits: int = MAX_EDITS, cancelled: Callable[[], bool] | None = None
+          ) -> list[Segment]:
     """Segments covering a[a0:a1] against b[b0:b1]: Myers' greedy shortest edit script (the
     furthest point reached on each diagonal, per number of edits), traced back. Past
-    `max_edits` the path that got furthest is kept and the rest is one `replace`."""
+    `max_edits` the path that got furthest is kept and the rest is one `replace`. Raises
+    `Cancelled` soon after `cancelled()` says so."""
     n, m = a1 - a0, b1 - b0
     if n == 0 or m == 0:
         if n or m:
@@ -120,6 +127,8 @@ def align(a: Sequence[Hashable], b: Sequence[Hashable], a0: int, a1: int, b0: in
     trace: list[dict[int, int]] = []
     end: tuple[int, int] | None = None
     for d in range(limit + 1):
+        if cancelled is not None and cancelled():
+            raise Cancelled
         trace.append(dict(v))
         for k in range(-d, d + 1, 2):
             x = v[k + 1] if k == -d or (k != d and v[k - 1] < v[k + 1]) else v[k - 1] + 1

@@ -8,12 +8,15 @@ alignment and the first two come from `core.diff`, which the TUI renders as well
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from statistics import fmean, median
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from quanttui.core.quality.diff import TokenDiff, diff_tokens, units
+from quanttui.core.quality.diff import Cancelled, TokenDiff, diff_tokens, units
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
 
 if TYPE_CHECKING:
@@ -42,14 +45,16 @@ class OutputComparison:
 MAX_EDIT_CHARS = 32_768
 
 
-def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS) -> int:
+def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS,
+                cancelled: Callable[[], bool] | None = None) -> int:
     """Edit distance (insert, delete, substitute: cost 1 each).
 
     Exact up to `max_chars` characters after the common prefix and suffix are stripped; past
     that, the distance of the first `max_chars` plus the longer remainder (an upper bound).
     Myers' bit-vector algorithm (Hyyrö's formulation for edit distance): one column of the
     dynamic-programming table is a pair of integers used as bit vectors, so the work is
-    len(a) big-integer steps over len(b) bits instead of len(a)·len(b) Python steps.
+    len(a) big-integer steps over len(b) bits instead of len(a)·len(b) Python steps. Raises
+    `Cancelled` soon after `cancelled()` says so.
     """
     # Greedy outputs usually share a long prefix: strip common ends first.
     start = 0
@@ -62,7 +67,7 @@ def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS) -> int:
     a, b = a[start:end_a], b[start:end_b]
     excess = max(len(a), len(b)) - max_chars
     if excess > 0:
-        return levenshtein(a[:max_chars], b[:max_chars], max_chars) + excess
+        return levenshtein(a[:max_chars], b[:max_chars], max_chars, cancelled) + excess
     if len(a) < len(b):
         a, b = b, a
     if not b:
@@ -73,7 +78,9 @@ def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS) -> int:
     mask = (1 << len(b)) - 1
     last = 1 << (len(b) - 1)
     pv, mv, score = mask, 0, len(b)  # vertical deltas +1 / -1 of the current column
-    for c in a:
+    for i, c in enumerate(a):
+        if cancelled is not None and not i & 1023 and cancelled():
+            raise Cancelled
         eq = peq.get(c, 0)
         xv = eq | mv
         xh = (((eq & pv) + pv) ^ pv) | eq
@@ -90,15 +97,18 @@ def levenshtein(a: str, b: str, max_chars: int = MAX_EDIT_CHARS) -> int:
     return score
 
 
-def text_similarity(a: str, b: str) -> float:
+def text_similarity(a: str, b: str, cancelled: Callable[[], bool] | None = None) -> float:
     longest = max(len(a), len(b))
-    return 1.0 if longest == 0 else 1.0 - levenshtein(a, b) / longest
+    return 1.0 if longest == 0 else 1.0 - levenshtein(a, b, cancelled=cancelled) / longest
 
 
 def compare_outputs(ref_ids: Sequence[Hashable], other_ids: Sequence[Hashable], ref_text: str,
-                    other_text: str, prompt_id: str = "") -> OutputComparison:
-    d = diff_tokens(ref_ids, other_ids)
-    return OutputComparison(prompt_id, d.identical, text_similarity(ref_text, other_text), d)
+                    other_text: str, prompt_id: str = "",
+                    cancelled: Callable[[], bool] | None = None) -> OutputComparison:
+    """Raises `Cancelled` soon after `cancelled()` says so."""
+    d = diff_tokens(ref_ids, other_ids, cancelled)
+    return OutputComparison(prompt_id, d.identical,
+                            text_similarity(ref_text, other_text, cancelled), d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +152,62 @@ def _units(r: RequestRecord) -> Sequence[Hashable]:
     return units(r.token_ids, r.result.event_texts) if r.result is not None else ()
 
 
-def compare_run_outputs(results: RunResults, reference: str, other: str
+def compare_run_outputs(results: RunResults, reference: str, other: str,
+                        cancelled: Callable[[], bool] = lambda: False
                         ) -> list[OutputComparison]:
-    """Every prompt both servers answered, in the run's prompt order."""
+    """Every prompt both servers answered, in the run's prompt order (those compared before
+    `cancelled` said so)."""
     ref = representative_records(results, reference)
     oth = representative_records(results, other)
-    return [compare_outputs(_units(ref[p]), _units(oth[p]), ref[p].text, oth[p].text, p)
-            for p in ref if p in oth]
+    out = []
+    for p in ref:
+        if p in oth:
+            try:
+                out.append(compare_outputs(_units(ref[p]), _units(oth[p]), ref[p].text,
+                                           oth[p].text, p, cancelled))
+            except Cancelled:
+                break
+    return out
+
+
+T = TypeVar("T")
+
+
+async def off_loop(work: Callable[[Callable[[], bool]], T], stop: asyncio.Event | None
+                   ) -> T | None:
+    """`work(cancelled)` on a thread of its own, so the event loop (signals, the TUI) goes on
+    while outputs are compared; None when `stop` is set (or the caller is cancelled) first.
+    `work` checks `cancelled()` often (or raises `Cancelled` from a comparison that does) and
+    ends soon after; the thread is a daemon, so an exit does not wait for it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    cancel = threading.Event()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = work(cancel.is_set), None
+        except Cancelled:  # nobody waits for it any more
+            return
+        except BaseException as e:  # handed to the awaiting coroutine
+            value, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, daemon=True, name="quanttui-compare").start()
+    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    waits: list[asyncio.Future[Any]] = [done] if stopped is None else [done, stopped]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancel.set()
+        if stopped is not None:
+            stopped.cancel()
+    return done.result() if done.done() else None

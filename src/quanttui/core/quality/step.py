@@ -51,6 +51,7 @@ from quanttui.core.quality.outputs import (
     OutputSummary,
     compare_outputs,
     compare_run_outputs,
+    off_loop,
     representative_records,
     summarize_outputs,
 )
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     from quanttui.core.run.records import RunResults
     from quanttui.core.suites.prompts import Prompt
 
-Stage = Literal["reference", "distribution", "tasks"]
+Stage = Literal["outputs", "reference", "distribution", "tasks"]
 T = TypeVar("T")
 
 
@@ -333,9 +334,18 @@ async def _tasks(
         pq = report.pair(o)
         assert pq is not None
         a, b = by_server[ref], by_server[o]
-        pq.task_outputs = [compare_outputs(a[i].token_ids, b[i].token_ids, a[i].output,
-                                           b[i].output, i)
-                           for i in a if i in b and a[i].error is None and b[i].error is None]
+
+        def compare(cancelled: Callable[[], bool], a: dict[str, TaskOutcome] = a,
+                    b: dict[str, TaskOutcome] = b) -> list[OutputComparison]:
+            return [compare_outputs(a[i].token_ids, b[i].token_ids, a[i].output, b[i].output, i,
+                                    cancelled)
+                    for i in a if i in b and a[i].error is None and b[i].error is None]
+
+        compared = await off_loop(compare, stop)
+        if compared is None:  # stopped
+            report.interrupted = True
+            return
+        pq.task_outputs = compared
         pq.task_output_summary = summarize_outputs(pq.task_outputs)
         pq.accuracy_diff = accuracy_diff(outcomes, ref, o)
         pq.accuracy_diff_by_length = accuracy_diff(outcomes, ref, o, lambda x: x.length)
@@ -366,13 +376,25 @@ async def compare_quality(
         raise ValueError(f"reference server {ref!r} is not among the reachable servers {live}")
     others = [n for n in live if n != ref]
     report = QualityReport(reference=ref, options=options)
-    for o in others:
-        comps = compare_run_outputs(results, ref, o)
-        report.pairs.append(PairQuality(ref, o, comps, summarize_outputs(comps)))
 
     def emit(stage: Stage, done: int, total: int) -> None:
         if on_progress is not None:
             on_progress(QualityProgress(stage, done, total))
+
+    for i, o in enumerate(others):
+        emit("outputs", i, len(others))
+        # Off the loop: long outputs take a while to compare, and a signal must still be heard.
+        def compare(cancelled: Callable[[], bool], o: str = o) -> list[OutputComparison]:
+            return compare_run_outputs(results, ref, o, cancelled)
+
+        comps = await off_loop(compare, stop)
+        if comps is None:  # stopped: the pairs compared so far are the report
+            report.interrupted = True
+            report.elapsed_s = time.monotonic() - t0
+            return report
+        report.pairs.append(PairQuality(ref, o, comps, summarize_outputs(comps)))
+    if others:
+        emit("outputs", len(others), len(others))
 
     needed = options.distribution or options.tasks
     specs = {s.name: s for s in servers}
@@ -581,7 +603,8 @@ def progress_printer(stream: IO[str], every_s: float = 5.0
         new = p.stage not in last
         if new or p.done >= p.total or now - last[p.stage] >= every_s:
             last[p.stage] = now
-            unit = {"reference": "prompts", "distribution": "positions", "tasks": "items"}
+            unit = {"outputs": "servers", "reference": "prompts", "distribution": "positions",
+                    "tasks": "items"}
             stream.write(f"quality: {p.stage} {p.done}/{p.total} {unit[p.stage]}\n")
             stream.flush()
 
