@@ -7,12 +7,18 @@ from quanttui.core.models.fit import RUNTIME_BYTES, check, estimate
 
 def test_estimate_from_real_header(demo_models: dict[str, Path]) -> None:
     e = estimate(demo_models["Q8_0"], 2048)
-    # Gemma 3 270M: 18 layers, 1 KV head, key and value length 256, f16 cache
-    assert e.kv_bytes == 18 * 2048 * 1 * (256 + 256) * 2
+    # Gemma 3 270M: 18 layers, 1 KV head, key and value length 256, f16 cache; 15 of the 18
+    # layers on a 512-token window (cache: 512 + one 512-token batch): b11434's log says
+    # "KV buffer size = 6.00 MiB" (2048 cells, 3 layers) and "15.00 MiB" (1024 cells, 15 layers)
+    cell = 1 * (256 + 256) * 2
+    assert e.kv_bytes == (3 * 2048 + 15 * 1024) * cell == 21 * 2**20
     assert e.weights_bytes == demo_models["Q8_0"].stat().st_size
     assert e.total_bytes == e.weights_bytes + e.kv_bytes + RUNTIME_BYTES
     assert e.ram_bytes == e.total_bytes and e.vram_bytes == 0
-    assert estimate(demo_models["Q8_0"], 4096).kv_bytes == 2 * e.kv_bytes
+    # only the full layers grow with the context; the window's cache stays 1024 cells
+    assert estimate(demo_models["Q8_0"], 4096).kv_bytes == e.kv_bytes + 3 * 2048 * cell
+    # a context smaller than the window's cache: every layer holds the whole context
+    assert estimate(demo_models["Q8_0"], 512).kv_bytes == 18 * 512 * cell
 
 
 def test_refuses_with_numbers_when_ram_is_short(demo_models: dict[str, Path]) -> None:

@@ -42,7 +42,13 @@ from quanttui.core.reports.snapshot import save_run
 from quanttui.core.reports.summary import format_summary
 from quanttui.core.run.events import Event, Notice, Progress, RunStarted
 from quanttui.core.run.outside_load import add_load_notices
-from quanttui.core.run.plan import RunPlan, ServerSpec, attached_specs, plan_from_config
+from quanttui.core.run.plan import (
+    RunPlan,
+    ServerSpec,
+    attached_specs,
+    plan_from_config,
+    server_logs,
+)
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
 
@@ -228,7 +234,7 @@ class HeadlessRun:
             progress.clear()
             results.hardware = hardware_json(
                 poller.history(), poller.host_info(),
-                [(s.name, s.model_path) for s in results.servers])
+                [(s.name, s.model_path) for s in results.servers], logs=server_logs(specs))
             if remote.targets:
                 results.hardware["remote"] = remote.to_json()
             for n in add_load_notices(results):

@@ -580,6 +580,7 @@ class QuantTUI(App[None]):
         finally:
             if self.poller is not None:  # memory over the run, as the headless run keeps it
                 from quanttui.core.hardware.summary import hardware_json
+                from quanttui.core.run.plan import server_logs
 
                 # One sample now, the servers still up: a run shorter than the pace between
                 # samples has its memory figures too.
@@ -588,7 +589,8 @@ class QuantTUI(App[None]):
                 r = session.results
                 r.hardware = hardware_json(self.poller.history(since_ns=t0),
                                            self.poller.host_info(),
-                                           [(s.name, s.model_path) for s in r.servers])
+                                           [(s.name, s.model_path) for s in r.servers],
+                                           logs=server_logs(session.servers))
                 for n in add_load_notices(r):
                     self._notice(n)
             self.results = session.results

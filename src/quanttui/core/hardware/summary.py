@@ -8,15 +8,19 @@ memory plus the model's resident pages, out of the file size (definitions in doc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from quanttui.core.hardware.breakdown import breakdown
 from quanttui.core.hardware.host import HostInfo
 from quanttui.core.hardware.poller import HwSample
 from quanttui.core.hardware.process import ModelPages
 from quanttui.core.hardware.reading import NA, Reading, peak
+from quanttui.core.models.buffers import read_server_log
 
 
 def reading_json(r: Reading[Any]) -> Any:
@@ -126,9 +130,21 @@ def other_cpu_cores(s: HwSample) -> Reading[float]:
     return max(0.0, host / 100.0 * len(per_core) - ours)
 
 
+def server_json(hw: ServerHardware, log: Path | None, launched: bool) -> dict[str, Any]:
+    """One server's entry, with its memory breakdown: the parts from its log (`log`, read now,
+    while the server still runs) beside the measured peaks."""
+    parts = read_server_log(log) if launched else None
+    bd = breakdown(parts, hw.private_peak, hw.model_pages_peak, hw.vram_peak,
+                   attached=not launched)
+    return hw.to_json() | {"memory_breakdown": msgspec.to_builtins(bd)}
+
+
 def hardware_json(history: Sequence[HwSample], host: HostInfo,
-                  servers: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
-    """The run's hardware section: host info, RAM peak, GPUs, and each (name, model_path)."""
+                  servers: Sequence[tuple[str, str | None]],
+                  logs: Mapping[str, Path | None] | None = None) -> dict[str, Any]:
+    """The run's hardware section: host info, RAM peak, GPUs, and each (name, model_path).
+    `logs`: the log file of each server quanttui started (the others are attached)."""
+    logs = logs or {}
     gpus: Any = NA("no samples")
     if history:
         g = history[-1].gpus
@@ -151,7 +167,8 @@ def hardware_json(history: Sequence[HwSample], host: HostInfo,
         "own_cpu_percent_mean": reading_json(_mean([s.own_cpu_percent for s in history])),
         "gpus": reading_json(gpus),
         "samples": len(history),
-        "servers": {name: server_hardware(history, name, path).to_json()
+        "servers": {name: server_json(server_hardware(history, name, path), logs.get(name),
+                                      name in logs)
                     for name, path in servers},
     }
 

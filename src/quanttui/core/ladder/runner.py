@@ -39,7 +39,7 @@ from quanttui.core.quality.teacher_forcing import (
     plan_positions,
 )
 from quanttui.core.run.outside_load import add_load_notices
-from quanttui.core.run.plan import RunPlan, ServerSpec
+from quanttui.core.run.plan import RunPlan, ServerSpec, server_logs
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
 from quanttui.core.suites.tasks import TaskItem, builtin_tasks
@@ -217,7 +217,8 @@ async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: R
         poller.stop()
         if results is not None:
             hw = hardware_json(poller.history(), poller.host_info(),
-                               [(s.name, s.model_path) for s in results.servers])
+                               [(s.name, s.model_path) for s in results.servers],
+                               logs=server_logs(specs))
             results.hardware = hw
             add_load_notices(results, where=f"pass {len(run.passes) + 1}: ")
             run.passes.append(Pass(names, results, hw))

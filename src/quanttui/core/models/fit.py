@@ -2,9 +2,10 @@
 
 An estimate from the GGUF header, made before anything is started, so a user learns "needs
 7.9 GB, 5.2 GB free" instead of watching the machine swap or the OOM killer pick a process.
-KV cache: 2 (K and V) × layers × context × KV heads × head size × 2 bytes (f16, llama-server's
-default cache type); models with sliding-window layers need less, so this errs high. A fixed
-allowance covers compute buffers and the runtime.
+KV cache: per layer, cells × KV heads × (key + value length) × 2 bytes (f16, llama-server's
+default cache type), where a sliding-window layer holds only the window plus one batch of cells
+(llama.cpp's iSWA cache) and every other layer the whole context. Fixed allowances cover the
+compute and output buffers and the process itself (core.hardware.breakdown shows each measured).
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ import psutil
 from quanttui.core.models.discovery import shard_files
 from quanttui.core.models.gguf_header import GGUFError, GGUFHeader
 
-RUNTIME_BYTES = 150 * 1024 * 1024  # compute buffers, context, the process itself
+# The server process beyond the buffers its log names: vocabulary tables, heap, thread stacks.
+# 48 MiB: measured 50-51 MiB with b11434 and the demo model (262,144-token vocabulary), the
+# rest of private memory once the log's buffers are taken out (benchmarks/memory_breakdown.py).
+PROCESS_BYTES = 48 * 1024 * 1024
+# Compute and output buffers and context checkpoints: 37 MiB for the demo model at -c 2048-16384
+BUFFERS_BYTES = 64 * 1024 * 1024
+RUNTIME_BYTES = PROCESS_BYTES + BUFFERS_BYTES
+# Layers on a sliding window: every `pattern`-th layer attends to the whole context, the others
+# to the window (llama.cpp's llama-model.cpp sets these per architecture when the GGUF doesn't
+# say). An architecture not named here is counted as all full layers, which errs high.
+SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
+N_UBATCH = 512  # llama-server's default -ub: an SWA cache holds the window plus one batch
+KV_PAD = 256  # llama.cpp pads cache sizes to this many cells
 WARN_SHARE = 0.85  # of free memory
 
 
@@ -47,7 +60,17 @@ def _shards_size(path: Path) -> int:
     return sum(p.stat().st_size for p in shard_files(path))
 
 
-def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2) -> int | None:
+def swa_layers(header: GGUFHeader, arch: str, layers: int) -> tuple[int, int]:
+    """(sliding-window size, how many of the layers use it); (0, 0) without a window."""
+    window = header.get_int(f"{arch}.attention.sliding_window") or 0
+    pattern = header.get_int(f"{arch}.attention.sliding_window_pattern") or SWA_PATTERN.get(arch)
+    if window <= 0 or not pattern or pattern < 2:
+        return 0, 0
+    return window, sum(1 for il in range(layers) if il % pattern < pattern - 1)
+
+
+def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2,
+                   parallel: int = 1) -> int | None:
     arch = header.get_str("general.architecture")
     if not arch:
         return None
@@ -62,7 +85,10 @@ def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2) 
     v_len = v_len or k_len
     if not (layers and kv_heads and k_len and v_len):
         return None
-    return layers * ctx_size * kv_heads * (k_len + v_len) * bytes_per_value
+    window, n_swa = swa_layers(header, arch, layers)
+    swa_cells = min(ctx_size, -(-(window * parallel + N_UBATCH) // KV_PAD) * KV_PAD)
+    cells = (layers - n_swa) * ctx_size + n_swa * swa_cells
+    return cells * kv_heads * (k_len + v_len) * bytes_per_value
 
 
 def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:

@@ -47,6 +47,11 @@ class ServerStartError(Exception):
 _NO_REPACK: set[Path] = set()
 
 
+LOG_VERBOSITY = 4
+_VERBOSITY = {"-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose",
+              "--log-disable"}
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     model: Path
@@ -102,6 +107,10 @@ class LaunchSpec:
         ]
         if self.metrics:
             a.append("--metrics")
+        if not _VERBOSITY & {x.partition("=")[0] for x in extra}:
+            # -lv 4: b11434 prints its buffer sizes (model, repack, KV, compute, output) only
+            # from this level (core.models.buffers); also ~20 lines per request.
+            a += ["-lv", str(LOG_VERBOSITY)]
         if self.alias:
             a += ["-a", self.alias]
         return a + extra

@@ -36,12 +36,13 @@ class ServerSpec:
     pid: int | None = None  # when quanttui launched it
     launch_args: tuple[str, ...] | None = None  # secrets masked
 
+    log_path: Path | None = None  # its llama-server log, when quanttui started it
     @classmethod
     def launched(cls, server: ManagedServer) -> ServerSpec:
-        """A server quanttui started, with the command line it ran (masked) and the key it
-        was started with."""
+        """A server quanttui started, with the command line it ran (masked), the key it
+        was started with and its log."""
         return cls(server.label, server.url, api_key=server.spec.client_key, pid=server.pid,
-                   launch_args=tuple(server.spawned_args))
+                   launch_args=tuple(server.spawned_args), log_path=server.log_path)
 
     def info(self) -> ServerInfo:
         """What the run records of it before asking the server anything (secrets masked)."""
@@ -51,6 +52,12 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+def server_logs(specs: Sequence[ServerSpec]) -> dict[str, Path]:
+    """The log of each server quanttui started, by name (for hardware_json's breakdown); the
+    others are attached."""
+    return {s.name: s.log_path for s in specs if s.log_path is not None}
+
+
 class RunPlan:
     prompts: tuple[Prompt, ...]
     params: GenerationParams = field(default_factory=GenerationParams)
