@@ -15,13 +15,17 @@ from quanttui.core.hardware.breakdown import (
     TOLERANCE,
     MemoryBreakdown,
     breakdown,
+    breakdown_table,
     why_larger,
 )
 from quanttui.core.hardware.process import ModelPages, ProcessSampler, ProcessTarget
 from quanttui.core.hardware.reading import NA
+from quanttui.core.ladder.section import answers, more_memory
+from quanttui.core.ladder.table import QuantRow
 from quanttui.core.models.buffers import MIB, parse_server_log, read_server_log
 from quanttui.core.models.fit import PROCESS_BYTES
 from quanttui.core.models.servers import LaunchSpec
+from quanttui.tui.results_model import memory_table
 
 LOGS = Path(__file__).parent / "data" / "server_logs"
 
@@ -155,3 +159,45 @@ def test_real_parts_add_up_to_the_measurement(make_server: object, quant: str) -
     assert abs(bd.difference) <= TOLERANCE * bd.measured, (quant, bd.parts(), bd.measured)
     # the quants this CPU repacks say so; Q8_0 is not repacked
     assert (bd.weights_repacked or 0) > 0 if quant != "Q8_0" else not bd.weights_repacked
+
+
+def _row(name: str, size: int, private: int, pages: int, repacked: int | None,
+         reference: bool = False, log: bool = True) -> QuantRow:
+    bd = (breakdown(parse_server_log(
+        f"load_tensors:   CPU_Mapped model buffer size = {pages / MIB:.2f} MiB\n"
+        + (f"load_tensors:   CPU_REPACK model buffer size = {repacked / MIB:.2f} MiB\n"
+           if repacked else "")), private, pages) if log
+        else breakdown(None, private, pages, attached=True))
+    return QuantRow(name=name, quant=name, path=f"/m/{name}.gguf", reference=reference,
+                    requantized_from=None, size_bytes=size, bits_per_weight=None,
+                    memory_private_peak=private, memory_model_pages_peak=pages,
+                    memory_breakdown=bd)
+
+
+def test_in_words_a_smaller_file_that_takes_more_memory_says_why() -> None:
+    ref = _row("Q4_K_M", 253_000_000, 106_000_000, 246_000_000, 13_300_000, reference=True)
+    iq4 = _row("IQ4_NL", 242_000_000, 144_000_000, 236_000_000, 53_300_000)
+    text = answers([ref, iq4], [], 8)[0]
+    assert ("It takes 28 MB more memory all the same (380 MB vs 352 MB): 53 MB of IQ4_NL's "
+            "weights are repacked for this CPU (13 MB of Q4_K_M's).") in text
+    # no repacking to blame, or no log: said as such; less memory: nothing to explain
+    assert "don't say why" in more_memory(_row("X", 1, 200_000_000, 236_000_000, None), ref)
+    assert "log was not read" in more_memory(
+        _row("X", 1, 200_000_000, 236_000_000, None, log=False), ref)
+    assert more_memory(_row("X", 1, 10_000_000, 236_000_000, 53_300_000), ref) == ""
+
+
+def test_reports_and_results_view_show_the_breakdown() -> None:
+    ref = _row("Q4_K_M", 253_000_000, 106_000_000, 246_000_000, 13_300_000, reference=True)
+    attached = _row("remote", 242_000_000, 144_000_000, 236_000_000, None, log=False)
+    rows, notes = breakdown_table([(r.name, r.memory_breakdown) for r in (ref, attached)])
+    assert len(rows) == 1 and rows[0][0] == "Q4_K_M" and rows[0][2] == "13 MB"
+    # this log names only the weights: the KV cache and compute buffers are left over
+    assert rows[0][-1] == "+42 MB (+12.0%, outside ±5%)"
+    assert notes == [f"remote: {NO_LOG} (measured 380 MB)"]
+    table = memory_table([ref, attached], lambda r: (r.name, None))
+    titles = [c.title for c in table.columns]
+    assert {"repacked", "KV written", "measured − parts"} <= set(titles)
+    cells = dict(zip(titles, table.rows[0], strict=True))
+    assert cells["repacked"] == ("13 MB", None) and cells["measured − parts"][1] == "bad"
+    assert dict(zip(titles, table.rows[1], strict=True))["repacked"][1] == "muted"

@@ -226,6 +226,15 @@ def memory_table(rows: Sequence[QuantRow], name_cell: NameCell) -> Table:
             Column("RSS peak", "RSS")]
     if vram:
         cols.append(Column("VRAM peak", "VRAM"))
+    # llama-server's own buffers, for the servers quanttui started (core.hardware.breakdown)
+    parts = any(r.memory_breakdown and r.memory_breakdown.why is None for r in rows)
+    if parts:
+        cols += [Column("repacked", "repack",
+                        tip="weights copied into this CPU's kernel layout (private memory)"),
+                 Column("KV written", "KV", tip="KV cache cells written, from the log"),
+                 Column("measured − parts", "Δparts",
+                        tip="private + model pages less the log's buffers and the runtime "
+                            "allowance; within ±5% they account for it (docs/metrics.md)")]
     cols.append(Column("memory vs ref", "mem Δref",
                        tip="private + model pages (else RSS, else the file) against the "
                            "reference's"))
@@ -237,6 +246,14 @@ def memory_table(rows: Sequence[QuantRow], name_cell: NameCell) -> Table:
                 _size(r.memory_rss_peak)]
         if vram:
             line.append(_size(r.vram_peak))
+        if parts:
+            bd = r.memory_breakdown
+            if bd is None or bd.why is not None:
+                line += [(NA, "muted")] * 3
+            else:
+                line += [_size(bd.weights_repacked), _size(bd.kv_cache),
+                         (fmt.signed_size(bd.difference), None if bd.within_tolerance
+                          else "bad") if bd.difference is not None else (NA, "muted")]
         line.append(("ref", "muted") if r.reference
                     else _delta_bytes(footprint(r), footprint(ref)))
         out.append(line)

@@ -141,3 +141,50 @@ def why_larger(name: str, bd: MemoryBreakdown | None) -> str:
     if bd is None or not bd.weights_repacked:
         return ""
     return f"{format_bytes(bd.weights_repacked)} of {name}'s weights are repacked for this CPU"
+
+
+BREAKDOWN_HEAD = ["server", "weights mapped", "weights repacked", "KV cache written",
+                  "compute + output", "checkpoints", "runtime (estimate)", "sum of parts",
+                  "measured", "difference"]
+BREAKDOWN_NOTE = (
+    "Parts from llama-server's log (-lv 4): weights mapped = the model file's pages; repacked = "
+    "weights copied for this CPU's kernels; KV cache written = the cache's cells written, of "
+    "what it allocated (pages are taken as cells are written); checkpoints = copies of the "
+    "sliding-window cache alive at once; runtime = the process beyond its buffers "
+    "(vocabulary, heap, threads), not in the log: an allowance. Measured = peak private memory "
+    "+ peak model pages. Definitions: docs/metrics.md.")
+
+
+def _size(n: int | None) -> str:
+    return "—" if n is None else format_bytes(n)
+
+
+def breakdown_table(named: list[tuple[str, MemoryBreakdown | None]]
+                    ) -> tuple[list[list[str]], list[str]]:
+    """Rows under BREAKDOWN_HEAD for the servers with parts, and a line for each without
+    (why) and each GPU (its buffers against the process's VRAM)."""
+    rows, lines = [], []
+    for name, bd in named:
+        if bd is None:
+            continue
+        if bd.why is not None:
+            lines.append(f"{name}: {bd.why}"
+                         + (f" (measured {format_bytes(bd.measured)})" if bd.measured else ""))
+            continue
+        kv = _size(bd.kv_cache)
+        if bd.kv_allocated:
+            kv += f" of {format_bytes(bd.kv_allocated)} ({bd.kv_depth or 0} tokens)"
+        rows.append([name, _size(bd.weights_mapped),
+                     _size((bd.weights_repacked or 0) + (bd.weights_loaded or 0)), kv,
+                     _size((bd.compute or 0) + (bd.output or 0)), _size(bd.checkpoints),
+                     _size(bd.runtime), _size(bd.parts_total), _size(bd.measured),
+                     bd.difference_text() or "—"])
+        for dev, d in bd.devices.items():
+            vram = (f"; process VRAM {format_bytes(bd.vram_measured)}, difference "
+                    f"{format_bytes(bd.vram_difference)} (CUDA context and the like, not in the "
+                    "log)" if bd.vram_measured is not None and bd.vram_difference is not None
+                    else "")
+            lines.append(f"{name} on {dev}: model {format_bytes(d.model)}, KV cache "
+                         f"{format_bytes(d.kv_cache)}, compute {format_bytes(d.compute)}, "
+                         f"output {format_bytes(d.output)}{vram}")
+    return rows, lines

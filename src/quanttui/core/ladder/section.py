@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from quanttui.core.hardware.breakdown import why_larger
 from quanttui.core.hardware.reading import format_bytes as size
 from quanttui.core.ladder.runner import LadderRun
 from quanttui.core.ladder.table import (
@@ -19,7 +20,7 @@ from quanttui.core.ladder.table import (
     quality_scope,
     quant_rows,
 )
-from quanttui.core.ladder.verdict import Constraints, Verdict, decide
+from quanttui.core.ladder.verdict import Constraints, Verdict, decide, measured_memory
 from quanttui.core.run.pairing import block_drift
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
@@ -60,6 +61,25 @@ def _acc(diffs: dict[str, Diff]) -> str:
     return "accuracy measurably different: " + ", ".join(worse)
 
 
+def more_memory(r: QuantRow, ref: QuantRow) -> str:
+    """" It takes 28 MB more memory all the same (…): 53 MB of IQ4_NL's weights are repacked
+    for this CPU (13 MB of Q4_K_M's)." when a smaller file measured more memory; else ""."""
+    mem, ref_mem = measured_memory(r), measured_memory(ref)
+    if mem is None or ref_mem is None or mem <= ref_mem or r.size_bytes >= ref.size_bytes:
+        return ""
+    out = (f" It takes {size(mem - ref_mem)} more memory all the same ({size(mem)} vs "
+           f"{size(ref_mem)})")
+    why, repacked = why_larger(r.name, r.memory_breakdown), (
+        r.memory_breakdown.weights_repacked if r.memory_breakdown else None) or 0
+    ref_repacked = (ref.memory_breakdown.weights_repacked if ref.memory_breakdown else 0) or 0
+    if why and repacked > ref_repacked:
+        return out + f": {why}" + (f" ({size(ref_repacked)} of {ref.name}'s)."
+                                   if ref_repacked else ".")
+    if r.memory_breakdown is None or r.memory_breakdown.why is not None:
+        return out + " (why is not known: llama-server's log was not read)."
+    return out + " (its log's buffers don't say why: see where the memory goes)."
+
+
 def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
     """How much each quant loses against the reference; which categories degrade most;
     each quant against its neighbour."""
@@ -78,7 +98,8 @@ def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
         saved = 1 - r.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
         out.append(f"How much does {r.name} lose against {ref.name} on these prompts? {q}{ppl}; "
                    f"{_acc(r.accuracy_vs_ref)}; decode {_ratio(r.decode_vs_ref)} for a file "
-                   f"{saved:.0%} smaller ({size(r.size_bytes)} vs {size(ref.size_bytes)}).")
+                   f"{saved:.0%} smaller ({size(r.size_bytes)} vs {size(ref.size_bytes)})."
+                   + more_memory(r, ref))
     lowest = next((r for r in reversed(rows) if not r.reference and r.kld_by_category), None)
     if lowest is not None:
         cats = sorted(lowest.kld_by_category.items(), key=lambda x: -x[1])

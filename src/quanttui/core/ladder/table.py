@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from quanttui.core.hardware.breakdown import MemoryBreakdown
 from quanttui.core.ladder.runner import TEXT_ID, LadderRun
 from quanttui.core.quality.accuracy import (
     AccuracyDiff,
@@ -74,6 +75,8 @@ class QuantRow(msgspec.Struct, kw_only=True):
     memory_model_pages_peak: int | None = None  # the model file's pages resident in RAM
     memory_rss_peak: int | None = None
     vram_peak: int | None = None
+    # where the memory goes: llama-server's buffers beside the measurement (its peak pass)
+    memory_breakdown: MemoryBreakdown | None = None
     # client decode tok/s (solo): a quant's over the prompts paired with the reference (the
     # pass they shared); the reference's over all its passes (`decode_passes` of them)
     decode_tps: float | None = None
@@ -188,6 +191,19 @@ def _hw(run: LadderRun, name: str, key: str) -> int | None:
     return int(max(nums)) if nums else None
 
 
+def memory_breakdown(hw_server: Mapping[str, Any]) -> MemoryBreakdown | None:
+    """A server's breakdown as the hardware section stores it (None: not stored)."""
+    bd = hw_server.get("memory_breakdown")
+    return msgspec.convert(bd, MemoryBreakdown) if isinstance(bd, dict) else None
+
+
+def _breakdown(run: LadderRun, name: str) -> MemoryBreakdown | None:
+    """The breakdown of the pass where the server measured most (the peaks' pass)."""
+    found = [bd for p in run.passes if name in p.servers
+             if (bd := memory_breakdown(p.hardware.get("servers", {}).get(name, {})))]
+    return max(found, key=lambda bd: bd.measured or 0, default=None)
+
+
 def _mean_metric(run: LadderRun, name: str, metric: str) -> float | None:
     vals = [getattr(r.metrics, metric) for p in run.passes if name in p.servers
             for r in p.results.measured(name) if r.ok and r.metrics is not None]
@@ -216,6 +232,7 @@ def quant_rows(run: LadderRun) -> list[QuantRow]:
             memory_private_peak=_hw(run, n, "private_peak") or _hw(run, n, "uss_peak"),
             memory_model_pages_peak=_hw(run, n, "model_pages_peak"),
             memory_rss_peak=_hw(run, n, "rss_peak"), vram_peak=_hw(run, n, "vram_peak"),
+            memory_breakdown=_breakdown(run, n),
             decode_tps=_mean_metric(run, n, "decode_tps_client"),
             prompt_tps=_mean_metric(run, n, "prompt_tps_server"),
             ttft_p50_ms=_p50(run, n, "ttft_ms"))
@@ -338,6 +355,7 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
             bits_per_weight=size * 8 / info.n_params if size and info.n_params else None,
             memory_private_peak=num("private_peak"), memory_model_pages_peak=num(
                 "model_pages_peak"), memory_rss_peak=num("rss_peak"), vram_peak=num("vram_peak"),
+            memory_breakdown=memory_breakdown(mem),
             decode_tps=dec.mean if dec else None, prompt_tps=pro.mean if pro else None,
             ttft_p50_ms=ttft.p50 if ttft else None)
         if name != ref:

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from quanttui.core.hardware.breakdown import BREAKDOWN_HEAD, BREAKDOWN_NOTE, breakdown_table
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow, interval_text, quality_scope
@@ -147,6 +148,14 @@ def render_ladder(sec: LadderSection, header: str) -> list[str]:
     if v.warnings:
         lines += ["", "Warnings:"] + [f"- {x}" for x in v.warnings]
     lines += ["", "## Summary", "", *summary_table(sec)]
+    rows, notes = breakdown_table([(r.name, r.memory_breakdown) for r in sec.rows])
+    if rows or notes:
+        lines += ["", "### Where the memory goes", ""]
+        if rows:
+            head = ["quant", *BREAKDOWN_HEAD[1:]]
+            lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+            lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        lines += [f"- {n}" for n in notes] + ([""] if notes else []) + [BREAKDOWN_NOTE]
     if any(r.accuracy_vs_ref for r in sec.rows):
         lines += ["", ACCURACY_NOTE]
     lines += ["", "```text", _scatter(sec), "```"]

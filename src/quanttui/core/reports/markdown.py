@@ -6,7 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from quanttui.core.hardware.breakdown import (
+    BREAKDOWN_HEAD,
+    BREAKDOWN_NOTE,
+    MemoryBreakdown,
+    breakdown_table,
+)
 from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.ladder.table import memory_breakdown
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
 from quanttui.core.reports.ladder import render_ladder, section_of
@@ -129,6 +136,8 @@ def render(results: RunResults) -> str:
     if hw and hw.get("servers"):
         lines += ["", "## Memory", ""]
         lines += _memory_table(hw["servers"])
+        lines += _breakdown_section([(n, memory_breakdown(s))
+                                     for n, s in hw["servers"].items()])
         host = hw.get("host", {})
         lines += ["", f"Host: {host.get('cpu_model', 'n/a')}, {host.get('logical_cores', '?')} "
                       f"logical cores, RAM {_mb(host.get('ram_total_bytes'))}; GPUs: "
@@ -168,6 +177,18 @@ def _ladder_header(results: RunResults, started: datetime) -> str:
     return (f"# quanttui ladder — {name} — {started:%Y-%m-%d %H:%M} UTC\n\n"
             f"{', '.join(versions)}; host {host.get('cpu_model', 'n/a')}, "
             f"{host.get('logical_cores', '?')} logical cores.")
+
+
+def _breakdown_section(named: list[tuple[str, MemoryBreakdown | None]]) -> list[str]:
+    """Where each server's memory goes (core.hardware.breakdown); nothing for a run stored
+    before quanttui read the logs."""
+    rows, notes = breakdown_table(named)
+    if not rows and not notes:
+        return []
+    out = ["", "### Where the memory goes", ""]
+    out += [*_table(BREAKDOWN_HEAD, rows), ""] if rows else []
+    out += [f"- {n}" for n in notes] + ([""] if notes else [])
+    return [*out, BREAKDOWN_NOTE]
 
 
 def _memory_table(servers: dict[str, dict[str, Any]]) -> list[str]:
