@@ -127,6 +127,11 @@ def test_disk_full_keeps_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (["--model", "{dir}/nope.gguf"], "no such file"),
     (["--server", "A={url}", "--server", "B={url}", "--quality-reference", "a"],
      "--quality-reference 'a' is not one of the servers: A, B"),
+    # checked against the memory they imply before anything starts (this grew to 23.7 GB)
+    (["--server", "A={url}", "-r", "1000000000"],
+     "the run is too large for this machine's memory: 1,000,000,000 requests"),
+    (["--server", "A={url}", "--concurrency", "1,2,1000000"],
+     "up to 1,000,000 at once per server, would hold about"),
 ])
 def test_bad_input_exits_2_naming_it(fake: FakeLlamaServer, tmp_path: Path, args: list[str],
                                      says: str) -> None:

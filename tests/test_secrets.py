@@ -4,20 +4,26 @@ its environment) and the client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from quanttui.config import config_from_dict, config_to_dict
+from quanttui.core.models.binaries import Tool
 from quanttui.core.models.launcher import LaunchDefaults, specs_from_config
-from quanttui.core.models.servers import LaunchSpec
-from quanttui.core.secrets import mask_args
+from quanttui.core.models.servers import LaunchSpec, ManagedServer
+from quanttui.core.secrets import mask_args, mask_url, split_secrets
+from quanttui.testing.fake_server import FakeLlamaServer
 
 KEY_CONFIG = "sk-SECRET-from-config-1a2b"
+PASSWORD = "pw-SECRET-in-url-7g8h"
 KEY_FLAG = "sk-SECRET-from-flag-3c4d"
 HF = "hf_SECRET5e6f"
 
@@ -65,6 +71,11 @@ def test_client_key_from_the_launch_flags(tmp_path: Path) -> None:
 @pytest.mark.real
 def test_no_file_a_run_writes_holds_a_secret(demo_models: dict[str, Path], tmp_path: Path
                                              ) -> None:
+    """API keys (in the config, and as `--api-key=K` among the launch flags, the form
+    llama-server itself rejects), a Hugging Face token and a URL's password: in no file the run
+    writes (JSON, Markdown, CSV, SVG, the history, the kept server logs), not on stdout or
+    stderr, and not in the process list while the servers run."""
+    fake = FakeLlamaServer().start()
     long_prompt = "word " * 700  # longer than the context: each server answers 400
     cfg = tmp_path / "quanttui.toml"
     cfg.write_text(f"""
@@ -88,26 +99,45 @@ name = "flagged"
 model = "{demo_models['Q4_K_M']}"
 [servers.launch]
 ctx_size = 512
-extra_args = ["--api-key", "{KEY_FLAG}", "--hf-token", "{HF}"]
+extra_args = ["--api-key={KEY_FLAG}", "--hf-token", "{HF}"]
+
+[[servers]]
+name = "proxied"
+url = "{fake.url.replace("http://", f"http://me:{PASSWORD}@")}"
 """)
     cache = tmp_path / "cache"
     out = tmp_path / "out"
     env = dict(os.environ, QUANTTUI_CACHE_DIR=str(cache))
-    p = subprocess.run([sys.executable, "-m", "quanttui", "run", "--headless",
-                        "--format", "json,md,csv,svg", "-o", str(out / "r.json")],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    seen: set[str] = set()  # every command line of a llama-server while the run goes on
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "quanttui", "run", "--headless",
+                                 "--format", "json,md,csv,svg", "-o", str(out / "r.json")],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    cmd = child.cmdline()
+                    if "--fit" in cmd:  # one of the servers (LaunchSpec.args)
+                        seen.add(" ".join(cmd))
+            time.sleep(0.05)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        fake.stop()
+    p = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert len(seen) >= 2, seen
     assert "Traceback" not in p.stderr
     assert p.returncode == 1, p.stderr  # the long prompt failed, and nothing else
     data = json.loads((out / "r.json").read_text())
     ok = {(r["server"], r["prompt_id"]) for r in data["records"] if r["ok"]}
-    assert {s for s, _ in ok} == {"keyed", "flagged"}  # both keys reached server and client
+    # both keys reached server and client
+    assert {s for s, _ in ok} == {"keyed", "flagged", "proxied"}
     bad = [r for r in data["records"] if not r["ok"]]
     assert len(bad) == 2 and all("exceeds the available context size" in r["error"]
                                  for r in bad)
     flagged = next(s for s in data["servers"] if s["name"] == "flagged")
-    args = flagged["launch_args"]
-    i = args.index("--api-key")
-    assert args[i:i + 4] == ["--api-key", "***", "--hf-token", "***"]
+    assert not {"--api-key", "--hf-token"} & {a.partition("=")[0]
+                                              for a in flagged["launch_args"]}
     logs = sorted((cache / "logs").glob("*.log"))  # kept: their servers had a failure
     assert len(logs) == 2 and all(str(log) in p.stderr for log in logs)
     written = [f for d in (out, Path(os.environ["QUANTTUI_DATA_DIR"]), cache / "logs")
@@ -115,7 +145,90 @@ extra_args = ["--api-key", "{KEY_FLAG}", "--hf-token", "{HF}"]
     assert {f.suffix for f in written} >= {".json", ".md", ".csv", ".svg", ".sqlite3", ".log"}
     for f in written:
         content = f.read_bytes()
-        for secret in (KEY_CONFIG, KEY_FLAG, HF):
+        for secret in (KEY_CONFIG, KEY_FLAG, HF, PASSWORD):
             assert secret.encode() not in content, f"{secret} in {f}"
-    for secret in (KEY_CONFIG, KEY_FLAG, HF):
+    for secret in (KEY_CONFIG, KEY_FLAG, HF, PASSWORD):
         assert secret not in p.stdout + p.stderr
+        assert not [c for c in seen if secret in c]
+
+
+def test_mask_url() -> None:
+    assert mask_url(f"http://me:{PASSWORD}@10.0.0.1:8080/v1") == "http://me:***@10.0.0.1:8080/v1"
+    assert mask_url(f"https://:{PASSWORD}@[::1]:9") == "https://:***@[::1]:9"
+    assert mask_url(f"http://h:1/x?api_key={PASSWORD}&n=2") == "http://h:1/x?api_key=***&n=2"
+    for plain in ("http://127.0.0.1:8080", "http://me@h:1", "http://h:1/?n=2", "not a url",
+                  "http://h:99999999"):
+        assert mask_url(plain) == plain
+
+
+def test_split_secrets_takes_them_off_the_command_line() -> None:
+    args, env = split_secrets(["-m", "x.gguf", "--api-key", "k1", f"--api-key={KEY_FLAG}",
+                               f"--hf-token={HF}", "--port", "8", "-hft", HF, "--api-key-file",
+                               "/keys"])
+    assert args == ["-m", "x.gguf", "--port", "8", "--api-key-file", "/keys"]
+    assert env == {"LLAMA_API_KEY": f"k1,{KEY_FLAG}", "HF_TOKEN": HF}
+    assert split_secrets(["--api-key"]) == (["--api-key"], {})  # no value: llama-server says so
+
+
+def test_url_password_is_in_nothing_a_run_writes(tmp_path: Path) -> None:
+    """A server URL with `user:password@`: the password reaches nothing written or printed
+    (JSON, Markdown, CSV, SVG, the history, stdout and stderr), for a server that answers
+    and for one that doesn't (its errors quote the URL)."""
+    cfg = tmp_path / "quanttui.toml"
+    cfg.write_text("[run]\nwarmup = 0\n[prompts]\nsuites = []\n")
+    out = tmp_path / "out"
+    with FakeLlamaServer() as fake:
+        up = fake.url.replace("http://", f"http://me:{PASSWORD}@")
+        p = subprocess.run(
+            [sys.executable, "-m", "quanttui", "--config", str(cfg), "run", "--headless",
+             "--server", f"up={up}", "--server",
+             f"down=http://me:{PASSWORD}@127.0.0.1:9/?token={PASSWORD}", "--prompt", "hi",
+             "-n", "4", "--format", "json,md,csv,svg", "-o", str(out / "r.json")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in p.stderr
+    assert p.returncode == 1, p.stderr  # `down` is unreachable, `up` answered
+    data = json.loads((out / "r.json").read_text())
+    assert [r["ok"] for r in data["records"]] == [True]
+    assert "me:***@" in json.dumps(data["servers"]) and "me:***@" in p.stderr
+    written = [f for d in (out, Path(os.environ["QUANTTUI_DATA_DIR"])) for f in d.rglob("*")
+               if f.is_file()]
+    assert {f.suffix for f in written} >= {".json", ".md", ".csv", ".svg", ".sqlite3"}
+    for f in written:
+        assert PASSWORD.encode() not in f.read_bytes(), f
+    assert PASSWORD not in p.stdout + p.stderr
+
+
+def test_a_managed_servers_secrets_stay_off_its_command_line_and_out_of_its_log(
+        tmp_path: Path) -> None:
+    """`ps` shows every user a process's arguments: the keys go in its environment. A server
+    that prints them anyway (here a script standing in for llama-server) has them masked in
+    its kept log and in the log tail quoted in messages."""
+    fake = tmp_path / "llama-server"
+    fake.write_text('#!/bin/sh\necho "args: $*"\necho "key: $LLAMA_API_KEY hf: $HF_TOKEN"\n'
+                    "sleep 60\n")
+    fake.chmod(0o755)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    spec = LaunchSpec(model, api_key=KEY_CONFIG,
+                      extra_args=(f"--api-key={KEY_FLAG}", "--hf-token", HF, "-fa", "off"))
+    server = ManagedServer(spec, binary=Tool("llama-server", fake, "test"), log_dir=tmp_path)
+    server.start()
+    try:
+        assert server.proc is not None and server.log_path is not None
+        deadline = time.monotonic() + 10
+        while "key:" not in server.log_path.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cmdline = " ".join(psutil.Process(server.proc.pid).cmdline())
+        assert "-fa off" in cmdline
+        env = server.log_path.read_text()
+        assert f"key: {KEY_CONFIG},{KEY_FLAG} hf: {HF}" in env  # it got them, from its env
+        tail = server.log_tail()
+        server.keep_log = True
+    finally:
+        server.stop()
+    kept = server.log_path.read_text()
+    for secret in (KEY_CONFIG, KEY_FLAG, HF):
+        assert secret not in cmdline and secret not in tail and secret not in kept
+        assert secret not in " ".join(server.spawned_args)
+    assert "key: ***,*** hf: ***" in kept

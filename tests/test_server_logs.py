@@ -41,14 +41,16 @@ def server(tmp_path: Path, body: str, **spec: object) -> ManagedServer:
 def test_clean_stop_removes_the_log(tmp_path: Path, cache: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLAMA_API_KEY", "inherited")  # not passed on: the client can't know it
-    s = server(tmp_path, 'echo "key=[$LLAMA_API_KEY]"\nexec sleep 60\n',
+    s = server(tmp_path, 'echo "key=[$LLAMA_API_KEY] args=[$*]"\nexec sleep 60\n',
                extra_args=("--api-key", "sk-flag"))
     assert s.log_path is not None and s.log_path.parent == cache
     deadline = time.monotonic() + 10
     while "key=" not in s.log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.02)
-    text = s.log_path.read_text()
-    assert "--api-key ***" in text and "sk-flag" not in text and "key=[]" in text
+    command, printed = s.log_path.read_text().splitlines()[:2]
+    # the flag's key moved to the environment: off the command line, the logged one too
+    assert "--api-key" not in command and "sk-flag" not in command
+    assert printed.startswith("key=[sk-flag] args=[") and "sk-flag" not in printed[13:]
     assert s.spec.client_key == "sk-flag"
     s.stop()
     assert not s.log_path.exists() and list(cache.iterdir()) == []
@@ -56,14 +58,15 @@ def test_clean_stop_removes_the_log(tmp_path: Path, cache: Path,
 
 def test_key_in_the_environment_and_log_kept_on_failure(tmp_path: Path, cache: Path) -> None:
     s = server(tmp_path, 'echo "key=[$LLAMA_API_KEY] args=[$*]"\nexit 3\n', api_key="sk-cfg")
-    assert s.proc is not None
+    assert s.proc is not None and s.log_path is not None
     s.proc.wait(10)
     assert s.exited
-    s.stop()
-    assert s.log_path is not None and s.log_path.exists()  # ended on its own: kept
     text = s.log_path.read_text()
     assert "key=[sk-cfg]" in text  # the server got it, in its environment
     assert "sk-cfg" not in text.replace("key=[sk-cfg]", "")  # and nowhere on its command line
+    s.stop()
+    assert s.log_path.exists()  # ended on its own: kept, with what it printed of the key masked
+    assert "key=[***]" in s.log_path.read_text() and "sk-cfg" not in s.log_path.read_text()
 
 
 def test_keep_log_and_pruning(tmp_path: Path, cache: Path) -> None:

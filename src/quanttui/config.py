@@ -40,7 +40,7 @@ from quanttui.core.llama.result import Endpoint
 from quanttui.core.llama.urls import url_problem
 from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.core.run.schedule import Schedule
-from quanttui.core.secrets import MASK, mask_args
+from quanttui.core.secrets import MASK, mask_args, mask_url
 from quanttui.core.suites.prompts import SUITE_NAMES
 from quanttui.core.suites.task_sets import TASK_SETS
 
@@ -900,13 +900,17 @@ def _resolve(path: str, base: Path) -> str:
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as used, for the results file and the history, with secrets masked: API keys
-    and the secret-bearing launch flags (`core.secrets.mask_args`)."""
+    """The config as used, for the results file and the history, with secrets masked: API keys,
+    passwords in URLs (`core.secrets.mask_url`) and the secret-bearing launch flags
+    (`core.secrets.mask_args`)."""
     d: dict[str, Any] = msgspec.to_builtins(cfg)
     launches = [d["models"]["launch"]]
     for s in d.get("servers", []):
         if s.get("api_key"):
             s["api_key"] = MASK
+        for field in ("url", "node_exporter_url", "dcgm_exporter_url"):
+            if s.get(field):
+                s[field] = mask_url(s[field])
         if s.get("launch"):
             launches.append(s["launch"])
     for lc in launches:

@@ -21,6 +21,7 @@ from quanttui.core.llama.urls import url_problem
 from quanttui.core.models.launcher import Launch, Launcher, defaults_from, free_vram
 from quanttui.core.run.plan import ServerSpec
 from quanttui.core.run.records import ServerInfo
+from quanttui.core.secrets import mask_url
 
 Health = Literal["unknown", "checking", "ok", "loading", "down"]
 Source = Literal["config", "added", "launched"]
@@ -37,7 +38,7 @@ class ServerEntry:
     checked_at: float | None = None
 
     def __post_init__(self) -> None:
-        self.info = ServerInfo(self.spec.name, self.spec.url, pid=self.spec.pid,
+        self.info = ServerInfo(self.spec.name, mask_url(self.spec.url), pid=self.spec.pid,
                                managed=self.spec.pid is not None)
 
     @property

@@ -51,6 +51,7 @@ from quanttui.core.llama.result import (
 )
 from quanttui.core.llama.sse import SSEDecoder, SSETooLarge
 from quanttui.core.llama.urls import url_problem
+from quanttui.core.secrets import mask_url
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
 # event's index, index past the last). Events below the second index are complete in every list.
@@ -101,8 +102,9 @@ class LlamaClient:
         self.url = url.rstrip("/")
         problem = url_problem(self.url)
         if problem is not None:
-            raise ValueError(f"not a server URL: {url!r}: {problem}")
-        self.name = name or urlsplit(self.url).netloc
+            raise ValueError(f"not a server URL: {mask_url(url)!r}: {problem}")
+        self.shown_url = mask_url(self.url)  # in every message and record: no password
+        self.name = name or urlsplit(self.shown_url).netloc
         self.timeouts = timeouts or Timeouts()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._headers = headers
@@ -121,7 +123,8 @@ class LlamaClient:
     @property
     def label(self) -> str:
         """How the server is named in every message: `name (url)`."""
-        return f"{self.name} ({self.url})" if self.name != urlsplit(self.url).netloc else self.url
+        shown = self.shown_url
+        return f"{self.name} ({shown})" if self.name != urlsplit(shown).netloc else shown
 
     async def __aenter__(self) -> LlamaClient:
         return self

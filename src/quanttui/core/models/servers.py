@@ -5,9 +5,10 @@ and `--fit off` (otherwise llama-server may pick a different context or offload 
 Each server runs in its own process group with a parent-death signal, so it dies with quanttui
 even when quanttui is killed. Its log goes to a file in the user cache dir whose tail explains a
 failed start; the file is removed when quanttui stops a server that ran well, and kept (and named)
-when the server failed or ended on its own, for LOG_KEEP_DAYS. An API key reaches the server in
-its environment (`LLAMA_API_KEY`), never on its command line, and the command line is logged
-masked.
+when the server failed or ended on its own, for LOG_KEEP_DAYS. An API key (or a Hugging Face
+token) reaches the server in its environment (`LLAMA_API_KEY`, `HF_TOKEN`), never on its command
+line, also when given as `--api-key K` among the extra arguments (`core.secrets.split_secrets`);
+the command line is logged masked, and a kept log has those values masked too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from quanttui.core.dirs import cache_dir
 from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.ports import free_port
 from quanttui.core.models.repack import needs_no_repack, remember_no_repack
-from quanttui.core.secrets import mask_args
+from quanttui.core.secrets import MASK, mask_args, split_secrets
 
 
 class ServerStartError(Exception):
@@ -165,6 +166,7 @@ class ManagedServer:
     spawned_args: list[str] = field(default_factory=list)  # as run, secrets masked
     keep_log: bool = False  # set on a failure: stop() then leaves the log for the user
     _stopped: bool = field(default=False, init=False, repr=False)
+    _secrets: tuple[str, ...] = field(default=(), init=False, repr=False)  # masked in its log
 
     @property
     def args(self) -> list[str]:
@@ -209,13 +211,17 @@ class ManagedServer:
 
     def _spawn(self) -> None:
         assert self.binary is not None and self.log_path is not None
-        args = self.args
+        args, secret_env = split_secrets(self.args)
         self.spawned_args = mask_args(args)
         env = dict(os.environ)
         # the key the client sends; an inherited LLAMA_API_KEY would be one it doesn't know
         env.pop("LLAMA_API_KEY", None)
-        if self.spec.api_key:
-            env["LLAMA_API_KEY"] = self.spec.api_key
+        keys = [k for k in (self.spec.api_key, secret_env.pop("LLAMA_API_KEY", None)) if k]
+        if keys:
+            env["LLAMA_API_KEY"] = ",".join(keys)
+        env.update(secret_env)
+        self._secrets = tuple({v for k in keys for v in k.split(",") if v}
+                              | set(secret_env.values()))
         with open(self.log_path, "ab") as log:
             log.write(("$ " + " ".join(self.spawned_args) + "\n").encode())
             log.flush()
@@ -233,7 +239,27 @@ class ManagedServer:
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
         text = self.log_path.read_bytes()[-16384:].decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return self._masked("\n".join(text.splitlines()[-lines:]))
+
+    def _masked(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def _mask_log(self) -> None:
+        """Rewrite a kept log with the server's secrets masked (should it have printed one),
+        line by line: logs of long runs are large."""
+        if not self._secrets or self.log_path is None:
+            return
+        masked = self.log_path.with_name(self.log_path.name + ".masking")
+        with contextlib.suppress(OSError):
+            with self.log_path.open("rb") as src, masked.open("wb") as dst:
+                for line in src:
+                    dst.write(self._masked(line.decode("utf-8", "surrogateescape")).encode(
+                        "utf-8", "surrogateescape"))
+            masked.replace(self.log_path)
+        with contextlib.suppress(OSError):
+            masked.unlink()
 
     def _check_alive(self) -> None:
         assert self.proc is not None and self.binary is not None
@@ -317,6 +343,8 @@ class ManagedServer:
         if not self.keep_log and self.log_path is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
+        elif self.keep_log:
+            self._mask_log()
         return proc.returncode
 
     def __enter__(self) -> ManagedServer:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from quanttui.core.llama.client import Timeouts
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.result import Endpoint
+from quanttui.core.run.footprint import check_fits
 from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
 from quanttui.core.run.records import ServerInfo
 from quanttui.core.run.schedule import SCHEDULES, Schedule
-from quanttui.core.secrets import mask_args
+from quanttui.core.secrets import mask_args, mask_url
 from quanttui.core.suites.prompts import Prompt, collect
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ServerSpec:
 
     def info(self) -> ServerInfo:
         """What the run records of it before asking the server anything (secrets masked)."""
-        return ServerInfo(name=self.name, url=self.url, pid=self.pid,
+        return ServerInfo(name=self.name, url=mask_url(self.url), pid=self.pid,
                           managed=self.pid is not None,
                           launch_args=mask_args(self.launch_args) if self.launch_args else None)
 
@@ -103,7 +104,7 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
     t = cfg.timeouts
     prompts = collect(cfg.prompts.suites, [Path(f) for f in cfg.prompts.files],
                       cfg.prompts.inline)
-    return RunPlan(
+    plan = RunPlan(
         prompts=tuple(prompts),
         params=GenerationParams.of(cfg.generation),
         schedule=cfg.run.schedule,
@@ -117,6 +118,8 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
         decide_budget_s=cfg.run.decide_budget_s,
         drift_floor=cfg.run.drift_floor,
     )
+    check_fits(plan, max(len(cfg.servers), 1))
+    return plan
 
 
 def attached_specs(cfg: Config) -> list[ServerSpec]:
