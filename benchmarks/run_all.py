@@ -15,6 +15,7 @@ machine, where each script runs with its own, longer defaults (~30 minutes in al
     tui_overhead           --seconds 6 --settle 2 --idle-seconds 4               ~2.5 min
                            --fast-seconds 4 --fast-phases 2
     quality_vs_perplexity  --chunks 2                                            ~2 min
+    memory_breakdown       --quants IQ4_NL,Q8_0 --contexts 2048,16384            ~3 min
 
 Every other script in benchmarks/ (a name not starting with "_") runs too: short, with the
 list in its module-level `SHORT_ARGS = [...]` if it has one, else with its own defaults.
