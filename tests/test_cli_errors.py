@@ -120,6 +120,13 @@ def test_disk_full_keeps_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("args, says", [
     (["--model", "{gguf}", "--threads", "0"], "--threads 0: out of range: must be ≥ 1, or -1"),
     (["--model", "{gguf}", "--ctx-size", "-1"], "--ctx-size -1: out of range: must be ≥ 0"),
+    # llama-server aborts past 512 threads, with exit 1 and no word why
+    (["--model", "{gguf}", "-t", "99999"], "--threads 99999: out of range: must be between -1 "
+                                           "and 512, got 99999 (this machine has"),
+    (["--server", "A={url}", "--min-decode-ratio", "nan"],
+     "gates.min_decode_ratio: must be a finite number, got nan"),
+    (["--server", "A={url}", "--min-same-top1", "-3"],
+     "gates.min_same_top1: out of range: must be between 0 and 1, got -3.0"),
     (["--server", "=http://127.0.0.1:9"], "--server =http://127.0.0.1:9: the name before '=' "
                                           "is empty"),
     (["--server", "A=ftp://127.0.0.1:9"], "--server A=ftp://127.0.0.1:9: invalid URL"),
@@ -156,3 +163,9 @@ def test_a_server_loading_too_long_stores_no_run(tmp_path: Path) -> None:
     assert "not stored in the history: no request was made" in p.stderr
     assert Store().list() == []
     assert json.loads(out.read_text())["servers"][0]["reachable"] is False
+
+
+def test_models_in_a_folder_that_is_not_there(tmp_path: Path) -> None:
+    p = run_cli(["models", str(tmp_path / "nonexistent")], tmp_path)
+    assert p.returncode == EXIT_USAGE
+    assert f"{tmp_path / 'nonexistent'}: no such folder or file" in p.stderr

@@ -15,6 +15,7 @@ import pytest
 
 from quanttui.core.reports import history
 from quanttui.core.reports.history import CURRENT, SCHEMA_V1, HistoryError, Store
+from quanttui.testing.fake_server import FakeLlamaServer
 
 RECORDED = Path(__file__).parent / "data" / "recorded-run.json"
 
@@ -191,3 +192,42 @@ def test_a_run_measured_further_is_updated_in_place(tmp_path: Path) -> None:
     assert row.label == "before" and "," not in row.servers  # the listing follows the JSON
     with pytest.raises(KeyError):
         store.update(other + 1, data)
+
+
+def read_only_mounted(folder: Path, args: list[str], cwd: Path
+                      ) -> subprocess.CompletedProcess[str]:
+    """quanttui `args` with `folder` remounted read-only (a private mount namespace of an
+    unprivileged user namespace: the mount is seen by this command only)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged mount namespaces here (unshare -rm)")
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && '
+              'exec "$@"')
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(folder),
+                           sys.executable, "-m", "quanttui", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_history_on_a_read_only_file_system_is_read(tmp_path: Path) -> None:
+    """A history on a read-only mount (a backup, a read-only volume): listed and rendered;
+    opened as usual it was 'unable to open database file' (its WAL index can't be made)."""
+    path = history.default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = Store(path).add(json.loads(RECORDED.read_text()), label="kept")
+    out = tmp_path / "out"
+    out.mkdir()
+    h = read_only_mounted(path.parent, ["history"], tmp_path)
+    assert h.returncode == 0 and "Traceback" not in h.stderr, h.stderr
+    assert f"\n{run_id:>4}  " in "\n" + h.stdout
+    p = read_only_mounted(path.parent, ["snapshot", "--run-id", str(run_id), "--format",
+                                        "json", "-o", str(out)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / f"run-{run_id}.json").read_text())["records"]
+    # storing a run there is refused and said; the run is still written
+    with FakeLlamaServer() as fake:
+        w = read_only_mounted(path.parent, ["run", "--headless", "--server", f"A={fake.url}",
+                                            "--prompt", "hi", "-n", "2", "-o",
+                                            str(out / "r.json")], tmp_path)
+    assert w.returncode == 0 and "Traceback" not in w.stderr, w.stderr
+    assert "run not stored in the history" in w.stderr and "read-only file system" in w.stderr
+    assert json.loads((out / "r.json").read_text())["records"]
+    assert [r.id for r in Store(path).list()] == [run_id]  # nothing was added

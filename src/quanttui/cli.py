@@ -6,6 +6,7 @@ fast and never import Textual.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,7 +91,8 @@ def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], thre
         field = key.rsplit(".", 1)[-1]
         if field in _SERVER_FLAGS:
             value = threads if field == "threads" else ctx
-            _fail(f"{_SERVER_FLAGS[field]} {value}: {e.problem}")
+            hint = f" (this machine has {os.cpu_count()} CPUs)" if field == "threads" else ""
+            _fail(f"{_SERVER_FLAGS[field]} {value}: {e.problem}{hint}")
         index = key.partition("[")[2].partition("]")[0]
         where = given[int(index)] if index.isdigit() else "--server/--model"
         _fail(f"{where}: {e.problem}")
@@ -349,6 +351,9 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "run.until_decided": kw.get("until_decided"),
         "run.decide_half_width": kw.get("decide_within"),
         "run.decide_budget_s": kw.get("decide_budget"),
+        # checked as the config's [gates] are (a NaN or a share outside 0..1 is refused)
+        "gates.min_decode_ratio": kw.get("min_decode_ratio"),
+        "gates.min_same_top1": kw.get("min_same_top1"),
     }
     if kw.get("suites"):
         flags["prompts.suites"] = list(kw["suites"])
@@ -520,6 +525,9 @@ def models(ctx: click.Context, /, dirs: tuple[Path, ...], as_json: bool,
     from quanttui.core.models.discovery import discover, format_table, to_json
 
     cfg = _load(ctx.obj["config"], (), {}).models
+    for d in dirs:
+        if not d.exists():
+            _fail(f"{d}: no such folder or file")
     result = discover([*dirs, *cfg.dirs],
                       include_default_places=cfg.default_places and not no_default_places)
     if as_json:

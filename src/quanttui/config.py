@@ -145,7 +145,9 @@ class HardwareConfig(_Section, frozen=True):
 class LaunchConfig(_Section, frozen=True):
     """``[servers.launch]``: how quanttui starts llama-server for a managed ``model``."""
 
-    threads: Annotated[int, msgspec.Meta(ge=-1)] = 1
+    # at most llama.cpp's GGML_MAX_N_THREADS, the most its thread pools hold (llama-server
+    # aborted starting with -t 99999, without a word why)
+    threads: Annotated[int, msgspec.Meta(ge=-1, le=512)] = 1
     ctx_size: Annotated[int, msgspec.Meta(ge=0)] = 2048
     parallel: Annotated[int, msgspec.Meta(ge=1)] = 1
     n_gpu_layers: Annotated[int, msgspec.Meta(ge=-2)] = 0

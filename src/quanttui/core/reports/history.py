@@ -6,12 +6,15 @@ version applies the migrations in order, each in one transaction with the versio
 (DDL included: the connection runs in autocommit mode and every transaction is an explicit
 BEGIN ... COMMIT), so a failure or a kill half-way leaves the database at the version before.
 A stored run whose JSON is broken is skipped by a migration with a warning; a file that is not
-a quanttui history is a `HistoryError` naming it and saying what to do.
+a quanttui history is a `HistoryError` naming it and saying what to do. A history on a read-only
+file system (a mounted backup, a read-only volume) is opened read-only: listed and read, never
+changed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -88,17 +91,33 @@ class RunRow:
 
 class Store:
     """The history at `path` (default: the user data dir), migrated when opened. Raises
-    HistoryError when the file can't be used; `warnings` says what a migration skipped."""
+    HistoryError when the file can't be used; `warnings` says what a migration skipped.
+    `read_only` when it is on a read-only file system: reading works, storing raises."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
         self.warnings: list[str] = []
+        self.read_only = _on_read_only_fs(self.path)
+        if self.read_only:
+            self._check_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise HistoryError(f"{self.path}: cannot create its folder: {e.strerror or e}"
                                ) from e
         self._migrate()
+
+    def _check_read_only(self) -> None:
+        if not self.path.is_file():
+            raise HistoryError(f"{self.path}: no run history there, and its folder is on a "
+                               "read-only file system")
+        with self._db() as db:
+            version = self._version(db)
+        if version < CURRENT:
+            raise HistoryError(
+                f"{self.path}: a history of an older quanttui (schema {version}) on a read-only "
+                "file system: it must be upgraded once where it can be written")
 
     def _unusable(self, e: sqlite3.Error) -> HistoryError:
         text = str(e)
@@ -114,9 +133,20 @@ class Store:
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction: committed at the end, rolled back on any error. `write` takes the
         write lock at BEGIN, so a migration reads the version it then changes."""
+        if write and self.read_only:
+            raise HistoryError(f"{self.path}: on a read-only file system; nothing can be "
+                               "stored there")
         try:
-            with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+            if self.read_only:
+                # immutable: no lock or WAL index to create beside it (the folder is
+                # read-only), and nothing else can change it meanwhile
+                db_ = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True,
+                                      isolation_level=None)
+            else:
+                db_ = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            with closing(db_) as db:
+                if not self.read_only:
+                    db.execute("PRAGMA journal_mode=WAL")
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
@@ -198,3 +228,14 @@ class Store:
         if not isinstance(data, dict):
             raise HistoryError(f"{self.path}: run #{run_id} is damaged (not a run)")
         return data
+
+
+def _on_read_only_fs(path: Path) -> bool:
+    """Whether the history's folder (its nearest existing one) is on a read-only file system."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
