@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from quanttui.core.hardware import NA
 from quanttui.core.hardware.remote import (
+    MAX_METRICS_BYTES,
     NOT_EXPOSED,
     LlamaMetrics,
     NodeSample,
@@ -17,6 +20,7 @@ from quanttui.core.hardware.remote import (
     parse_llama_metrics,
     parse_node_exporter,
 )
+from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
 MiB = 1024 * 1024
 
@@ -231,3 +235,24 @@ async def test_fetch_errors_become_na() -> None:
     async with _client(httpx.MockTransport(fail)) as client:
         text = await fetch_metrics_text(client, "http://127.0.0.1:8080/metrics")
     assert text == NA("HTTP 503 from http://127.0.0.1:8080/metrics")
+
+
+async def test_a_trickled_or_oversized_scrape_is_bounded() -> None:
+    """A byte a second never lets a read time out: the scrape is bounded whole. A page past
+    MAX_METRICS_BYTES is not read on. A password in the URL is not quoted."""
+    with FakeLlamaServer() as fake:
+        fake.fault = Fault("trickle", delay=0.2, paths=("/health",))
+        url = fake.url.replace("http://", "http://me:PASSWORD@") + "/health"
+        async with httpx.AsyncClient() as client:
+            t0 = time.monotonic()
+            text = await fetch_metrics_text(client, url, timeout_s=0.5)
+    assert time.monotonic() - t0 < 3
+    assert isinstance(text, NA) and "no complete answer within 0.5 s" in text.reason
+    assert "PASSWORD" not in text.reason and "me:***@" in text.reason
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"# x\n" * (MAX_METRICS_BYTES // 4 + 1))
+
+    async with _client(httpx.MockTransport(huge)) as client:
+        text = await fetch_metrics_text(client, "http://127.0.0.1:9100/metrics")
+    assert isinstance(text, NA) and "sent more than 4 MiB" in text.reason

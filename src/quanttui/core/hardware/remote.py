@@ -7,6 +7,7 @@ metric that isn't in the text is `NA`, never 0.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,10 +16,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from quanttui.core.hardware.reading import NA, Reading, describe_error
+from quanttui.core.secrets import mask_url
 
 LLAMA_PREFIX = "llamacpp:"
 MIB = 1024 * 1024
 NOT_EXPOSED = "not in this /metrics output"
+# A node_exporter page is ~100 KB, dcgm-exporter's and llama-server's less: past this a scrape is
+# not read on (an endless or hostile endpoint would otherwise fill the memory).
+MAX_METRICS_BYTES = 4 * MIB
 
 
 def _family_key(name: str) -> str:
@@ -245,15 +250,33 @@ async def fetch_metrics_text(
     quanttui must not scrape a server that someone else's Prometheus is already scraping if it
     wants those two gauges. The counters are unaffected.
     """
+    shown = mask_url(url)
     try:
-        response = await client.get(url, timeout=timeout_s, headers=headers)
+        # bounded whole (not only each read: a trickle of bytes would go on for ever)
+        status, body = await asyncio.wait_for(_get(client, url, timeout_s, headers), timeout_s)
+    except asyncio.TimeoutError:
+        return NA(f"cannot fetch {shown}: no complete answer within {timeout_s:g} s")
     except httpx.HTTPError as exc:
-        return NA(f"cannot fetch {url}: {describe_error(exc)}")
-    if response.status_code == 501:
+        return NA(f"cannot fetch {shown}: {describe_error(exc)}")
+    if status == 501:
         return NA("llama-server was started without --metrics (HTTP 501)")
-    if response.status_code != 200:
-        return NA(f"HTTP {response.status_code} from {url}")
-    return response.text
+    if status != 200:
+        return NA(f"HTTP {status} from {shown}")
+    if len(body) > MAX_METRICS_BYTES:
+        return NA(f"{shown} sent more than {MAX_METRICS_BYTES // MIB} MiB; not read on")
+    return body.decode("utf-8", "replace")
+
+
+async def _get(client: httpx.AsyncClient, url: str, timeout_s: float,
+               headers: Mapping[str, str] | None) -> tuple[int, bytes]:
+    """Status and body, the body read up to one byte past MAX_METRICS_BYTES."""
+    async with client.stream("GET", url, timeout=timeout_s, headers=headers) as response:
+        body = bytearray()
+        async for piece in response.aiter_bytes():
+            body += piece
+            if len(body) > MAX_METRICS_BYTES:
+                break
+        return response.status_code, bytes(body)
 
 
 async def fetch_llama_metrics(
