@@ -204,3 +204,14 @@ def test_markdown_shows_the_warnings_and_what_measurable_accuracy_means() -> Non
     assert ACCURACY_NOTE in md and "Holm" in ACCURACY_NOTE
     assert "arithmetic 0/12 = 0% [0%, 24%], facts 9/12 = 75% [47%, 91%]" in md
     assert "can't tell with 12 items" in md
+
+
+def test_a_quant_undecided_on_several_limits_is_said_once() -> None:
+    wide = Diff(value=-0.08, low=-0.31, high=0.17, n=12, measurable=False)
+    v = decide([row("Q8_0", 8_000_000_000, ref=True),
+                row("Q4_K_M", 4_800_000_000, kld=0.09, top1=0.83, kld_ci=(0.049, 0.148),
+                    top1_ci=(0.69, 0.92), acc={"arithmetic": wide})], [], Constraints())
+    (reason,) = v.failing["Q4_K_M"]
+    assert reason.count("not yet decided") == 1
+    assert "KLD 0.090 [0.049, 0.148] against ≤ 0.05" in reason and "arithmetic" in reason
+    assert v.reason.count("Q4_K_M not yet decided") == 1

@@ -98,7 +98,17 @@ def _fails(row: QuantRow, c: Constraints) -> list[str]:
         elif d.low is None or d.low < c.min_speedup:
             # the interval straddles the limit: more repetitions (--until-decided) tell
             out.append(f"{UNDECIDED} (decode {d.ratio_text()} against ≥ ×{c.min_speedup:g})")
-    return out
+    return _one_undecided(out)
+
+
+def _one_undecided(reasons: list[str]) -> list[str]:
+    """Every "not yet decided (…)" of a quant said once, with what is open inside."""
+    open_ = [r.removeprefix(f"{UNDECIDED} (").removesuffix(")") for r in reasons
+             if r.startswith(f"{UNDECIDED} (")]
+    if len(open_) < 2:
+        return reasons
+    rest = [r for r in reasons if not r.startswith(f"{UNDECIDED} (")]
+    return [*rest, f"{UNDECIDED} ({'; '.join(open_)})"]
 
 
 def _quality_fails(row: QuantRow, c: Constraints) -> list[str]:
