@@ -1,8 +1,11 @@
 """Servers started from the TUI's model pane die with quanttui: `q`, SIGTERM, SIGHUP (an SSH
-connection dropping) and SIGKILL. quanttui runs in a real pseudo-terminal, driven by keys."""
+connection dropping) and SIGKILL; and a run on when quanttui leaves (`q`, SIGTERM, SIGHUP, the
+terminal going away) is kept in the history. quanttui runs in a real pseudo-terminal, driven by
+keys."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -21,31 +24,53 @@ from pathlib import Path
 
 import pytest
 
+from quanttui.config import load_config
+from quanttui.core.reports.history import Store
+from quanttui.core.reports.run_file import results_from_dict
+from quanttui.core.run.plan import ServerSpec
+from quanttui.core.run.session import Session
+from quanttui.testing.fake_server import COMPLETION_PATHS, FakeLlamaServer, Fault
+from quanttui.tui import exit_deadline
+from quanttui.tui.app import build_app
+from quanttui.tui.registry import ServerRegistry
+from quanttui.tui.state import RunOptions, build_plan
 from test_managed_exit import healthy, servers_for, wait_gone
 
 pytestmark = pytest.mark.real
 CSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-class Terminal:
-    """quanttui in a pseudo-terminal: keys in, screen bytes out (kept for error messages)."""
+def _take_ctty() -> None:
+    """In the child: a session of its own with the pty as its controlling terminal, as in an SSH
+    or tmux session (when the terminal goes away, the kernel hangs it up: SIGHUP, and reads and
+    writes fail)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    def __init__(self, args: list[str], cwd: Path, size: tuple[int, int] = (160, 40)) -> None:
+
+class Terminal:
+    """quanttui in a pseudo-terminal: keys in, screen bytes out (kept for error messages).
+    `ctty`: the pty is its controlling terminal (else it only reads and writes it)."""
+
+    def __init__(self, args: list[str], cwd: Path, size: tuple[int, int] = (160, 40),
+                 ctty: bool = False) -> None:
         master, slave = pty.openpty()
         cols, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows))
         self.proc = subprocess.Popen([sys.executable, "-m", "quanttui", *args], stdin=slave,
                                      stdout=slave, stderr=slave, env=env, cwd=cwd,
-                                     start_new_session=True)
+                                     start_new_session=not ctty,
+                                     preexec_fn=_take_ctty if ctty else None)
         os.close(slave)
         self.master = master
         self.out = bytearray()
+        self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([self.master], [], [], 0.2)
                 if ready:
@@ -74,13 +99,24 @@ class Terminal:
             os.write(self.master, k)
             time.sleep(0.3)
 
+    def hang_up(self) -> None:
+        """The terminal goes away (the SSH window or the tmux session is closed)."""
+        self._stop.set()
+        self._reader.join(10)  # never a read on the fd number once it is closed (and reused)
+        os.close(self.master)
+        self.master = -1
+
     def close(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-        with contextlib.suppress(OSError):
-            os.close(self.master)
+        if self.master >= 0:
+            self._reader.join(10)  # it ends by itself once it has read all quanttui wrote
+            self._stop.set()
+            self._reader.join(10)
+            with contextlib.suppress(OSError):
+                os.close(self.master)
 
 
 @pytest.fixture
@@ -189,11 +225,12 @@ def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
             os.close(master)  # the terminal goes away
             master = -1
             try:
-                proc.wait(5)
+                code = proc.wait(5)
             except subprocess.TimeoutExpired:
                 raise AssertionError(f"try {i}: quanttui still running 5 s after its terminal "
                                      "went away") from None
             assert time.monotonic() - t0 <= 5
+            assert code == 128 + signal.SIGHUP, f"try {i}: exit {code}"
             assert wait_gone(tmp_path, 5) == [], f"try {i}: llama-server left running"
         finally:
             if master >= 0:
@@ -201,3 +238,149 @@ def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+# ---------------------------------------------------------------------- a run on when leaving
+
+# How each way out ends the process (README, exit codes): q is a normal exit; a signal is
+# 128 + its number; the terminal going away is a hang-up.
+# "no hang-up": the pty is not quanttui's controlling terminal, so no SIGHUP comes when it goes
+# away: only its reads and writes fail.
+HUP = 128 + signal.SIGHUP
+EXIT_CODES = {"q": 0, "SIGTERM": 128 + signal.SIGTERM, "SIGHUP": HUP, "terminal lost": HUP,
+              "terminal lost, no hang-up": HUP}
+
+
+@pytest.fixture
+def slow_pair() -> Iterator[tuple[FakeLlamaServer, FakeLlamaServer]]:
+    # 40 tokens 50 ms apart: 2 s a request, so the test acts while one is surely in flight
+    with FakeLlamaServer(token_delay=0.05) as a, \
+            FakeLlamaServer(token_delay=0.05, model="fake-Q8_0.gguf", ftype="Q8_0") as b:
+        yield a, b
+
+
+def completions(fake: FakeLlamaServer) -> int:
+    return sum(1 for r in list(fake.requests) if r["path"] in COMPLETION_PATHS)
+
+
+def start_run(term: Terminal, fakes: tuple[FakeLlamaServer, ...], until: int) -> list[int]:
+    """The compare screen up and both servers asked, `r`; back once each server has been sent
+    `until` requests. Returns how many each had been sent: under the simultaneous schedule the
+    next request goes out once both servers finished the last one, so all but the last of them
+    had finished and been recorded."""
+    term.wait_for("decode", 120)  # a loaded machine can take a while to start Python
+    deadline = time.monotonic() + 120
+    while not all(f.requests for f in fakes):  # the start-up probe reached both
+        assert time.monotonic() < deadline and term.proc.poll() is None, \
+            term.screen_text()[-3000:].decode(errors="replace")
+        time.sleep(0.1)
+    term.press(b"r")
+    deadline = time.monotonic() + 120
+    while True:
+        sent = [completions(f) for f in fakes]
+        if min(sent) >= until:
+            return sent
+        assert time.monotonic() < deadline and term.proc.poll() is None, \
+            f"sent {sent}:\n{term.screen_text()[-3000:].decode(errors='replace')}"
+        time.sleep(0.02)
+
+
+def slow_run_config(tmp_path: Path, fakes: tuple[FakeLlamaServer, ...]) -> Path:
+    cfg = tmp_path / "quanttui.toml"
+    servers = "".join(f'[[servers]]\nname = "{n}"\nurl = "{f.url}"\n'
+                      for n, f in zip("AB", fakes, strict=True))
+    cfg.write_text(
+        f'[run]\nwarmup = 0\nrepetitions = 20\nexport_dir = "{tmp_path / "exports"}"\n'
+        '[generation]\nn_predict = 40\n[prompts]\nsuites = ["quick"]\n'
+        f'[models]\ndefault_places = false\n{servers}')
+    return cfg
+
+
+def leave(term: Terminal, how: str) -> int:
+    if how == "q":
+        term.press(b"q")
+    elif how.startswith("terminal lost"):
+        term.hang_up()
+    else:
+        os.kill(term.proc.pid, signal.Signals[how])
+    try:
+        return term.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"quanttui still running 60 s after {how}") from None
+
+
+@pytest.mark.parametrize("how", list(EXIT_CODES))
+def test_run_is_kept_on_every_exit(slow_pair: tuple[FakeLlamaServer, FakeLlamaServer],
+                                   tmp_path: Path, how: str) -> None:
+    """Mid-run, quanttui leaves (q, SIGTERM, SIGHUP, or its controlling terminal goes away):
+    the run is in the history, marked interrupted, with every request that had finished, and
+    the one in flight on each server recorded as cancelled; the exit code is the README's."""
+    term = Terminal(["--config", str(slow_run_config(tmp_path, slow_pair))], tmp_path,
+                    ctty=how == "terminal lost")
+    try:
+        sent = start_run(term, slow_pair, 3)
+        code = leave(term, how)
+    finally:
+        term.close()
+    screen = term.screen_text()[-3000:].decode(errors="replace")
+    assert code == EXIT_CODES[how], screen
+    rows = Store().list()
+    assert len(rows) == 1, screen
+    run = results_from_dict(Store().get(rows[0].id))
+    assert run.interrupted
+    for name, fake, n in zip("AB", slow_pair, sent, strict=True):
+        measured = [r for r in run.records if r.server == name and not r.warmup]
+        finished = [r for r in measured if r.ok]
+        assert len(finished) >= n - 1, f"{name}: {len(finished)} finished of {n} sent"
+        assert all(r.error_kind == "cancelled" for r in measured if not r.ok), measured
+        assert len(measured) <= completions(fake)
+    if not how.startswith("terminal lost"):  # said on the terminal once the screen is restored
+        assert f"the stopped run is in the history as #{rows[0].id}" in screen
+
+
+def test_run_with_nothing_finished_is_not_kept(
+        slow_pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    """Left while the first request of each server streams: nothing to compare, nothing stored
+    (README)."""
+    hold = Fault("hold", after=5, delay=120)  # no request ever finishes
+    for fake in slow_pair:
+        fake.fault = hold
+    term = Terminal(["--config", str(slow_run_config(tmp_path, slow_pair))], tmp_path)
+    try:
+        start_run(term, slow_pair, 1)
+        code = leave(term, "SIGTERM")
+    finally:
+        term.close()
+        hold.release.set()
+    assert code == EXIT_CODES["SIGTERM"]
+    assert Store().list() == []
+    assert "the stopped run had no finished request" in term.screen_text().decode(errors="replace")
+
+
+def test_exit_deadline_stores_what_the_loop_could_not(fake: FakeLlamaServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's loop stuck as quanttui leaves: when the exit deadline passes, its thread kills
+    the servers, stores what the run finished (marked interrupted; once, however often asked),
+    then exits with the code it was armed with."""
+    cfg = load_config(None, {"generation.n_predict": 4, "run.warmup": 0,
+                             "prompts.suites": ["quick"]})
+    spec = ServerSpec("A", fake.url)
+    session = Session([spec], build_plan(cfg, RunOptions.from_config(cfg), None))
+    asyncio.run(session.run())
+    app = build_app(cfg, ServerRegistry.from_config(cfg, [spec]))
+    app._last_session = session  # the run that was on (the app never got to store it)
+    done = threading.Event()
+    steps: list[object] = []
+    monkeypatch.setattr(exit_deadline.os, "_exit", lambda code: (steps.append(code), done.set()))
+    deadline = exit_deadline.ExitDeadline(lambda: steps.append("kill"), seconds=0.1)
+    deadline.rescue = app._rescue
+    deadline.arm(128 + signal.SIGHUP)
+    assert done.wait(60)
+    assert steps == ["kill", 128 + signal.SIGHUP]
+    app._rescue()  # asked again: already stored
+    rows = Store().list()
+    assert len(rows) == 1 and app.stored_on_leaving == rows[0].id
+    run = results_from_dict(Store().get(rows[0].id))
+    assert run.interrupted
+    assert len(run.records) == len(session.results.records) > 0
+    assert all(r.ok for r in run.records)

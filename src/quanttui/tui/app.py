@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -54,7 +56,7 @@ from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
-from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors
+from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
 from quanttui.tui.labels import short_labels
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
@@ -94,6 +96,10 @@ RUN_POLL_S = 10.0  # hardware samples during a run (unless the config sets poll_
 IDLE_POLL_S = 10.0  # hardware samples between runs
 START_WAIT_S = 2.0  # a selected server still being asked at a run's start: waited for this long
 TOAST_S = 4.0
+# Leaving with a run on (q, a signal, the terminal gone): how long to wait for its in-flight
+# requests to be recorded as cancelled and the run stored. Well inside the exit deadline
+# (tui.exit_deadline.DEFAULT_S), which also has to stop the servers.
+LEAVE_WAIT_S = 2.0
 TEXT_BUDGET = 0.015  # of one core: the app's own CPU above which text is drawn once a second
 BUDGET_S = 5.0  # the window the app's CPU is measured over while a run is on
 
@@ -109,7 +115,8 @@ class AppOptions:
     contention: Callable[[list[Any]], list[str]] | None = None  # CPU-contention check of a run
     notes: Sequence[str] = ()  # for the notices log once the screen is up (server starts)
     few_colours: bool = False  # the terminal shows 256 colours or fewer
-    handle_signals: bool = False  # SIGTERM and SIGHUP leave as `q` does
+    # SIGTERM, SIGHUP, SIGINT and the terminal going away leave as `q` does
+    handle_signals: bool = False
     # leave for sure (servers killed) a few seconds after starting to leave (tui.exit_deadline)
     exit_deadline: ExitDeadline | None = None
 
@@ -131,7 +138,18 @@ class QuantTUI(App[None]):
         super().__init__()
         self._handle_signals = options.handle_signals
         self._exit_deadline = options.exit_deadline
-        self.exit_signal: int | None = None
+        self.exit_signal: int | None = None  # the signal it left on (terminal lost: SIGHUP)
+        self.terminal_gone = False
+        self._leaving = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._run_over = asyncio.Event()  # the run's worker has ended (its run stored or not)
+        # A run goes into the history once: claimed by the loop, or by the exit deadline's
+        # thread when the loop is stuck (then `_stored_event` says the loop's store ended).
+        self._claim_lock = threading.Lock()
+        self._claimed: RunResults | None = None
+        self._stored_event = threading.Event()
+        # the history id of a run stopped by leaving; 0: it had nothing finished to store
+        self.stored_on_leaving: int | None = None
         self._notes = list(options.notes)
         self.few_colours = options.few_colours
         self.config = config
@@ -146,6 +164,7 @@ class QuantTUI(App[None]):
             self.animation_level = "none"
         self.probe_on_start = options.probe_on_start
         self.session: Session | None = None
+        self._last_session: Session | None = None  # what the exit deadline may have to store
         self.results: RunResults | None = None
         self._contention_check = options.contention
         self._drawn_version = -1
@@ -206,27 +225,88 @@ class QuantTUI(App[None]):
             self.probe_all()
         if not self.registry.entries:
             self.push_screen(ServersScreen(self.registry, blink=self._blink))
+        self._loop = asyncio.get_running_loop()
+        if self._exit_deadline is not None:
+            self._exit_deadline.rescue = self._rescue
         if self._handle_signals:
-            # SIGTERM, and SIGHUP when an SSH connection drops: leave like `q` does (terminal
-            # restored, run stopped, servers stopped), instead of dying mid-screen. A plain
-            # handler, not one on the event loop: it runs even when the loop is blocked (a
-            # terminal that is gone can block it, see tui.exit_deadline), and arms the deadline.
-            loop = asyncio.get_running_loop()
-
+            # SIGTERM, SIGHUP when an SSH connection drops, SIGINT (kill -INT; the ctrl+c key
+            # is Textual's "press q to quit"), and a terminal that fails a write or a read: leave
+            # like `q` does (run stopped and stored, terminal restored, servers stopped) instead
+            # of dying mid-screen. A plain handler, not one on the event loop: it runs even when
+            # the loop is blocked (a terminal that is gone can block it, see
+            # tui.exit_deadline), and arms the deadline.
             def on_signal(sig: int, _frame: object) -> None:
-                if self._exit_deadline is not None:
-                    self._exit_deadline.arm(128 + sig)
-                loop.call_soon_threadsafe(self._on_signal, sig)
+                self._leave_soon(sig)
 
-            for sig in (signal.SIGTERM, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 with contextlib.suppress(ValueError):  # not the main thread (tests)
                     signal.signal(sig, on_signal)
+            on_terminal_lost(self._terminal_lost)
 
-    def _on_signal(self, sig: int) -> None:
+    def _leave_soon(self, sig: int) -> None:
+        """From a signal handler or any thread: arm the deadline now, then leave on the loop."""
+        if self._exit_deadline is not None:
+            self._exit_deadline.arm(128 + sig)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the app has ended
+                self._loop.call_soon_threadsafe(self._start_leaving, sig)
+
+    def _terminal_lost(self) -> None:
+        """A write or read on the terminal failed (any thread): it is gone, as on a hang-up.
+        Whatever is written from now on (Textual restoring the screen, the last words on
+        stderr, Python's final flush) goes to /dev/null: on the dead terminal it fails (EIO),
+        which made the exit status 1 instead of 129."""
+        self.terminal_gone = True
+        silence_terminal()
+        self._leave_soon(signal.SIGHUP)
+
+    def _start_leaving(self, sig: int | None) -> None:
+        if self._leaving:  # a second signal, or q again: the first way out stands
+            return
+        self._leaving = True
         self.exit_signal = sig
-        if self.session is not None:
-            self.session.stop()
+        if self._exit_deadline is not None:
+            self._exit_deadline.arm(128 + sig if sig else 0)
+        self.run_worker(self._leave(), name="leave", group="leave", exit_on_error=False)
+
+    async def _leave(self) -> None:
+        """Every way out: a run that is on stops, its in-flight requests are recorded as
+        cancelled and what finished goes into the history (LEAVE_WAIT_S at most for the run to
+        end; then the run is stored as it stands); then the app ends."""
+        self._starting = False
+        session = self.session
+        if session is not None:
+            session.stop()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._run_over.wait(), LEAVE_WAIT_S)
+            if not self._run_over.is_set():
+                session.results.interrupted = True
+                await self._keep(session.results)
         self.exit()
+
+    def _rescue(self) -> None:
+        """On the exit deadline's thread, the loop stuck or too slow: store what the run had
+        finished, unless the loop has (then wait briefly for its store to end)."""
+        session = self._last_session
+        if session is None or not session.results.records:
+            return
+        results = session.results
+        if not self._claim(results):
+            self._stored_event.wait(1.0)
+            return
+        if not keepable(results):
+            return
+        results.interrupted = True
+        self.stored_on_leaving = self._store(results)
+
+    def _claim(self, results: RunResults) -> bool:
+        """Whether this caller stores `results` (only the first one does)."""
+        with self._claim_lock:
+            if self._claimed is results:
+                return False
+            self._claimed = results
+            self._stored_event.clear()
+            return True
 
     def on_unmount(self) -> None:
         if self._exit_deadline is not None:  # what follows writes to the terminal
@@ -240,9 +320,7 @@ class QuantTUI(App[None]):
             self.poller.close()
 
     async def action_quit(self) -> None:
-        if self.session is not None:
-            self.session.stop()
-        self.exit()
+        self._start_leaving(None)
 
     # ------------------------------------------------------------------ notices
 
@@ -559,6 +637,8 @@ class QuantTUI(App[None]):
         self._plan, self._typed_run = plan, typed is not None
         self.run_state.prompt_texts = {p.id: p.text for p in plan.prompts}
         self._set_session(session)
+        self._last_session = session
+        self._run_over.clear()
         self.run_state.live, self.run_state.contention = live, []
         self._drawn_version = -1
         self._toasted.clear()
@@ -572,6 +652,12 @@ class QuantTUI(App[None]):
                         exit_on_error=False)
 
     async def _run(self, session: Session) -> None:
+        try:
+            await self._run_and_keep(session)
+        finally:
+            self._run_over.set()
+
+    async def _run_and_keep(self, session: Session) -> None:
         t0 = time.perf_counter_ns()  # the poller's clock
         try:
             await session.run()
@@ -583,9 +669,10 @@ class QuantTUI(App[None]):
                 from quanttui.core.run.plan import server_logs
 
                 # One sample now, the servers still up: a run shorter than the pace between
-                # samples has its memory figures too.
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.poller.sample_once)
+                # samples has its memory figures too. Not when leaving: storing comes first.
+                if not self._leaving:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.poller.sample_once)
                 r = session.results
                 r.hardware = hardware_json(self.poller.history(since_ns=t0),
                                            self.poller.host_info(),
@@ -600,6 +687,8 @@ class QuantTUI(App[None]):
             self.refresh_bindings()
             self.compare.draw_status()
         await self._keep(session.results)
+        if self._leaving:
+            return
         if isinstance(self.screen, ResultsScreen):
             self.screen.post_message(ResultsChanged())
         live = self.run_state.live
@@ -611,28 +700,42 @@ class QuantTUI(App[None]):
     async def _keep(self, results: RunResults) -> None:
         """The run into the history, as a headless run goes there (with the config and where
         the numbers come from; model files are not hashed here: that would take a core for
-        seconds to minutes beside servers the next run measures)."""
-        if not results.records:
+        seconds to minutes beside servers the next run measures). A stopped run in which no
+        measured request finished is not stored: it has nothing to show or compare."""
+        if not results.records or not self._claim(results):
             return
+        if not keepable(results):
+            self._stored_event.set()
+            if self._leaving:
+                self.stored_on_leaving = 0
+            self.say("info", "history", "run stopped before any measured request finished: "
+                     "not stored in the history")
+            return
+        from quanttui.core.reports.history import HistoryError
+
+        try:
+            run_id = await asyncio.to_thread(self._store, results)
+        except (HistoryError, OSError) as e:
+            self.say("warning", "history", f"run not stored in the history: {e}")
+            return
+        finally:
+            self._stored_event.set()
+        self._stored = (results, run_id)
+        if self._leaving:
+            self.stored_on_leaving = run_id
+        self.say("info", "history", f"run stored in the history as #{run_id} "
+                 "(quanttui history, quanttui compare)")
+
+    def _store(self, results: RunResults) -> int:
+        """Into the history (on a thread of its own: the loop's worker or the exit deadline)."""
         from quanttui.config import config_to_dict
-        from quanttui.core.reports.history import HistoryError, Store
+        from quanttui.core.reports.history import Store
         from quanttui.core.reports.provenance import provenance
         from quanttui.core.reports.run_file import results_dict
 
         results.extra.setdefault("config", config_to_dict(self.config))
-
-        def store() -> int:
-            results.extra.setdefault("provenance", provenance(results, hash_models=False))
-            return Store().add(results_dict(results))
-
-        try:
-            run_id = await asyncio.to_thread(store)
-        except (HistoryError, OSError) as e:
-            self.say("warning", "history", f"run not stored in the history: {e}")
-            return
-        self._stored = (results, run_id)
-        self.say("info", "history", f"run stored in the history as #{run_id} "
-                 "(quanttui history, quanttui compare)")
+        results.extra.setdefault("provenance", provenance(results, hash_models=False))
+        return Store().add(results_dict(results))
 
     async def _update_history(self, results: RunResults) -> None:
         """A run stored in the history, measured further (the quality step): its entry gets
@@ -1055,6 +1158,27 @@ class QuantTUI(App[None]):
                                 lambda n=n: self.set_n_predict(n))
 
 
+def keepable(results: RunResults) -> bool:
+    """Whether a run is worth a place in the history: it ran to its end, or a measured request
+    finished (answered, or failed by the server) before it was stopped."""
+    return not results.interrupted or any(
+        not r.warmup and r.error_kind not in ("cancelled", "skipped") for r in results.records)
+
+
+def silence_terminal() -> None:
+    """Point stdout and stderr at /dev/null: the terminal is gone (see QuantTUI._terminal_lost)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def builtin_prompt_texts(ids: set[str]) -> dict[str, str]:
     """The text of the built-in suites' prompts among `ids` (a stored run keeps only ids)."""
     from quanttui.core.suites.prompts import SUITE_NAMES, builtin_suite
@@ -1087,6 +1211,13 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
     # model pane are stopped by its one stop_all, also when the start fails half-way.
     registry = ServerRegistry.from_config(cfg, llama_server=llama_server)
     deadline = ExitDeadline(registry.launcher.kill_all)
+
+    def tell(line: str) -> None:
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except OSError:  # the terminal is gone (EIO): nobody to tell, and no failing exit
+            silence_terminal()
+
     poller: HardwarePoller | None = None
     app: QuantTUI | None = None
     try:
@@ -1094,7 +1225,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         # stderr before the screen opens.
         launches = asyncio.run(registry.launcher.start_together(
             specs_from_config(cfg, pin_cores), force=force,
-            say=lambda line: print(line, file=sys.stderr)))
+            say=tell))
         for la in launches:
             registry.add_launched(la)
         poller = HardwarePoller(interval_s=cfg.hardware.poll_interval)
@@ -1106,17 +1237,24 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         app.run()
         deadline.disarm()
     except ServerStartError as e:
-        print(f"error: {e}", file=sys.stderr)
+        tell(f"error: {e}")
         return 1
     except KeyboardInterrupt:
-        print("stopped while starting servers", file=sys.stderr)
+        tell("stopped while starting servers")
         return 130
     finally:
         registry.launcher.stop_all()
         if poller is not None:
             poller.close()
-    if app is not None and app.exit_signal is not None:
-        print(f"stopped by signal {signal.Signals(app.exit_signal).name}; servers stopped",
-              file=sys.stderr)
+    if app is None:
+        return 0
+    if app.stored_on_leaving == 0:
+        tell("the stopped run had no finished request: not stored in the history")
+    elif app.stored_on_leaving is not None:
+        tell(f"the stopped run is in the history as #{app.stored_on_leaving} (quanttui history)")
+    if app.exit_signal is not None:
+        how = ("the terminal went away" if app.terminal_gone
+               else f"stopped by signal {signal.Signals(app.exit_signal).name}")
+        tell(f"{how}; servers stopped")
         return 128 + app.exit_signal
     return 0

@@ -10,8 +10,13 @@ here, so quanttui never outlives its terminal with servers running:
 - `drain_after_errors()`: the writer thread keeps draining its queue after a failed write (the
   text is discarded: nobody can see it), so the loop is never blocked by it;
 - `ExitDeadline`: armed when the app starts to leave or gets SIGTERM/SIGHUP, it waits a few
-  seconds on a thread of its own, then kills the servers quanttui started and ends the process,
-  whatever the event loop is doing. A clean exit disarms it.
+  seconds on a thread of its own, then kills the servers quanttui started, stores what the run
+  has finished if the app could not (`rescue`), and ends the process, whatever the event loop is
+  doing. A clean exit disarms it.
+
+A failed write or read on the terminal is taken as the terminal being gone (`on_terminal_lost`):
+SIGHUP does not always come (a process outside the terminal's session, `nohup`), and Textual
+would otherwise end the app on a failed read at once (a panic), without storing the run.
 """
 
 from __future__ import annotations
@@ -24,11 +29,27 @@ from collections.abc import Callable
 
 DEFAULT_S = 4.0
 
+_lost: list[Callable[[], None]] = []  # what to call when the terminal is gone (any thread)
+
+
+def on_terminal_lost(callback: Callable[[], None] | None) -> None:
+    """Call `callback` (from the thread that found out) once a write or read on the terminal
+    fails; None: no one to tell."""
+    _lost[:] = [callback] if callback is not None else []
+
+
+def terminal_lost() -> None:
+    for callback in list(_lost):
+        with contextlib.suppress(Exception):  # a writer or input thread must not die of it
+            callback()
+
 
 class ExitDeadline:
     def __init__(self, kill: Callable[[], None], seconds: float = DEFAULT_S) -> None:
         self._kill = kill
         self.seconds = seconds
+        # called after the kill: keeps what it can (the app stores its run if it has not yet)
+        self.rescue: Callable[[], None] | None = None
         self._armed = threading.Event()
         self._disarmed = threading.Event()
         self._lock = threading.Lock()
@@ -51,6 +72,9 @@ class ExitDeadline:
             return
         try:
             self._kill()
+            if self.rescue is not None:
+                with contextlib.suppress(Exception):  # leaving comes first
+                    self.rescue()
         finally:
             try:
                 sys.stderr.write(f"quanttui: the terminal did not let the app leave within "
@@ -62,8 +86,11 @@ class ExitDeadline:
 
 
 def drain_after_errors() -> None:
-    """Make Textual's writer thread keep emptying its queue after a write fails (see above)."""
+    """Make Textual's writer thread keep emptying its queue after a write fails, and its input
+    thread report a failed read as the terminal lost instead of a crash (see above)."""
     from textual.drivers import _writer_thread
+
+    _report_failed_reads()
 
     cls = _writer_thread.WriterThread
     if getattr(cls, "_quanttui_drains", False):
@@ -82,11 +109,37 @@ def drain_after_errors() -> None:
                 self._file.write(text)
                 if self._queue.qsize() == 0:
                     self._file.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError) as e:
                 failed = True  # the terminal is gone: keep draining, nobody can see it
+                if isinstance(e, OSError):
+                    terminal_lost()
         if not failed:
             with contextlib.suppress(OSError, ValueError):
                 self._file.flush()
 
     cls.run = run  # type: ignore[method-assign]
     cls._quanttui_drains = True  # type: ignore[attr-defined]
+
+
+def _report_failed_reads() -> None:
+    try:
+        from textual.drivers.linux_driver import LinuxDriver
+    except ImportError:  # not on this platform (Windows)
+        return
+    if getattr(LinuxDriver, "_quanttui_reports", False):
+        return
+
+    def run(self: LinuxDriver) -> None:
+        # Textual's `_run_input_thread`, but a failed read is the terminal gone: nobody can see
+        # a traceback, and its panic would end the app at once, the run not stored.
+        try:
+            self.run_input_thread()
+        except OSError:
+            terminal_lost()
+        except BaseException:
+            import rich.traceback
+
+            self._app.call_later(self._app.panic, rich.traceback.Traceback())
+
+    LinuxDriver._run_input_thread = run  # type: ignore[method-assign]
+    LinuxDriver._quanttui_reports = True  # type: ignore[attr-defined]
