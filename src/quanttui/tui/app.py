@@ -57,6 +57,7 @@ from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
+from quanttui.tui.export import preserve_spaces
 from quanttui.tui.labels import short_labels
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
@@ -1091,7 +1092,8 @@ class QuantTUI(App[None]):
         results = (self.session.results if self.session is not None
                    else self.results or self._no_results())
         results.extra.setdefault("config", config_to_dict(self.config))
-        screen = self.export_screenshot()  # now, before the notification covers it
+        # now, before the notification covers it
+        screen = preserve_spaces(self.export_screenshot())
         try:
             files = write_snapshot(results, out, base, ("svg", "json"), svg=lambda _: screen)
         except OSError as e:

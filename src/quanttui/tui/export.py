@@ -14,6 +14,15 @@ from quanttui.config import Config
 from quanttui.core.run.records import RunResults
 
 
+def preserve_spaces(svg: str) -> str:
+    """The screen's SVG with `xml:space="preserve"` on its root: Textual writes each run of
+    text with its spaces, which browsers keep but rsvg and other SVG 1.1 renderers collapse
+    (columns ran together: "IQ4_NL29.4", code lost its indentation)."""
+    if 'xml:space="preserve"' in svg:
+        return svg
+    return svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+
+
 def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
                config: Config | None = None) -> str:
     from textual.pilot import Pilot
@@ -34,7 +43,7 @@ def render_svg(results: RunResults, size: tuple[int, int] = (160, 48),
         await pilot.pause()
         app.clear_notifications()
         await pilot.pause()
-        out.append(app.export_screenshot(simplify=True))
+        out.append(preserve_spaces(app.export_screenshot(simplify=True)))
         app.exit()
 
     cfg = config or Config()
