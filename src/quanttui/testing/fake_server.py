@@ -152,6 +152,12 @@ class FakeLlamaServer:
             self._server.close()
             for w in list(self._writers):
                 w.transport.abort()
+            # handlers still sleeping (a trickle, a stall) end now, not destroyed pending
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*others, return_exceptions=True), 2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             loop.stop()

@@ -306,8 +306,10 @@ class ManagedServer:
         async with httpx.AsyncClient(timeout=2.0) as http:
             while True:
                 self._check_alive()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(self.url + "/health")).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, asyncio.TimeoutError):
+                    # bounded whole: httpx's timeout bounds each read, not the reply
+                    health = await asyncio.wait_for(http.get(self.url + "/health"), 2.0)
+                    if health.status_code == 200:
                         return
                 elapsed = time.monotonic() - start
                 if on_progress is not None:
