@@ -333,11 +333,11 @@ async def test_trickled_utility_reply_is_bounded_whole(fake: FakeLlamaServer) ->
 
 
 async def test_trickled_event_is_a_stall(fake: FakeLlamaServer) -> None:
-    """Bytes that never complete an event: the next event is due within `read` all the same."""
+    """Bytes that never complete a line: the next line is due within `read` all the same."""
     fake.fault = Fault("trickle", delay=0.1)
     async with LlamaClient(fake.url, timeouts=FAST) as c:
         t0 = time.monotonic()
-        with pytest.raises(ServerTimeout, match=r"stream stalled: no complete event for 0\.5 s"):
+        with pytest.raises(ServerTimeout, match=r"stream stalled: no complete line for 0\.5 s"):
             await c.complete("x", P10)
     assert time.monotonic() - t0 < 2
 

@@ -79,8 +79,9 @@ MAX_PREDICT = 32768
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Seconds. `connect` bounds the connection; `read` the wait for a stream's headers and for
-    each next complete event (a stall, or a trickle of bytes that never makes one), and every
-    other call whole (/health, /props, /metrics, ...: headers and body); `total` a stream whole."""
+    each next complete line of it (a stall, or a trickle of bytes that never makes one), and
+    every other call whole (/health, /props, /metrics, ...: headers and body); `total` a stream
+    whole."""
 
     connect: float = 5.0
     read: float = 120.0
@@ -294,13 +295,15 @@ class LlamaClient:
             n_events = 0
             sock = conn.sock
             read_s = self.timeouts.read
-            # Each next event is due within `read` seconds of the last (or of the headers): a
-            # server that trickles bytes which never complete an event is a stall too.
-            event_due = time.monotonic() + read_s
+            # Each next complete line (an event's, or a keep-alive comment) is due within `read`
+            # seconds of the last (or of the headers): a server that trickles bytes which never
+            # complete one is a stall too.
+            line_due = time.monotonic() + read_s
+            n_lines = 0
             while not finished:
                 try:
                     if sock is not None:
-                        sock.settimeout(max(event_due - time.monotonic(), 0.001))
+                        sock.settimeout(max(line_due - time.monotonic(), 0.001))
                     chunk = response.read1(65536)
                 except (OSError, http.client.HTTPException) as e:
                     raise self._socket_error(e, result, "mid-stream") from e
@@ -313,8 +316,10 @@ class LlamaClient:
                     payloads = decoder.feed(chunk)
                 except SSETooLarge as e:
                     raise MalformedEvent(self.label, f"stream not read on: {e}") from e
+                if decoder.n_lines != n_lines:
+                    n_lines = decoder.n_lines
+                    line_due = time.monotonic() + read_s
                 if payloads:
-                    event_due = time.monotonic() + read_s
                     n_events += len(payloads)
                     if n_events > job.max_events:
                         raise MalformedEvent(
@@ -486,7 +491,7 @@ class LlamaClient:
             what = (f"no response headers within {self.timeouts.read:g} s "
                     "(server busy, all slots taken, or hung)")
         else:
-            what = (f"stream stalled: no complete event for {self.timeouts.read:g} s after "
+            what = (f"stream stalled: no complete line for {self.timeouts.read:g} s after "
                     f"{len(result.event_times_ns)} events")
         return ServerTimeout(self.label, what)
 

@@ -27,10 +27,11 @@ class SSEDecoder:
     `SSETooLarge` for a line or an event's data longer than `limit` bytes.
     """
 
-    __slots__ = ("_data", "_data_len", "_line", "_line_len", "limit")
+    __slots__ = ("_data", "_data_len", "_line", "_line_len", "limit", "n_lines")
 
     def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self.limit = limit
+        self.n_lines = 0  # complete lines so far, comments (pings) included
         self._line: list[bytes] = []  # pieces of the unterminated line
         self._line_len = 0
         self._data: list[bytes] = []
@@ -46,6 +47,7 @@ class SSEDecoder:
             self._line_len = 0
         out: list[bytes] = []
         data = self._data
+        self.n_lines += len(lines)
         for line in lines:
             if len(line) > self.limit:
                 raise SSETooLarge(f"a line of {len(line):,} bytes (at most {self.limit:,})")
