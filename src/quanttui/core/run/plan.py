@@ -36,8 +36,8 @@ class ServerSpec:
     api_key: str | None = field(default=None, repr=False)
     pid: int | None = None  # when quanttui launched it
     launch_args: tuple[str, ...] | None = None  # secrets masked
-
     log_path: Path | None = None  # its llama-server log, when quanttui started it
+
     @classmethod
     def launched(cls, server: ManagedServer) -> ServerSpec:
         """A server quanttui started, with the command line it ran (masked), the key it
@@ -52,13 +52,13 @@ class ServerSpec:
                           launch_args=mask_args(self.launch_args) if self.launch_args else None)
 
 
-@dataclass(frozen=True)
 def server_logs(specs: Sequence[ServerSpec]) -> dict[str, Path]:
     """The log of each server quanttui started, by name (for hardware_json's breakdown); the
     others are attached."""
     return {s.name: s.log_path for s in specs if s.log_path is not None}
 
 
+@dataclass(frozen=True)
 class RunPlan:
     prompts: tuple[Prompt, ...]
     params: GenerationParams = field(default_factory=GenerationParams)
