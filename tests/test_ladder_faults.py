@@ -86,7 +86,10 @@ def test_ctrl_c_mid_ladder_writes_what_was_measured(demo_models: dict[str, Path]
     assert "Traceback" not in stderr + stdout, stderr
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert gone(started)  # nothing left running
-    assert "verdict: " in stdout and f"results: {out}" in stdout
+    assert stdout.startswith("verdict: ") and f"results: {out}" in stdout
+    # a ladder is a report: its Markdown is written beside the JSON without asking
+    md = out.with_suffix(".md")
+    assert str(md) in stdout and md.read_text().startswith("# quanttui ladder")
     data = json.loads(out.read_text())
     ladder_ = data["ladder"]
     rows = {r["name"]: r for r in ladder_["rows"]}

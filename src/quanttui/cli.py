@@ -426,7 +426,9 @@ def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, A
         import dataclasses
 
         quality = dataclasses.replace(quality, k=kw["quality_k"])
-    formats = _formats(kw.get("formats") or "json,md")
+    # a ladder is read as a report: Markdown beside the JSON unless --format says otherwise
+    given = ctx.get_parameter_source("formats") not in (None, click.core.ParameterSource.DEFAULT)
+    formats = _formats(str(kw["formats"]) if given and kw.get("formats") else "json,md")
     run = HeadlessLadder(
         cfg, lu, constraints, quality=quality, output=kw.get("output"), formats=formats,
         svg=_svg_renderer() if "svg" in formats else None,

@@ -130,7 +130,7 @@ def _verdict_text(results: RunResults) -> str:
 
     sec = section_of(results.extra)
     assert sec is not None
-    lines = ["", "verdict: " + sec.verdict.reason]
+    lines = ["verdict: " + sec.verdict.reason]
     if sec.verdict.within_noise:
         lines += ["within noise:"] + [f"  {x}" for x in sec.verdict.within_noise]
     lines += [f"warning: {w}" for w in sec.verdict.warnings]

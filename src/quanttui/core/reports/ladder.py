@@ -90,7 +90,9 @@ def summary_table(sec: LadderSection) -> list[str]:
 
 
 def _scatter(sec: LadderSection, width: int = 64) -> str:
-    """Quality loss against size: the Pareto front, the recommended point marked."""
+    """Quality loss against size: each quant a numbered marker (names beside the points hid
+    the points near them), the key under the chart, the recommended one starred; KLD can't be
+    negative, so the axis starts at 0."""
     import plotext as plt
     from plotext._figure import _figure_class
 
@@ -100,21 +102,19 @@ def _scatter(sec: LadderSection, width: int = 64) -> str:
     fig.theme("clear")
     fig.plotsize(width, 18)
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    # room around the points, so that their names fit inside the frame
     dx = (max(xs) - min(xs)) or max(xs) * 0.1 or 1.0
-    dy = max(ys) or 0.01
-    fig.xlim(min(xs) - 0.25 * dx, max(xs) + 0.35 * dx)
-    fig.ylim(-0.1 * dy, 1.25 * dy)
-    fig.scatter(xs, ys, marker="o")
-    rec = [p for p in pts if p[2] == sec.verdict.recommended]
-    if rec:
-        fig.scatter([rec[0][0]], [rec[0][1]], marker="@")
-    for x, y, name in pts:
-        fig.text(name, x + 0.03 * dx, y + 0.08 * dy)
+    fig.xlim(min(xs) - 0.1 * dx, max(xs) + 0.1 * dx)
+    fig.ylim(0.0, 1.1 * (max(ys) or 0.01))
+    for i, (x, y, _) in enumerate(pts, 1):
+        fig.scatter([x], [y], marker=str(i % 10))
     fig.xlabel("file size (MB)")
     fig.ylabel(f"KLD@{sec.k}")
-    fig.title("quality loss against size (@ = recommended)")
-    return str(plt.uncolorize(fig.build())).rstrip()
+    fig.title("quality loss against size")
+    ref = next((r.name for r in sec.rows if r.reference), None)
+    key = "   ".join(f"{i % 10} {name}" + (" (ref)" if name == ref else "")
+                     + (" ★ recommended" if name == sec.verdict.recommended else "")
+                     for i, (_, _, name) in enumerate(pts, 1))
+    return str(plt.uncolorize(fig.build())).rstrip() + "\n" + key
 
 
 def _categories(sec: LadderSection, width: int = 64) -> str | None:
