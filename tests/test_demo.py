@@ -61,4 +61,4 @@ def test_the_source_stays_the_reference_whatever_the_order(demo_models: dict[str
     assert proc.returncode == 0, proc.stderr
     assert "reference: Q4_K_M (the source" in proc.stderr
     servers = json.loads(out.read_text())["servers"]
-    assert [s["name"] for s in servers][0].endswith("Q4_K_M")
+    assert servers[0]["name"].endswith("Q4_K_M")
