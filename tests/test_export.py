@@ -319,3 +319,15 @@ def test_compare_names_a_change_of_outside_load() -> None:
     assert "other processes' load: 0.1 → 1.6 cores busy on average" in text
     same = compare_text(results_from_dict(quiet), results_from_dict(quiet), "#1", "#2")
     assert "other processes' load" not in same
+
+
+def test_a_two_server_report_leads_with_its_answer() -> None:
+    """Not only ladders: a comparison's Markdown and stdout start with the verdict, and the
+    Markdown says it in words, before the details."""
+    from quanttui.core.reports.summary import format_summary
+
+    results = load_run(RECORDED)
+    md = markdown.render(results)
+    head = md.split("## Servers")[0]
+    assert "## Verdict" in head and "## In words" in head and "Run gemma3-270m-Q8_0" in head
+    assert format_summary(results).startswith("verdict: Run gemma3-270m-Q8_0")

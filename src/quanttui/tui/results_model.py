@@ -127,14 +127,14 @@ def heading(results: RunResults, running: bool = False) -> str:
 
 def results_model(results: RunResults, *, running: bool = False) -> ResultsModel:
     """The results view of a run (finished, stored, or running: its figures so far)."""
-    from quanttui.core.ladder.section import answers
+    from quanttui.core.ladder.section import run_answer
     from quanttui.core.ladder.table import rows_from_run
-    from quanttui.core.ladder.verdict import Constraints, decide
     from quanttui.core.reports.ladder import section_of
 
     model = ResultsModel(heading(results, running))
     ladder = section_of(results.extra)
-    rows = ladder.rows if ladder is not None else rows_from_run(results)
+    answer = run_answer(results)
+    rows = answer.rows if answer is not None else rows_from_run(results)
     if not rows:
         model.hint = "No server answered in this run: nothing to compare."
         return model
@@ -144,11 +144,11 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
     model.quality_measured = ladder is not None or quality is not None
     labels = short_labels([r.name for r in rows])
     verdict: Verdict | None = None
-    if len(rows) >= 2:
-        verdict = ladder.verdict if ladder is not None else decide(rows, [], Constraints())
+    if answer is not None:
+        verdict = answer.verdict
         model.verdict, model.recommended = verdict.reason, verdict.recommended
         model.noise = list(verdict.within_noise)
-        model.answers = list(ladder.answers) if ladder is not None else answers(rows, [], k)
+        model.answers = list(answer.answers)
     else:
         model.hint = "One server in this run: s selects a second one to compare it with."
     if len(rows) >= 2 and not any(r.positions for r in rows) and not (quality or {}).get(

@@ -19,6 +19,7 @@ from quanttui.core.ladder.table import (
     neighbour_rows,
     quality_scope,
     quant_rows,
+    rows_from_run,
 )
 from quanttui.core.ladder.verdict import Constraints, Verdict, decide, measured_memory
 from quanttui.core.run.pairing import block_drift
@@ -194,3 +195,28 @@ def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
             s.launch_args = run.launch_args[s.name]
     res.extra["ladder"] = msgspec.to_builtins(section)
     return res
+
+
+class RunAnswer(msgspec.Struct, kw_only=True):
+    """What any run answers, whichever way it was measured: rows, the verdict, in words."""
+
+    rows: list[QuantRow]
+    verdict: Verdict
+    answers: list[str]
+    k: int
+
+
+def run_answer(results: RunResults) -> RunAnswer | None:
+    """A ladder's stored answer, or a comparison run's (two or more servers) from its rows
+    under the default constraints: the one answer the TUI, the Markdown and stdout lead with.
+    None with fewer than two servers to compare."""
+    if (data := results.extra.get("ladder")) is not None:
+        sec = msgspec.convert(data, LadderSection)
+        return RunAnswer(rows=sec.rows, verdict=sec.verdict, answers=sec.answers, k=sec.k)
+    rows = rows_from_run(results)
+    if len(rows) < 2:
+        return None
+    q = results.extra.get("quality") or {}
+    k = int((q.get("options") or {}).get("k") or 0)
+    return RunAnswer(rows=rows, verdict=decide(rows, [], Constraints()),
+                     answers=answers(rows, [], k), k=k)

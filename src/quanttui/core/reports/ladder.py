@@ -11,7 +11,7 @@ from quanttui.core.hardware.breakdown import BREAKDOWN_HEAD, BREAKDOWN_NOTE, bre
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow, interval_text, quality_scope
-from quanttui.core.ladder.verdict import measured_memory
+from quanttui.core.ladder.verdict import Verdict, measured_memory
 from quanttui.core.quality.accuracy import share_text
 
 ACCURACY_NOTE = (
@@ -138,15 +138,21 @@ def _categories(sec: LadderSection, width: int = 64) -> str | None:
                      values[::-1], width)
 
 
-def render_ladder(sec: LadderSection, header: str) -> list[str]:
-    v = sec.verdict
-    lines = [header, "", "## Verdict", "",
-             f"**{v.reason}**", "",
+def verdict_lines(v: Verdict) -> list[str]:
+    """The verdict as a report leads with it: the answer, its constraints, what was within
+    noise, what the figures can't show."""
+    lines = ["## Verdict", "", f"**{v.reason}**", "",
              f"Constraints: {v.constraints.describe()}."]
     if v.within_noise:
         lines += ["", "Within noise:"] + [f"- {x}" for x in v.within_noise]
     if v.warnings:
         lines += ["", "Warnings:"] + [f"- {x}" for x in v.warnings]
+    return lines
+
+
+def render_ladder(sec: LadderSection, header: str) -> list[str]:
+    v = sec.verdict
+    lines = [header, "", *verdict_lines(v)]
     lines += ["", "## Summary", "", *summary_table(sec)]
     rows, notes = breakdown_table([(r.name, r.memory_breakdown) for r in sec.rows])
     if rows or notes:

@@ -13,10 +13,11 @@ from quanttui.core.hardware.breakdown import (
     breakdown_table,
 )
 from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.ladder.section import run_answer
 from quanttui.core.ladder.table import memory_breakdown
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
-from quanttui.core.reports.ladder import render_ladder, section_of
+from quanttui.core.reports.ladder import render_ladder, section_of, verdict_lines
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import Summary
 
@@ -155,6 +156,11 @@ def render(results: RunResults) -> str:
     if sec is not None:  # a ladder: the answer first, this run's details after it
         lines[0] = "# Details: every request of the ladder"
         lines = render_ladder(sec, _ladder_header(results, started)) + lines
+    elif (answer := run_answer(results)) is not None:  # a comparison leads with its answer too
+        lead = ["", *verdict_lines(answer.verdict)]
+        if answer.answers:
+            lead += ["", "## In words", ""] + [f"- {a}" for a in answer.answers]
+        lines[1:1] = lead
     return "\n".join(lines) + "\n"
 
 

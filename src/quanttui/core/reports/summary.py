@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from quanttui.core.hardware.reading import format_bytes
+from quanttui.core.ladder.section import run_answer
 from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
 
@@ -17,6 +18,11 @@ def _f(v: float | None, fmt: str = ".1f") -> str:
 def format_summary(results: RunResults) -> str:
     names = results.server_names
     lines: list[str] = []
+    answer = run_answer(results)
+    if answer is not None:  # the answer first, as every report gives it
+        lines.append("verdict: " + answer.verdict.reason)
+        lines += [f"  within noise: {x}" for x in answer.verdict.within_noise]
+        lines.append("")
     for level in results.concurrency_levels:
         head = f"concurrency {level}" if len(results.concurrency_levels) > 1 else ""
         lines.append(f"schedule: {results.schedule}  endpoint: {results.endpoint}  {head}".rstrip())
