@@ -331,3 +331,14 @@ def test_a_two_server_report_leads_with_its_answer() -> None:
     head = md.split("## Servers")[0]
     assert "## Verdict" in head and "## In words" in head and "Run gemma3-270m-Q8_0" in head
     assert format_summary(results).startswith("verdict: Run gemma3-270m-Q8_0")
+
+
+def test_snapshot_writes_to_the_export_dir_and_says_full_paths(tmp_path: Path) -> None:
+    """Without -o a snapshot goes where runs are exported (run.export_dir), not the current
+    folder, and names each file in full."""
+    p = run_cli(["snapshot", "--from", str(RECORDED), "--format", "json,md"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    printed = p.stdout.split()
+    expected = [str(tmp_path / "quanttui-exports" / f"recorded-run.{x}") for x in ("json", "md")]
+    assert printed == expected
+    assert all(Path(x).is_file() for x in expected)

@@ -588,16 +588,19 @@ def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, 
     except (RunFileError, HistoryError) as e:
         _fail(str(e))
     out = kw.get("output")
-    out_dir = out if out is not None else Path(".")
+    # where runs are exported (run.export_dir), as `run --headless` writes them; full paths
+    # said, so they can be found from wherever the command ran
+    out_dir = out if out is not None else Path(
+        _load(ctx.obj["config"], kw["sets"], _flags(kw)).run.export_dir)
     svg = _svg_renderer((cols, rows)) if "svg" in formats else None
     try:
         paths = write_snapshot(results, out_dir, stem, formats, svg=svg)
     except ExportError as e:
         for path in e.written:
-            click.echo(str(path))
+            click.echo(str(path.resolve()))
         _fail(f"{e}; the run is still {source}", EXIT_EXPORT)
     for path in paths:
-        click.echo(str(path))
+        click.echo(str(path.resolve()))
 
 
 def _store() -> Any:
