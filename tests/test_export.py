@@ -20,7 +20,7 @@ import pytest
 from quanttui.core.reports import csv_export, markdown
 from quanttui.core.reports.compare import compare_text, match_servers
 from quanttui.core.reports.gates import evaluate
-from quanttui.core.reports.history import SCHEMA_V1, Store
+from quanttui.core.reports.history import CURRENT, SCHEMA_V1, Store
 from quanttui.core.reports.run_file import RunFileError, load_run, results_dict, results_from_dict
 from quanttui.core.reports.schema import SCHEMA_VERSION
 from quanttui.core.reports.snapshot import render_json, write_snapshot
@@ -172,8 +172,11 @@ def test_history_store_and_migration(tmp_path: Path) -> None:
     rows = store.list()
     assert len(rows) == 1 and rows[0].servers == "gemma3-270m-Q8_0, gemma3-270m-Q2_K"
     assert rows[0].quants == "Q8_0, Q2_K - Medium"
+    # what kind of run, how it ended, whether quality was measured, its verdict (v3)
+    assert (rows[0].kind, rows[0].status, rows[0].quality, rows[0].verdict) == (
+        "comparison", "done", "no", "gemma3-270m-Q8_0")
     with sqlite3.connect(old) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == CURRENT == 3
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     new_id = store.add(data, label="again")
     assert [r.id for r in store.list()] == [new_id, rows[0].id]

@@ -635,9 +635,11 @@ def history(limit: int, as_json: bool) -> None:
     if not rows:
         click.echo("no runs stored yet: quanttui run --headless stores each run")
         return
-    click.echo(f"{'#':>4}  {'started (UTC)':<25}  {'schedule':<12}  servers (quants)")
+    click.echo(f"{'#':>4}  {'started (UTC)':<25}  {'kind':<10}  {'status':<7}  {'quality':<7}  "
+               f"{'verdict':<16}  {'schedule':<12}  servers (quants)")
     for r in rows:
-        click.echo(f"{r.id:>4}  {r.created_at:<25}  {r.schedule:<12}  {r.servers} ({r.quants})")
+        click.echo(f"{r.id:>4}  {r.created_at:<25}  {r.kind:<10}  {r.status:<7}  {r.quality:<7}  "
+                   f"{r.verdict:<16}  {r.schedule:<12}  {r.servers} ({r.quants})")
 
 
 @main.command()

@@ -42,6 +42,33 @@ def _summary_columns(data: dict[str, Any]) -> tuple[str, str, str]:
     return names, quants, str(host)
 
 
+def _outcome_columns(data: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(kind "ladder" / "comparison" / "single", status "done" / "stopped", quality "yes" /
+    "no", verdict: the quant to run, "—" for none, "" when there is nothing to decide) from a
+    run's JSON: what `quanttui history` lists beside each run."""
+    n = len(data.get("servers") or [])
+    kind = "ladder" if data.get("ladder") else "comparison" if n > 1 else "single"
+    status = "stopped" if data.get("interrupted") else "done"
+    ladder_rows = (data.get("ladder") or {}).get("rows") or []
+    measured = data.get("quality") or any(r.get("positions") or r.get("accuracy")
+                                          for r in ladder_rows)
+    quality = "yes" if measured else "no"
+    verdict = ""
+    if n > 1:
+        try:
+            from quanttui.core.ladder.section import run_answer
+            from quanttui.core.reports.run_file import results_from_dict
+
+            answer = run_answer(results_from_dict(data))
+            verdict = (answer.verdict.recommended or "—") if answer is not None else ""
+        except Exception:  # a run the reader can't take is still listed
+            verdict = "?"
+    return kind, status, quality, verdict
+
+
+_V3_COLUMNS = ("kind", "status", "quality", "verdict")
+
+
 def _migrate_1_to_2(db: sqlite3.Connection, warn: list[str]) -> None:
     # v2: columns to list runs without decoding each one, filled from the stored JSON. Columns
     # already there are kept (a database an older quanttui left half-migrated: its ALTERs
@@ -74,8 +101,23 @@ CREATE TABLE runs (
 );
 """
 V1_COLUMNS = {"id", "created_at", "schedule", "data"}
-MIGRATIONS = {1: _migrate_1_to_2}
-CURRENT = 2
+def _migrate_2_to_3(db: sqlite3.Connection, warn: list[str]) -> None:
+    # v3: what kind of run, how it ended, whether quality was measured, its verdict
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name in _V3_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
+    for run_id, raw in db.execute("SELECT id, data FROM runs").fetchall():
+        try:
+            columns = _outcome_columns(json.loads(raw))
+        except (ValueError, TypeError, AttributeError):
+            continue  # damaged: migration 1 → 2 said so; it lists with empty columns
+        db.execute("UPDATE runs SET kind = ?, status = ?, quality = ?, verdict = ? WHERE id = ?",
+                   (*columns, run_id))
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+CURRENT = 3
 
 
 @dataclass(frozen=True)
@@ -87,6 +129,10 @@ class RunRow:
     quants: str
     host: str
     label: str | None
+    kind: str = ""  # ladder, comparison, single
+    status: str = ""  # done, stopped
+    quality: str = ""  # yes, no
+    verdict: str = ""  # the quant to run; "—" none meets the constraints
 
 
 class Store:
@@ -191,28 +237,32 @@ class Store:
 
     def add(self, data: dict[str, Any], label: str | None = None) -> int:
         servers, quants, host = _summary_columns(data)
+        outcome = _outcome_columns(data)
         with self._db(write=True) as db:
             cur = db.execute(
-                "INSERT INTO runs (created_at, schedule, data, servers, quants, host, label) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (created_at, schedule, data, servers, quants, host, label, "
+                "kind, status, quality, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (data.get("started_at") or "", data.get("schedule") or "", json.dumps(data),
-                 servers, quants, host, label))
+                 servers, quants, host, label, *outcome))
             return int(cur.lastrowid or 0)
 
     def update(self, run_id: int, data: dict[str, Any]) -> None:
         """Replace run #`run_id`'s JSON (a step measured after the run was stored, such as
         the TUI's quality step); KeyError if there is no such run."""
         servers, quants, host = _summary_columns(data)
+        outcome = _outcome_columns(data)
         with self._db(write=True) as db:
-            cur = db.execute("UPDATE runs SET data = ?, servers = ?, quants = ?, host = ? "
-                             "WHERE id = ?", (json.dumps(data), servers, quants, host, run_id))
+            cur = db.execute("UPDATE runs SET data = ?, servers = ?, quants = ?, host = ?, "
+                             "kind = ?, status = ?, quality = ?, verdict = ? WHERE id = ?",
+                             (json.dumps(data), servers, quants, host, *outcome, run_id))
             if cur.rowcount == 0:
                 raise KeyError(run_id)
 
     def list(self, limit: int = 50) -> list[RunRow]:
         with self._db() as db:
-            rows = db.execute("SELECT id, created_at, schedule, servers, quants, host, label "
-                              "FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = db.execute("SELECT id, created_at, schedule, servers, quants, host, label, "
+                              "kind, status, quality, verdict FROM runs ORDER BY id DESC "
+                              "LIMIT ?", (limit,)).fetchall()
         return [RunRow(*r) for r in rows]
 
     def get(self, run_id: int) -> dict[str, Any]:
