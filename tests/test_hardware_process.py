@@ -242,9 +242,10 @@ def test_access_denied_per_figure(
 
     monkeypatch.setattr("builtins.open", smaps_denied)
     sampler = ProcessSampler(ProcessTarget("E", pid=child.pid))
-    for s in (sampler.sample(), sampler.sample()):  # the walk, then smaps_rollup
-        assert isinstance(s.rss_bytes, int)  # RSS is readable for anyone's process
-        for figure in (s.uss_bytes, s.pss_bytes, s.private_bytes, s.model):
+    for s in (sampler.sample(), sampler.sample()):  # the walk, then its figures kept
+        # RSS and private memory (/proc/PID/status) are readable for anyone's process
+        assert isinstance(s.rss_bytes, int) and isinstance(s.private_bytes, int)
+        for figure in (s.uss_bytes, s.pss_bytes, s.model):
             assert figure == NA(OTHER_USER)
 
 
@@ -391,7 +392,7 @@ def test_two_servers_mapping_one_model_file(tmp_path: Path) -> None:
         spun = _cpu_ns(procs[2].pid)
         poller.sample_once()  # the mapping walk
         time.sleep(1.0)
-        last = poller.sample_once()  # smaps_rollup; the walk's model pages kept
+        last = poller.sample_once()  # the walk's figures kept; private read afresh
         spun = _cpu_ns(procs[2].pid) - spun
         for name, other in (("A", "B"), ("B", "A")):
             p = last.process(name)
@@ -502,32 +503,31 @@ def test_mapping_walk_is_throttled(spawn: Callable[..., Child],
         s = sampler.sample()
         assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)
         now[0] += 1.0
-    assert reads == ["smaps", "smaps_rollup", "smaps_rollup"]
+    assert reads == ["smaps"]  # the figures kept in between; private from /proc/PID/status
     now[0] = process_mod.MAPPINGS_EVERY_S
     sampler.sample()
-    assert reads[-1] == "smaps"
-    # A big process: a read costs 0.02 s of CPU, so the next waits 0.02 / MEMORY_READ_SHARE.
+    assert reads == ["smaps", "smaps"]
+    # A big process: a walk costs 0.05 s of CPU, so the next waits 0.05 / MEMORY_READ_SHARE.
     reads.clear()
-    cost[0] = 0.02
+    cost[0] = 0.05
     now[0] = 100.0
-    for _ in range(11):
+    for _ in range(61):
         s = sampler.sample()
-        assert isinstance(s.private_bytes, int)  # the last figures, kept in between
+        assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)  # kept
         now[0] += 1.0
-    assert process_mod.MEMORY_READ_SHARE == 0.01  # 2 s apart; the walk every 5 s
-    assert reads == ["smaps", "smaps_rollup", "smaps_rollup", "smaps", "smaps_rollup",
-                     "smaps_rollup", "smaps"]  # at 100, 102, 104, 105, 107, 109, 110 s
+    assert process_mod.MEMORY_READ_SHARE == 0.002  # 25 s apart, not every 10 s
+    assert reads == ["smaps"] * 3  # at 100, 125, 150 s
 
 
-def test_memory_without_smaps_rollup_or_proc(spawn: Callable[..., Child],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_without_rss_anon_or_proc(spawn: Callable[..., Child],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     child = spawn()
-    real = process_mod._proc_text
-    monkeypatch.setattr(process_mod, "_proc_text", lambda pid, name: NA(NOT_REPORTED)
-                        if name == "smaps_rollup" else real(pid, name))
+    # Linux before 4.5: /proc/PID/status has no RssAnon, so the walk's Anonymous stands in.
+    monkeypatch.setattr(process_mod, "_status_figures", lambda pid: (None, None, None))
     sampler = ProcessSampler(ProcessTarget("old kernel", pid=child.pid))
-    for s in (sampler.sample(), sampler.sample()):  # the walk's figures stand in
+    for s in (sampler.sample(), sampler.sample()):
         assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)
+        assert isinstance(s.rss_bytes, int) and isinstance(s.num_threads, int)  # psutil's
     monkeypatch.setattr(process_mod, "_proc_text", lambda pid, name: NA(NOT_REPORTED))
     s = ProcessSampler(ProcessTarget("no /proc", pid=child.pid)).sample()
     assert isinstance(s.uss_bytes, int)  # psutil's

@@ -22,6 +22,7 @@ from quanttui.core.hardware.host import HostInfo, HostSample, HostSampler, read_
 from quanttui.core.hardware.nvml import GpuSample, NvmlReader, NvmlSample
 from quanttui.core.hardware.process import ProcessSample, ProcessSampler, ProcessTarget
 from quanttui.core.hardware.reading import NA, Reading, describe_error
+from quanttui.core.threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,7 @@ class HardwarePoller:
         self._thread.start()
 
     def _run(self) -> None:
+        name_os_thread("qt-poller")
         next_tick = time.monotonic()
         while not self._stop.is_set():
             try:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from quanttui.core.hardware.reading import NA, Reading, describe_error, map_reading
+from quanttui.core.hardware.reading import NA, Reading, describe_error
 
 T = TypeVar("T")
 
@@ -31,14 +31,15 @@ GpuLayers: TypeAlias = int | Literal["auto", "all"]
 
 # A port lookup scans every process's sockets; while no server is found, retry at most this often.
 LOOKUP_RETRY_S = 2.0
-# /proc/PID/smaps_rollup (private, USS, PSS) is read every tick. The per-mapping walk of
-# /proc/PID/smaps that finds the model file's pages is redone this often, the last figures kept
-# in between: model pages change slowly (mapped at load, paged in by the warm-up).
-MAPPINGS_EVERY_S = 5.0
-# Either read costs kernel time in proportion to the resident pages (about 7 ms per GB, 1-2 ms
-# for the 270M demo model), on our thread. Each is put off until it has cost at most this share
-# of one core: a 70 GB model's memory is then read every 45 s or so, not every tick.
-MEMORY_READ_SHARE = 0.01
+# Private memory (RssAnon in /proc/PID/status, a counter the kernel keeps) is read every tick.
+# USS, PSS and the model file's pages need the walk of every mapping in /proc/PID/smaps, redone
+# this often, the last figures kept in between: they change slowly (model pages are mapped at
+# load and paged in by the warm-up; USS and PSS move when another process maps the same file).
+MAPPINGS_EVERY_S = 10.0
+# The walk costs kernel time in proportion to the resident pages (measured 10-30 ms per GB), on
+# our thread, so it is put off until it has cost at most this share of one core: a 370 MB demo
+# server's walk (~15 ms) every 10 s, a 70 GB model's every few minutes.
+MEMORY_READ_SHARE = 0.002
 NOT_REPORTED = "not reported on this platform"
 
 
@@ -424,6 +425,26 @@ def parse_smaps(text: str, model_name: str | None = None
     return _totals(total), {i: (p, _totals(t)) for i, (p, t) in files.items()}
 
 
+def _status_figures(pid: int) -> tuple[int | None, int | None, int | None]:
+    """(VmRSS, RssAnon in bytes, thread count) from /proc/PID/status: counters, so one cheap
+    read, readable for any user's process; None for what it does not say (no /proc; no RssAnon
+    before Linux 4.5; no memory lines once the process has let go of its memory)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None, None, None
+    rss = anon = threads = None
+    for line in text.splitlines():
+        if line.startswith(b"VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith(b"RssAnon:"):
+            anon = int(line.split()[1]) * 1024
+        elif line.startswith(b"Threads:"):
+            threads = int(line.split()[1])
+    return rss, anon, threads
+
+
 def _proc_text(pid: int, name: str) -> Reading[str]:
     """/proc/PID/<name>; NoSuchProcess when the process is gone."""
     try:
@@ -433,7 +454,7 @@ def _proc_text(pid: int, name: str) -> Reading[str]:
         return NA(OTHER_USER)
     except (FileNotFoundError, ProcessLookupError):
         if os.path.exists(f"/proc/{pid}"):
-            return NA(NOT_REPORTED)  # no smaps_rollup before Linux 4.14
+            return NA(NOT_REPORTED)  # a /proc without this file (an old or odd kernel)
         if os.path.isdir("/proc/self"):
             raise psutil.NoSuchProcess(pid) from None
         return NA(NOT_REPORTED)  # no /proc: not Linux
@@ -517,8 +538,6 @@ class ProcessSampler:
         # The last memory figures read: (pid, (private, USS, PSS), model pages).
         self._memory_read: tuple[int, _Figures, Reading[ModelPages]] | None = None
         self._next_walk = 0.0
-        self._next_rollup = 0.0
-        self._rollup = True  # smaps_rollup exists (Linux 4.14 and later)
 
     @property
     def pid(self) -> int | None:
@@ -594,17 +613,22 @@ class ProcessSampler:
                 # Dead but not yet reaped by its parent (e.g. our own launcher): its figures
                 # read as zeros, which must not show up as a real 0 B RSS.
                 raise psutil.NoSuchProcess(proc.pid)
-            rss = _read(lambda: int(proc.memory_info().rss))
+            status_rss, anon, n_threads = _status_figures(proc.pid)
+            # VmRSS is the figure psutil reads from /proc/PID/statm: one read fewer per tick.
+            rss = status_rss if status_rss is not None else _read(
+                lambda: int(proc.memory_info().rss))
             if self._flags is None:
                 # The command line doesn't change: read it once per process.
                 self._flags = _read(lambda: parse_server_flags(proc.cmdline()))
             private, uss, pss, model = self._memory(proc)
+            if anon is not None:
+                private = anon  # the same figure as the walk's Anonymous, fresh at every tick
             cpu = _read(lambda: float(proc.cpu_percent(interval=None)))
             if not isinstance(cpu, NA) and not self._primed:
                 # psutil's first call has no previous reading to compare with and returns 0.0.
                 self._primed = True
                 cpu = NA(FIRST_TICK)
-            threads = _read(proc.num_threads)
+            threads = n_threads if n_threads is not None else _read(proc.num_threads)
             affinity = _read(lambda: tuple(sorted(proc.cpu_affinity() or ())))
         return ProcessSample(
             name=self.target.name,
@@ -622,9 +646,9 @@ class ProcessSampler:
 
     def _memory(self, proc: psutil.Process
                 ) -> tuple[Reading[int], Reading[int], Reading[int], Reading[ModelPages]]:
-        """Private (anonymous), USS, PSS and the model pages: the walk of every mapping every
-        MAPPINGS_EVERY_S (and at once for a new process), smaps_rollup at the ticks between,
-        each no more often than MEMORY_READ_SHARE allows."""
+        """Private (anonymous), USS, PSS and the model pages from the walk of every mapping: at
+        once for a new process, then every MAPPINGS_EVERY_S or as seldom as MEMORY_READ_SHARE
+        needs; the last walk's figures in between (the caller freshens private each tick)."""
         now = self._clock()
         last = self._memory_read
         if last is None or last[0] != proc.pid or now >= self._next_walk:
@@ -633,16 +657,6 @@ class ProcessSampler:
             wait = (self._cpu_clock() - t0) / MEMORY_READ_SHARE
             last = self._memory_read = (proc.pid, figures, model)
             self._next_walk = now + max(MAPPINGS_EVERY_S, wait)
-            self._next_rollup = now + wait
-        elif self._rollup and now >= self._next_rollup:
-            t0 = self._cpu_clock()
-            rollup = _proc_text(proc.pid, "smaps_rollup")
-            if rollup == NA(NOT_REPORTED):
-                self._rollup = False  # Linux before 4.14: the walk's figures stand in
-            else:
-                figures = _figures(map_reading(rollup, lambda text: parse_smaps(text)[0]))
-                last = self._memory_read = (proc.pid, figures, last[2])
-            self._next_rollup = now + (self._cpu_clock() - t0) / MEMORY_READ_SHARE
         _, figures, model = last
         return (*figures, model)
 

@@ -52,6 +52,7 @@ from quanttui.core.llama.result import (
 from quanttui.core.llama.sse import SSEDecoder, SSETooLarge
 from quanttui.core.llama.urls import url_problem
 from quanttui.core.secrets import mask_url
+from quanttui.core.threads import name_os_thread
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
 # event's index, index past the last). Events below the second index are complete in every list.
@@ -243,6 +244,7 @@ class LlamaClient:
 
     def _run_job(self, job: StreamJob) -> None:
         """Thread body: the request, start to end; whatever it raises goes to the loop."""
+        name_os_thread(f"qt-stream {self.name}")
         try:
             self._stream_blocking(job)
         except BaseException as e:  # handed to the awaiting coroutine
