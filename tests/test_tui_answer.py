@@ -112,6 +112,38 @@ async def test_a_typed_prompt_stays_on_the_outputs(
         assert isinstance(app.screen, ResultsScreen)
 
 
+async def test_a_typed_prompt_after_a_suite_run_leaves_its_results(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        suite = app.results
+        await pilot.press("k")
+        await until(pilot, lambda: any("updated with the quality figures" in s
+                                       for s in said(app)), 120)
+        await until(pilot, lambda: any(k.startswith("Task accuracy") for k in tables(app)), 60)
+        verdict = app.screen.model.verdict if isinstance(app.screen, ResultsScreen) else None
+        assert verdict is not None
+        await pilot.press("escape")
+        assert app.screen is app.compare
+        await run_prompt(pilot, app, "Hello")
+        await until(pilot, lambda: sum("history as #" in s for s in said(app)) == 2, 60)
+        # the typed prompt's outputs are on the compare screen, a run of their own
+        live = app.run_state.live
+        assert live is not None and live.results is not suite
+        assert {r.prompt_id for r in live.results.records} == {"inline-1"}
+        assert app.screen is app.compare
+        # and the suite run's results, quality and verdict with them, are what v shows
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
+                    and app.screen.model is not None)
+        assert isinstance(app.screen, ResultsScreen) and app.screen.model is not None
+        assert app.screen.model.verdict == verdict
+        assert "6 prompts × 1" in app.screen.model.heading
+        assert any(k.startswith("Task accuracy") for k in tables(app))
+
+
 # ---------------------------------------------------------------------- quality from the TUI
 
 

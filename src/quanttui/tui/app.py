@@ -181,9 +181,9 @@ class QuantTUI(App[None]):
         self._typed_run = False
         self._quality_stop: asyncio.Event | None = None
         self._quality_drawn = 0.0
-        # the last run stored in the history, and its id: a quality step run on it later
-        # updates its entry
-        self._stored: tuple[RunResults, int] | None = None
+        # runs in the history and their ids (the last one stored, and the results view's):
+        # a quality step run on one later updates its entry
+        self._stored: list[tuple[RunResults, int]] = []
         self._first_probe: set[str] = set()  # servers whose first answer is still due
         self._probed = asyncio.Event()  # set whenever a probe ends
         self._drawn_at = 0.0
@@ -434,7 +434,8 @@ class QuantTUI(App[None]):
 
     def _selection_changed(self, added: str | None = None) -> None:
         if not self.running:
-            self.run_state.live = None  # other servers: the last run's view no longer applies
+            # other servers: the last runs' views no longer apply
+            self.run_state.live = self.run_state.suite_run = None
         self._update_targets()
         self.compare.call_later(self.compare.set_columns, list(self.registry.selected))
         self.servers_changed(added)
@@ -635,8 +636,14 @@ class QuantTUI(App[None]):
                           contention=self._contention_check)
         live = LiveRun(session.results)  # the results the session fills, read for stats
         live.left = left
-        self._plan, self._typed_run = plan, typed is not None
-        self.run_state.prompt_texts = {p.id: p.text for p in plan.prompts}
+        self._typed_run = typed is not None
+        if not self._typed_run:
+            # the results view's run; a typed prompt leaves it (and its plan, which the
+            # quality step measures) as it was
+            self._plan = plan
+            self.run_state.suite_run = live
+            self.run_state.prompt_texts = {}
+        self.run_state.prompt_texts |= {p.id: p.text for p in plan.prompts}
         self._set_session(session)
         self._last_session = session
         self._run_over.clear()
@@ -721,7 +728,7 @@ class QuantTUI(App[None]):
             return
         finally:
             self._stored_event.set()
-        self._stored = (results, run_id)
+        self._remember(results, run_id)
         if self._leaving:
             self.stored_on_leaving = run_id
         self.say("info", "history", f"run stored in the history as #{run_id} "
@@ -738,12 +745,19 @@ class QuantTUI(App[None]):
         results.extra.setdefault("provenance", provenance(results, hash_models=False))
         return Store().add(results_dict(results))
 
+    def _remember(self, results: RunResults, run_id: int) -> None:
+        """`results` is run #`run_id` in the history; of the others only the results view's
+        run is kept (a typed prompt after a suite run must not forget the suite run's id)."""
+        shown = self.run_state.suite_run
+        self._stored = [(r, i) for r, i in self._stored
+                        if shown is not None and r is shown.results] + [(results, run_id)]
+
     async def _update_history(self, results: RunResults) -> None:
         """A run stored in the history, measured further (the quality step): its entry gets
         the new figures, so `quanttui history` and `compare` see them."""
-        if self._stored is None or self._stored[0] is not results:
+        run_id = next((i for r, i in self._stored if r is results), None)
+        if run_id is None:
             return
-        run_id = self._stored[1]
         from quanttui.core.reports.history import HistoryError, Store
         from quanttui.core.reports.run_file import results_dict
 
@@ -757,8 +771,9 @@ class QuantTUI(App[None]):
         self.say("info", "history", f"run #{run_id} in the history updated with the quality "
                  "figures")
 
-    def show_results(self, results: RunResults) -> None:
-        """Show a finished run (a stored one, or one built by a test) as a live one ends."""
+    def show_results(self, results: RunResults, run_id: int | None = None) -> None:
+        """Show a finished run (a stored one, `run_id` in the history, or one built by a test)
+        as a live one ends."""
         from quanttui.tui.live import replay
 
         self.registry.adopt(results.servers)
@@ -772,7 +787,10 @@ class QuantTUI(App[None]):
             state.options, schedule=schedule, repetitions=results.repetitions,
             n_predict=n_predict if isinstance(n_predict, int) else state.options.n_predict)
         self.results = results
-        state.live = replay(results)
+        state.live = state.suite_run = replay(results)
+        self._plan = None  # the quality step on this run: the prompts of the chosen suite
+        if run_id is not None:
+            self._remember(results, run_id)
         state.prompt_texts = builtin_prompt_texts({r.prompt_id for r in results.records})
         self._drawn_version = -1
         self.compare.call_later(self._tick)
@@ -844,8 +862,8 @@ class QuantTUI(App[None]):
         if self.run_state.quality is not None:
             self.say("warning", "", "The quality step is on: x stops it.", toast=True)
             return
-        live = self.run_state.live
-        results = live.results if live is not None else None
+        shown = self.run_state.results_run()
+        results = shown.results if shown is not None else None
         if results is None or not results.measured():
             self.say("warning", "", "Quality compares the servers of a run: r runs the suite "
                      "first.", toast=True)
@@ -984,7 +1002,7 @@ class QuantTUI(App[None]):
         """The comparison table and the verdict of the run shown."""
         if isinstance(self.screen, ResultsScreen):
             return
-        if self.run_state.live is None:
+        if self.run_state.results_run() is None:
             self.say("warning", "", "No run yet: r runs the suite, and its results show here.",
                      toast=True)
             return

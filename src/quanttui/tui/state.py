@@ -89,7 +89,10 @@ class QualityProgress:
 class RunState:
     """The run side of the screens: written by the app, read by the screens when they draw.
 
-    `live` is the run shown (running, finished, or replayed from a stored one); `running` says
+    `live` is the run shown (running, finished, or replayed from a stored one); `suite_run` the
+    run the results view and the quality step are about: the last suite run, or one opened from
+    the history (a typed prompt is a run of its own that streams in `live` and leaves it be);
+    `running` says
     whether a run is on (or starting: `live` is None until the servers have answered);
     `hw` is the latest host sample, `hw_off_reason` why there is none; `contention` holds the
     CPU-contention warnings of the run; `notices` everything the app said (newest last);
@@ -100,6 +103,7 @@ class RunState:
     config: Config
     options: RunOptions
     live: LiveRun | None = None
+    suite_run: LiveRun | None = None
     running: bool = False
     hw: HwSample | None = None
     hw_off_reason: str | None = None
@@ -114,6 +118,11 @@ class RunState:
         self.notices.append(entry)
         del self.notices[:-500]
         return entry
+
+    def results_run(self) -> LiveRun | None:
+        """The run the results view shows: the suite run, else (only typed prompts so far)
+        the run shown."""
+        return self.suite_run if self.suite_run is not None else self.live
 
     def suite_label(self) -> str:
         """The chosen suite and its number of prompts, "quick (6)"."""

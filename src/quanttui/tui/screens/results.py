@@ -4,9 +4,11 @@ One row per server (the reference first): speed with the paired ratio to the ref
 95% interval, TTFT, memory peaks against the file size, quality against the reference (same
 output, first divergence, same-top-1, KLD, Δp), task accuracy per category with its paired
 difference, and the verdict (`core.ladder.verdict.decide`, or the stored ladder's). A difference
-within noise is marked `≈` and drawn muted. Shown after a suite run finishes and with `v`;
-`k` runs the quality step, whose figures land here. The screen reads the run state the app hands
-it (`quanttui.tui.results_model` builds what it shows) and redraws on `ResultsChanged`.
+within noise is marked `≈` and drawn muted. Shown after a suite run finishes and with `v`; it
+shows the last suite run (a typed prompt is a run of its own and leaves it) or a run opened
+from the history (`h`). `k` runs the quality step, whose figures land here. The screen reads
+the run state the app hands it (`quanttui.tui.results_model` builds what it shows) and redraws
+on `ResultsChanged`.
 """
 
 from __future__ import annotations
@@ -80,14 +82,15 @@ class ResultsScreen(Screen[None]):
 
     def draw(self) -> None:
         """Build the view from the run shown (its figures so far while it runs)."""
-        live = self.state.live
+        live = self.state.results_run()
         body = self.query_one("#results-body", ScrollableContainer)
         self._drawn_width = self.size.width
         if live is None:
             self.model = None
             self.draw_title()
             return
-        self.model = m = results_model(live.results, running=self.state.running)
+        self.model = m = results_model(live.results,
+                                       running=self.state.running and live is self.state.live)
         self.draw_title()
         fit = max(self.size.width - 4, 20)  # the body's padding and scrollbar
         parts: list[Widget] = []
