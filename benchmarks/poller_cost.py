@@ -5,15 +5,15 @@ A monitor that steals CPU from the llama-server it measures reports wrong number
 must stay cheap. It watches what it watches in use: a llama-server on the demo Q8_0 model (one
 thread, --no-repack, so the weights stay mapped from the file: hundreds of MB resident after a
 warm-up completion), found by its URL as quanttui finds it. Every tick reads the process's
-private and shared memory (USS, PSS, private; /proc/PID/smaps_rollup) and, every few seconds,
-walks every mapping for the model file's pages: the 1 Hz window spans several of those walks, so
-both reads are in the figure at their real rate (the script checks that the samples carry them).
+private memory (/proc/PID/status) and, every 30 s, walks every mapping (/proc/PID/smaps) for
+USS, PSS and the model file's pages: the 1 Hz window (30 s) spans one of those walks, so both
+reads are in the figure at their real rate (the script checks that the samples carry them).
 
-Target: the poller thread at 1 Hz < 0.5% of one core (this process's CPU time over wall time
+Target (issue 21): the poller thread at 1 Hz ≤ 0.4% of one core (this process's CPU time over wall time
 while the poller runs and the main thread sleeps). The 10 Hz figure is shown, without a target.
 
-    .venv/bin/python benchmarks/poller_cost.py                    # ~45 s
-    .venv/bin/python benchmarks/poller_cost.py --seconds-1hz 10 --seconds-10hz 3
+    .venv/bin/python benchmarks/poller_cost.py                    # ~55 s
+    .venv/bin/python benchmarks/poller_cost.py --seconds-10hz 3 --iterations 100
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from quanttui.core.hardware import (
 )
 from quanttui.core.models.servers import LaunchSpec, ManagedServer
 
-TARGET_1HZ = 0.005  # of one core
+TARGET_1HZ = 0.004  # of one core
 MB = 1e6
 
 
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         share, samples = results[1.0]
         missing = memory_read(samples, name)
         ticks = [s.duration_ns / 1e3 for s in samples]
-        t.check("poller at 1 Hz, watching a real llama-server", "<", TARGET_1HZ,
+        t.check("poller at 1 Hz, watching a real llama-server", "≤", TARGET_1HZ,
                 None if missing else share, "%",
                 detail=(f"of one core, {len(samples)} samples over {args.seconds_1hz:g} s, "
                         f"USS/PSS/private in every sample, mapping walks included; tick "
@@ -174,8 +174,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=300, help="calls per part, tight loop")
-    ap.add_argument("--seconds-1hz", type=float, default=20.0,
-                    help="window at 1 Hz (a multiple of the 5 s mapping walk keeps its share)")
+    ap.add_argument("--seconds-1hz", type=float, default=30.0,
+                    help="window at 1 Hz (a multiple of the 30 s mapping walk keeps its share)")
     ap.add_argument("--seconds-10hz", type=float, default=5.0, help="window at 10 Hz")
     return run(ap.parse_args())
 

@@ -11,7 +11,7 @@ machine, where each script runs with its own, longer defaults (~30 minutes in al
                            --fast-prompts 2
     fidelity               --requests 2                                          ~45 s
     discovery              --no-reader                                           ~20 s
-    poller_cost            --seconds-1hz 10 --seconds-10hz 3 --iterations 100    ~20 s
+    poller_cost            --seconds-1hz 30 --seconds-10hz 3 --iterations 100    ~40 s
     tui_overhead           --seconds 6 --settle 2 --idle-seconds 4               ~2.5 min
                            --fast-seconds 4 --fast-phases 2
     quality_vs_perplexity  --chunks 2                                            ~2 min
@@ -51,7 +51,7 @@ SHORT: dict[str, list[str]] = {
                     "--fast-prompts", "2"],
     "fidelity": ["--requests", "2"],
     "discovery": ["--no-reader"],
-    "poller_cost": ["--seconds-1hz", "10", "--seconds-10hz", "3", "--iterations", "100"],
+    "poller_cost": ["--seconds-1hz", "30", "--seconds-10hz", "3", "--iterations", "100"],
     "tui_overhead": ["--seconds", "6", "--settle", "2", "--idle-seconds", "4",
                      "--fast-seconds", "4", "--fast-phases", "2"],
     "quality_vs_perplexity": ["--chunks", "2"],

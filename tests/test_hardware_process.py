@@ -507,16 +507,16 @@ def test_mapping_walk_is_throttled(spawn: Callable[..., Child],
     now[0] = process_mod.MAPPINGS_EVERY_S
     sampler.sample()
     assert reads == ["smaps", "smaps"]
-    # A big process: a walk costs 0.05 s of CPU, so the next waits 0.05 / MEMORY_READ_SHARE.
+    # A big process: a walk costs 0.1 s of CPU, so the next waits 0.1 / MEMORY_READ_SHARE.
     reads.clear()
-    cost[0] = 0.05
+    cost[0] = 0.1
     now[0] = 100.0
-    for _ in range(61):
+    for _ in range(101):
         s = sampler.sample()
         assert isinstance(s.private_bytes, int) and isinstance(s.uss_bytes, int)  # kept
         now[0] += 1.0
-    assert process_mod.MEMORY_READ_SHARE == 0.002  # 25 s apart, not every 10 s
-    assert reads == ["smaps"] * 3  # at 100, 125, 150 s
+    assert process_mod.MEMORY_READ_SHARE == 0.002  # 50 s apart, not every 30 s
+    assert reads == ["smaps"] * 3  # at 100, 150, 200 s
 
 
 def test_memory_without_rss_anon_or_proc(spawn: Callable[..., Child],

@@ -35,10 +35,11 @@ LOOKUP_RETRY_S = 2.0
 # USS, PSS and the model file's pages need the walk of every mapping in /proc/PID/smaps, redone
 # this often, the last figures kept in between: they change slowly (model pages are mapped at
 # load and paged in by the warm-up; USS and PSS move when another process maps the same file).
-MAPPINGS_EVERY_S = 10.0
-# The walk costs kernel time in proportion to the resident pages (measured 10-30 ms per GB), on
+# The TUI samples every 10 s during a run: a walk at each of those cost it 0.25% of a core.
+MAPPINGS_EVERY_S = 30.0
+# The walk costs kernel time in proportion to the resident pages (measured 10-40 ms per GB), on
 # our thread, so it is put off until it has cost at most this share of one core: a 370 MB demo
-# server's walk (~15 ms) every 10 s, a 70 GB model's every few minutes.
+# server's walk (~15 ms) every 30 s, a 70 GB model's every ten minutes or so.
 MEMORY_READ_SHARE = 0.002
 NOT_REPORTED = "not reported on this platform"
 
