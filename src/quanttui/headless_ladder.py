@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,7 @@ from typing import IO, Any
 
 from quanttui.config import Config, config_to_dict
 from quanttui.core.ladder.lineup import Lineup
+from quanttui.core.ladder.progress import LadderProgress, later, progress_text
 from quanttui.core.ladder.runner import LadderOptions, LadderRun, run_ladder
 from quanttui.core.ladder.section import ladder_section, merged_results
 from quanttui.core.ladder.verdict import Constraints
@@ -35,6 +38,57 @@ from quanttui.core.run.records import RunResults
 from quanttui.headless import SIGNALS, stop_while_writing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
+PLAIN_EVERY_S = 10.0  # a plain progress line at most (and, while work goes on, about) this often
+
+
+class LadderProgressLine:
+    """The whole ladder's progress: on a terminal one line with a bar, rewritten in place;
+    otherwise plain lines, at most one per PLAIN_EVERY_S. `tick` is called every second or so,
+    so that a long step with no news (a server loading) still shows the time left counting."""
+
+    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.clock = clock
+        self._latest: tuple[LadderProgress, float] | None = None  # and when it came
+        self._printed: float | None = None
+        self._shown = False
+
+    def __call__(self, p: LadderProgress) -> None:
+        self._latest = (p, self.clock())
+        self.tick()
+
+    def tick(self) -> None:
+        if self._latest is None:
+            return
+        now = self.clock()
+        if not self.tty and self._printed is not None and now - self._printed < PLAIN_EVERY_S:
+            return
+        p, at = self._latest
+        text = progress_text(later(p, now - at))
+        if self.tty:
+            frac = later(p, now - at).fraction
+            bar = "[" + ("#" * int((frac or 0.0) * 20)).ljust(20) + "] "
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r" + (bar + text)[:width].ljust(width))
+            self._shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._printed = now
+
+    def clear(self) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\r\x1b[K")
+            self._shown = False
+
+    def say(self, line: str) -> None:
+        """A line of its own (what the ladder does next, a warning), above the bar."""
+        self.clear()
+        self.stream.write(line + "\n")
+        self.stream.flush()
+        if self.tty:
+            self.tick()
 
 
 @dataclass
@@ -50,35 +104,52 @@ class HeadlessLadder:
     force: bool = False
     together: bool | None = None
     history: bool = True
+    launcher: Launcher | None = None  # None: one from the config (tests give a fake)
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     run: LadderRun | None = None
     results: RunResults | None = None
     written: list[Path] = field(default_factory=list)
+    progress: LadderProgressLine | None = None
 
     def execute(self) -> int:
         return asyncio.run(self._main())
 
     def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.say(line)
+            return
         self.stderr.write(line + "\n")
         self.stderr.flush()
 
+    async def _ticking(self, progress: LadderProgressLine) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            progress.tick()
+
     async def _main(self) -> int:
         plan = plan_from_config(self.cfg)
-        launcher = Launcher(defaults_from(self.cfg.models), llama_server=self.llama_server)
+        launcher = self.launcher or Launcher(defaults_from(self.cfg.models),
+                                             llama_server=self.llama_server)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        self.progress = progress = LadderProgressLine(self.stderr)
+        ticker = asyncio.ensure_future(self._ticking(progress))
         try:
             run = await run_ladder(self.lineup, LadderOptions(
                 plan=plan, quality=self.quality, force=self.force, together=self.together),
-                launcher, say=self._say, stop=stop, poll_interval=self.cfg.hardware.poll_interval)
+                launcher, say=self._say, stop=stop, poll_interval=self.cfg.hardware.poll_interval,
+                progress=progress)
         except ServerStartError as e:
             self._say(f"error: {e}")
             return EXIT_FAILED
         finally:
+            ticker.cancel()
+            self.progress = None
+            progress.clear()
             launcher.stop_all()
             for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError):

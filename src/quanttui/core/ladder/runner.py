@@ -25,6 +25,7 @@ from typing import Any
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
 from quanttui.core.hardware.summary import hardware_json
 from quanttui.core.ladder.lineup import Lineup
+from quanttui.core.ladder.progress import LadderProgress, ProgressTracker, ladder_steps
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.result import ServerError
 from quanttui.core.models.launcher import Launch, Launcher
@@ -38,6 +39,7 @@ from quanttui.core.quality.teacher_forcing import (
     force_sequences,
     plan_positions,
 )
+from quanttui.core.run.events import Event, Progress, RunStarted
 from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.plan import RunPlan, ServerSpec, server_logs
 from quanttui.core.run.records import RunResults
@@ -90,6 +92,7 @@ class LadderRun:
     not_started: dict[str, str] = field(default_factory=dict)  # quant -> why its server didn't
     # where the time went, for benchmarks/ladder_cost.py: starts, requests, teacher forcing...
     timings: dict[str, float] = field(default_factory=dict)
+    tracker: ProgressTracker = field(default_factory=ProgressTracker)  # progress, for the faces
 
     def clock(self, part: str, seconds: float) -> None:
         self.timings[part] = self.timings.get(part, 0.0) + seconds
@@ -100,11 +103,13 @@ Say = Callable[[str], object]
 
 async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher, *,
                      say: Say = lambda _: None, stop: asyncio.Event | None = None,
-                     poll_interval: float = 1.0) -> LadderRun:
+                     poll_interval: float = 1.0,
+                     progress: Callable[[LadderProgress], object] | None = None) -> LadderRun:
     """Measure every quant of `lineup`; servers are started through `launcher` and stopped
-    before this returns. A candidate whose server won't start is left out with a note (in
-    `not_started`); raises ServerStartError when the reference's won't (after stopping the
-    others)."""
+    before this returns. `progress` gets the step under way and the whole ladder's estimate
+    (core.ladder.progress) at every request, position and task item. A candidate whose server
+    won't start is left out with a note (in `not_started`); raises ServerStartError when the
+    reference's won't (after stopping the others)."""
     import psutil
 
     stop = stop or asyncio.Event()
@@ -132,13 +137,19 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
            "one server at a time" + (" (they don't fit in memory together)"
                                      if options.together is None else "")))
     ref_launch: Launch | None = None
+    if together:
+        groups = [[lineup.reference, r.name] for r in lineup.others]
+    else:
+        groups = [[lineup.reference]] + [[r.name] for r in lineup.others]
+    run.tracker = ProgressTracker(progress)
+    run.tracker.plan(ladder_steps(groups, lineup.reference, ref_first=together,
+                                  distribution=options.quality.distribution,
+                                  task_items=len(run.task_items)), len(groups))
     try:
         if together:
+            run.tracker.begin("server start", 1, lineup.reference, 1)
             (ref_launch,) = await _start(
                 launcher, [(lineup.reference, specs[lineup.reference])], options.force, say, run)
-            groups = [[lineup.reference, r.name] for r in lineup.others]
-        else:
-            groups = [[lineup.reference]] + [[r.name] for r in lineup.others]
         for i, names in enumerate(groups, 1):
             if stop.is_set():
                 run.interrupted = True
@@ -146,6 +157,8 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
             say(f"pass {i}/{len(groups)}: {' and '.join(names)}")
             new = [n for n in names if n not in launcher.launches
                    or launcher.launches[n].state != "ready"]
+            if new:
+                run.tracker.begin("server start", i, " and ".join(new), len(new))
             try:
                 launches = await _start(launcher, [(n, specs[n]) for n in new], options.force,
                                         say, run) if new else []
@@ -161,7 +174,7 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
             if ref_launch is not None:
                 up[ref_launch.name] = ref_launch
             try:
-                await _pass(run, names, up, plan, say, stop, poll_interval)
+                await _pass(run, i, names, up, plan, say, stop, poll_interval)
             finally:
                 for la in launches:
                     launcher.stop(la.name)
@@ -184,19 +197,29 @@ async def _start(launcher: Launcher, todo: Sequence[tuple[str, LaunchSpec]], for
     t0 = time.monotonic()
     launches = await launcher.start_together(todo, force=force, say=say)
     run.clock("server starts", time.monotonic() - t0)
+    run.tracker.advance(done=len(todo))
     for la in launches:
         run.launch_args[la.name] = list(la.server.spawned_args)
         run.notes += [f"{la.name}: {n}" for n in la.notes]
     return launches
 
 
-async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: RunPlan,
-                say: Say, stop: asyncio.Event, poll_interval: float) -> None:
+async def _pass(run: LadderRun, pass_no: int, names: list[str], up: dict[str, Launch],
+                plan: RunPlan, say: Say, stop: asyncio.Event, poll_interval: float) -> None:
     specs = [ServerSpec.launched(up[n].server) for n in names]
     poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
                             interval_s=poll_interval)
     poller.start()
-    session = Session(specs, plan)
+    tracker = run.tracker
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, RunStarted):
+            tracker.advance(done=0, total=ev.total_requests)
+        elif isinstance(ev, Progress):
+            tracker.advance(done=ev.done, total=ev.total)
+
+    tracker.begin("requests", pass_no, " and ".join(names))
+    session = Session(specs, plan, emit=on_event)
     waiter = asyncio.ensure_future(stop.wait())
     task = asyncio.ensure_future(session.run())
     t0 = time.monotonic()
@@ -211,7 +234,7 @@ async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: R
         run.clock("requests", time.monotonic() - t0)
         run.interrupted |= results.interrupted
         if not results.interrupted:
-            await _quality(run, names, up, results, say, stop)
+            await _quality(run, pass_no, names, up, results, say, stop)
     finally:
         waiter.cancel()
         poller.stop()
@@ -225,20 +248,23 @@ async def _pass(run: LadderRun, names: list[str], up: dict[str, Launch], plan: R
         poller.close()
 
 
-async def _quality(run: LadderRun, names: list[str], up: dict[str, Launch],
+async def _quality(run: LadderRun, pass_no: int, names: list[str], up: dict[str, Launch],
                    results: RunResults, say: Say, stop: asyncio.Event) -> None:
     """Distributions on the reference's continuations, the perplexity text, and the task
     items, for the servers of this pass that have none yet."""
     opts = replace(run.options.quality, run_params=run.options.plan.params,
                    timeouts=run.options.plan.timeouts)
     ref = run.lineup.reference
+    tracker = run.tracker
     clients = {n: LlamaClient(up[n].url, name=n, timeouts=opts.timeouts) for n in names}
     try:
         if ref in names and run.forced_plan is None and opts.distribution:
             t0 = time.monotonic()
+            tracker.begin("reference continuations", pass_no, ref)
             try:
-                seqs, _ = await reference_sequences(results, run.options.plan.prompts, ref,
-                                                    clients[ref], opts, lambda *_: None)
+                seqs, _ = await reference_sequences(
+                    results, run.options.plan.prompts, ref, clients[ref], opts,
+                    lambda _, done, total: tracker.advance(done=done, total=total))
                 text_ids = await clients[ref].tokenize(run.options.text or prose(),
                                                        add_special=True)
                 run.eos = await eos_ids(clients[ref])
@@ -258,26 +284,31 @@ async def _quality(run: LadderRun, names: list[str], up: dict[str, Launch],
                 return
             c = clients[n]
             if opts.distribution and n not in run.forced and run.forced_plan is not None:
-                say(f"{n}: teacher forcing {sum(len(s.targets) for s in run.forced_plan)} "
-                    "positions, and the perplexity text")
+                positions = sum(len(s.targets) for s in run.forced_plan)
+                say(f"{n}: teacher forcing {positions} positions, and the perplexity text")
+                tracker.begin("teacher forcing", pass_no, n,
+                              positions + sum(len(s.targets) for s in run.text_plan))
                 t0 = time.monotonic()
                 try:
                     run.forced[n] = await force_sequences(
                         c, run.forced_plan, k=opts.k, method=opts.method, eos_ids=run.eos,
-                        stop=stop)
+                        on_positions=lambda k: tracker.advance(by=k), stop=stop)
                     if run.text_plan:
                         # Per position: a grammar forcing text the model wouldn't write itself
                         # falls back at nearly every token (several times slower).
                         run.text_forced[n] = await force_sequences(
-                            c, run.text_plan, k=1, method="per-position", stop=stop)
+                            c, run.text_plan, k=1, method="per-position",
+                            on_positions=lambda k: tracker.advance(by=k), stop=stop)
                 except (ServerError, TeacherForcingError) as e:
                     run.notes.append(f"{n}: distribution comparison failed: {e}")
                 run.clock("teacher forcing", time.monotonic() - t0)
             if run.task_items and n not in run.outcomes:
                 say(f"{n}: {len(run.task_items)} task items")
+                tracker.begin("task items", pass_no, n, len(run.task_items))
                 t0 = time.monotonic()
                 try:
-                    run.outcomes[n] = await run_tasks(c, run.task_items, n, stop=stop)
+                    run.outcomes[n] = await run_tasks(c, run.task_items, n, stop=stop,
+                                                      on_item=lambda: tracker.advance(by=1))
                 except ServerError as e:
                     run.notes.append(f"{n}: task accuracy failed: {e}")
                 run.clock("tasks", time.monotonic() - t0)
