@@ -381,6 +381,45 @@ async def test_tui_runs_go_into_the_history(pair: tuple[FakeLlamaServer, FakeLla
     assert stored["config"]["generation"]["n_predict"] == 12 and stored["provenance"]
 
 
+async def test_the_history_screen_opens_a_stored_run_and_compares_two(tmp_path: Path) -> None:
+    from quanttui.core.reports.history import Store
+    from quanttui.core.reports.run_file import results_dict
+    from quanttui.tui.screens.history import HistoryScreen, RunsCompareScreen
+
+    one = long_run()
+    two = long_run()
+    del two.records[4:]  # the newer run: two of the three prompts
+    first = Store().add(results_dict(one))
+    second = Store().add(results_dict(two))
+    app = stored_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        # newest first, with the columns the history keeps
+        assert [str(table.get_cell_at((i, 1))) for i in range(2)] == [str(second), str(first)]
+        assert str(table.get_cell_at((0, 3))) == "comparison"
+        # the older run, opened in the results view
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
+                    and app.screen.model is not None)
+        assert isinstance(app.screen, ResultsScreen) and app.screen.model is not None
+        assert "3 prompts × 1" in app.screen.model.heading
+        assert app.results is not None and len(app.results.records) == 6
+        assert any(f"run #{first} opened" in s for s in said(app))
+        # both marked, compared as `quanttui compare` compares them
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen)
+                    and app.screen.query_one(DataTable).row_count == 2)
+        await pilot.press("space", "down", "space", "c")
+        await until(pilot, lambda: isinstance(app.screen, RunsCompareScreen))
+        assert isinstance(app.screen, RunsCompareScreen)
+        assert app.screen.text.startswith(f"#{first} → #{second}")
+        await pilot.press("escape")
+        assert isinstance(app.screen, HistoryScreen)
+
+
 async def test_snapshot_goes_to_the_user_data_dir_and_says_the_path(
         pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

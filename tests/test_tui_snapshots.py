@@ -337,3 +337,26 @@ def test_models_screen(snap_compare: Any, size: tuple[int, int],
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
+
+
+async def show_history(pilot: Pilot[Any]) -> None:
+    """Three stored runs (the newest stopped, the oldest with quality), the cursor on the
+    middle one and the oldest marked for c."""
+    from quanttui.core.reports.history import Store
+    from quanttui.core.reports.run_file import results_dict
+
+    stopped = fixed_results()
+    stopped.interrupted = True
+    for res in (results_with_quality(), fixed_results(), stopped):
+        Store().add(results_dict(res))
+    await pilot.press("h")
+    await settle(pilot)
+    await pilot.press("down", "down", "space", "up")
+    await settle(pilot)
+    pilot.app.clear_notifications()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_history_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Every stored run with its kind, status, quality and verdict; one marked for compare."""
+    assert snap_compare(compare_app(), terminal_size=size, run_before=show_history)

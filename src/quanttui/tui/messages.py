@@ -108,6 +108,14 @@ class ShowPrompt(Message):
         self.step = step
 
 
+class OpenRun(Message):
+    """Show run #`run_id` of the history in the results view."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
 # ---------------------------------------------------------------------- down
 
 

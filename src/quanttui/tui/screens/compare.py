@@ -65,6 +65,8 @@ class CompareScreen(Screen[None]):
                 key_display="["),
         Binding("right_square_bracket", "step(1)", "Next prompt", show=False, key_display="]"),
         Binding("s", "app.servers", "Servers"),
+        Binding("h", "app.history", "History", show=False,
+                tooltip="The stored runs: open one, compare two"),
         Binding("n", "app.notices", "Notices", show=False, tooltip="Everything said so far"),
         Binding("t", "app.cycle_schedule", "Schedule", show=False,
                 tooltip="simultaneous, alternating, sequential"),

@@ -38,6 +38,8 @@ class ResultsScreen(Screen[None]):
         Binding("k", "app.quality", "Quality",
                 tooltip="Same-top-1, KLD and task accuracy against the reference"),
         Binding("p", "app.prompts", "Prompts", tooltip="Every prompt with its figures"),
+        Binding("h", "app.history", "History", show=False,
+                tooltip="The stored runs: open one, compare two"),
         Binding("r", "app.run_suite", "Run"),
         Binding("x", "app.stop", "Stop"),
     ]
