@@ -65,6 +65,7 @@ from quanttui.tui.messages import (
     HardwareSampled,
     LaunchChanged,
     OpenModels,
+    OpenRun,
     ProbeServers,
     RemoveServer,
     ResultsChanged,
@@ -77,6 +78,7 @@ from quanttui.tui.messages import (
 )
 from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
 from quanttui.tui.screens.compare import CompareScreen
+from quanttui.tui.screens.history import HistoryScreen
 from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.notices import NoticesScreen
 from quanttui.tui.screens.prompts import PromptsScreen
@@ -1017,6 +1019,35 @@ class QuantTUI(App[None]):
             return
         self.push_screen(PromptsScreen(self.registry, self.run_state))
 
+    def action_history(self) -> None:
+        """The stored runs: Enter opens one in the results view, c compares two."""
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def on_open_run(self, message: OpenRun) -> None:
+        """Show a stored run in the results view (and its outputs on the compare screen)."""
+        from quanttui.core.reports.history import HistoryError, Store
+        from quanttui.core.reports.run_file import RunFileError, results_from_dict
+
+        if self.running or self.run_state.quality is not None:
+            what = "A run" if self.running else "The quality step"
+            self.say("warning", "", f"{what} is on: x stops it, then a stored run can be "
+                     "opened.", toast=True)
+            return
+        try:
+            results = results_from_dict(Store().get(message.run_id))
+        except KeyError:
+            self.say("error", "history", f"no run #{message.run_id} in the history",
+                     toast=True)
+            return
+        except (HistoryError, RunFileError) as e:
+            self.say("error", "history", f"run #{message.run_id}: {e}", toast=True)
+            return
+        self.show_results(results, message.run_id)
+        self._back_to_compare()
+        self.push_screen(ResultsScreen(self.registry, self.run_state))
+        self.say("info", "history", f"run #{message.run_id} opened from the history")
+
     def action_notices(self) -> None:
         if not isinstance(self.screen, NoticesScreen):
             self.push_screen(NoticesScreen(self.run_state))
@@ -1162,6 +1193,8 @@ class QuantTUI(App[None]):
             yield SystemCommand("Quality step", "Same-top-1, KLD and task accuracy against the "
                                 "reference, on the servers of the run shown",
                                 self.action_quality)
+        yield SystemCommand("History", "The stored runs: open one in the results view, "
+                            "compare two", self.action_history)
         yield SystemCommand("Notices", "Everything said so far", self.action_notices)
         for s in SCHEDULES:
             yield SystemCommand(f"Schedule: {s}", f"Run the servers {s}ly" if s != "simultaneous"
