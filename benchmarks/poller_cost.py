@@ -9,8 +9,9 @@ private memory (/proc/PID/status) and, every 30 s, walks every mapping (/proc/PI
 USS, PSS and the model file's pages: the 1 Hz window (30 s) spans one of those walks, so both
 reads are in the figure at their real rate (the script checks that the samples carry them).
 
-Target (issue 21): the poller thread at 1 Hz ≤ 0.4% of one core (this process's CPU time over wall time
-while the poller runs and the main thread sleeps). The 10 Hz figure is shown, without a target.
+Target (issue 21): the poller thread at 1 Hz ≤ 0.4% of one core (this process's CPU time over
+wall time while the poller runs and the main thread sleeps). The 10 Hz figure is shown, without
+a target.
 
     .venv/bin/python benchmarks/poller_cost.py                    # ~55 s
     .venv/bin/python benchmarks/poller_cost.py --seconds-10hz 3 --iterations 100
