@@ -142,6 +142,17 @@ async def test_a_typed_prompt_after_a_suite_run_leaves_its_results(
         assert app.screen.model.verdict == verdict
         assert "6 prompts × 1" in app.screen.model.heading
         assert any(k.startswith("Task accuracy") for k in tables(app))
+        # its prompts too, and a prompt picked there brings its outputs back to the compare
+        # screen
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PromptsScreen))
+        assert app.screen.query_one(DataTable).row_count == 6
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is app.compare)
+        live = app.run_state.live
+        assert live is not None and live.results is suite and live.pinned
+        assert live.focus is not None
+        await until(pilot, lambda: f"{live.focus[0]} " in status(app) and "/6" in status(app))
 
 
 # ---------------------------------------------------------------------- quality from the TUI

@@ -1013,7 +1013,7 @@ class QuantTUI(App[None]):
         """Every prompt of the run shown, with its figures; Enter shows its outputs."""
         if isinstance(self.screen, PromptsScreen):
             return
-        if self.run_state.live is None:
+        if self.run_state.results_run() is None:
             self.say("warning", "", "No run yet: r runs the suite, and its prompts list here.",
                      toast=True)
             return
@@ -1064,6 +1064,13 @@ class QuantTUI(App[None]):
     def on_show_prompt(self, message: ShowPrompt) -> None:
         """Show a prompt's outputs side by side (picked in the list, or the next or previous
         one), or follow the run again."""
+        shown = self.run_state.results_run()
+        if message.prompt_id is not None and shown is not self.run_state.live \
+                and shown is not None and not self.running:
+            # picked in the list of the results view's run: its outputs replace the typed
+            # prompt's on the compare screen
+            self.run_state.live = shown
+            self.compare.reset_columns()
         live = self.run_state.live
         if live is None:
             return

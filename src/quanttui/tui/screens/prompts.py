@@ -1,6 +1,7 @@
-"""Every prompt of the run shown, one row each: each server's decode tokens/s and TTFT, where each
-other server's output first differs from the reference's, and the prompt. Enter (or a click)
-shows the prompt's outputs side by side on the compare screen (`ShowPrompt` up to the app); there
+"""Every prompt of the results view's run, one row each: each server's decode tokens/s and TTFT,
+where each other server's output first differs from the reference's, and the prompt. Enter (or a
+click) shows the prompt's outputs side by side on the compare screen (`ShowPrompt` up to the app,
+which brings that run back there after a typed prompt); there
 `[` and `]` step to the previous and next prompt and `d` scrolls to the first divergence.
 
 The figures come from core (`quanttui.tui.results_model.prompt_rows`: `RunResults.per_prompt`
@@ -54,7 +55,7 @@ class PromptsScreen(Screen[None]):
         self.query_one(DataTable).focus()
 
     def draw(self) -> None:
-        live = self.state.live
+        live = self.state.results_run()
         table = self.query_one(DataTable)
         table.clear(columns=True)
         if live is None:
