@@ -630,3 +630,23 @@ def test_demo_models_read() -> None:
         if path.name == "gemma3-270m-Q4_K_M.gguf":
             assert (info.architecture, info.quant) == ("gemma3", "Q4_K_M")
         assert info.vocab_size and info.context_length and info.n_params
+
+
+def test_quanttui_models_labels_a_requantized_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from quanttui.cli import main
+
+    write_gguf(tmp_path / "m-Q4_K_M.gguf", name=None, file_type=LlamaFileType.MOSTLY_Q4_K_M)
+    write_gguf(tmp_path / "m-Q2_K.gguf", name=None, file_type=LlamaFileType.MOSTLY_Q2_K,
+               extra=lambda w: w.add_string(models.REQUANTIZED_KEY, "Q4_K_M"))
+    runner = CliRunner()
+    r = runner.invoke(main, ["models", "--no-default-places", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rows = {line.split()[3]: line for line in r.output.splitlines()[1:3]}
+    assert rows["Q2_K"].split()[4] == "‡" and "‡" not in rows["Q4_K_M"]
+    assert "‡ requantized from Q4_K_M: made from an already quantized file" in r.output
+    r = runner.invoke(main, ["models", "--json", "--no-default-places", str(tmp_path)])
+    data = {m["quant"]: m for m in json.loads(r.output)["models"]}
+    assert data["Q2_K"]["requantized_from"] == "Q4_K_M"
+    assert data["Q4_K_M"]["requantized_from"] is None

@@ -77,7 +77,8 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         pane = await open_pane(pilot, app)
         listed = rows(pane)
         q4, q2 = (str(model_dir / f"pane-test-{q}.gguf") for q in ("Q4_K_M", "Q2_K"))
-        assert listed[q4][2] == "Q4_K_M" and listed[q2][2] == "Q2_K"
+        # the demo's Q2_K was made from its Q4_K_M: marked (core.models.discovery)
+        assert listed[q4][2] == "Q4_K_M" and listed[q2][2] == "Q2_K ‡"
         assert listed[q4][4].endswith("MB") and listed[q4][6] == "gemma3"
         problem = listed[f"problem:{model_dir / 'notes.gguf'}"]
         assert "not a GGUF file" in problem[7]
@@ -113,6 +114,10 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         assert app.results is not None
         ok = {r.server for r in app.results.measured() if r.ok}
         assert ok == {"Q4_K_M", "Q2_K"}
+        # its column's header says so: in words where they fit, the mark where not
+        forms = app.compare.columns["Q2_K"].figures.head
+        assert "requantized from Q4_K_M" in "".join(t for t, _ in forms[0])
+        assert "‡" in "".join(t for t, _ in forms[-1])
 
         # stop one from the pane: it leaves the list and its process ends
         await pilot.press("s")

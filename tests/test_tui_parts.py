@@ -358,6 +358,32 @@ def test_results_model_of_a_ladder_takes_its_rows_and_verdict() -> None:
     acc = next(t for t in m.tables if t.title.startswith("Task accuracy"))
     assert acc.rows[0][3] == ("50% -25% [-50%, -2%]", "bad")  # measurably worse
     assert "requantized" in m.notes
+    # the requantized quant marked, the mark explained; bits/w says why it exceeds the type's
+    assert q2[0][0] == "Q2_K ‡" and speed.rows[0][0][0] == "Q4_K_M (ref) ★"
+    assert "‡ requantized from Q4_K_M: made from an already quantized file, so no more " \
+        "accurate than it" in m.notes
+    memory = next(t for t in m.tables if t.title.startswith("Memory"))
+    bits = next(c for c in memory.columns if c.title == "bits/w")
+    assert "embeddings and output" in bits.tip
+    # the Markdown's summary table says the same under it
+    from quanttui.core.reports.ladder import summary_table
+
+    md = "\n".join(summary_table(section))
+    assert "| m-Q2_K ‡ |" in md and "‡ requantized from Q4_K_M" in md
+    assert "bits/w: the file's size × 8 / parameters" in md
+
+
+def test_results_model_of_a_comparison_marks_a_requantized_server() -> None:
+    from quanttui.tui.results_model import results_model
+
+    res = RunResults(servers=[ServerInfo("Q4_K_M", "http://a", model_ftype="Q4_K - Medium"),
+                              ServerInfo("Q8_0", "http://b", model_ftype="Q8_0",
+                                         requantized_from="Q4_K_M")],
+                     schedule="alternating", endpoint="completion", repetitions=1, warmup=0,
+                     concurrency_levels=(1,))
+    m = results_model(res)
+    assert [r[0][0] for r in m.tables[0].rows] == ["Q4_K_M (ref) ★", "Q8_0 ‡"]
+    assert any(n.startswith("‡ requantized from Q4_K_M") for n in m.notes)
 
 
 # ---------------------------------------------------------------------- --no-repack, remembered

@@ -7,6 +7,7 @@ the app by message). No Textual here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from quanttui.core.hardware import ProcessTarget
 from quanttui.core.llama.client import LlamaClient, Timeouts
 from quanttui.core.llama.result import ServerError, ServerLoading
 from quanttui.core.llama.urls import url_problem
+from quanttui.core.models.discovery import requantized_source
 from quanttui.core.models.launcher import Launch, Launcher, defaults_from, free_vram
 from quanttui.core.run.plan import ServerSpec
 from quanttui.core.run.records import ServerInfo
@@ -200,6 +202,9 @@ class ServerRegistry:
             entry.health, entry.error = "down", e.detail
         else:
             entry.info.update_from(props, models)
+            if entry.info.model_path:  # a file on this machine says what it was made from
+                entry.info.requantized_from = await asyncio.to_thread(
+                    requantized_source, entry.info.model_path)
             entry.health, entry.error = "ok", None
         finally:
             await client.aclose()

@@ -16,6 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from quanttui.core.models.discovery import (
+    BITS_PER_WEIGHT_NOTE,
+    REQUANTIZED_MARK,
+    requantized_legend,
+)
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports.ladder import decode_cell
 from quanttui.core.run.pairing import INTERLEAVED
@@ -161,7 +166,8 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
     def name_cell(r: QuantRow) -> Cell:
         mark = " ★" if r.name == rec else ""
         ref = " (ref)" if r.reference else ""
-        return f"{labels[r.name]}{ref}{mark}", "accent" if r.name == rec else "b"
+        requant = f" {REQUANTIZED_MARK}" if r.requantized_from else ""
+        return f"{labels[r.name]}{ref}{requant}{mark}", "accent" if r.name == rec else "b"
 
     model.tables.append(speed_table(results, rows, name_cell))
     model.tables.append(memory_table(rows, name_cell))
@@ -172,6 +178,8 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
     kld = kld_table(rows, labels, k)
     if kld is not None:
         model.tables.append(kld)
+    if requantized := [r.requantized_from for r in rows if r.requantized_from]:
+        model.notes.append(requantized_legend(requantized))
     if ladder is not None and ladder.neighbours:
         model.tables.append(neighbour_table(ladder.neighbours, labels, ladder.k))
         model.notes += ladder.notes
@@ -218,7 +226,7 @@ def memory_table(rows: Sequence[QuantRow], name_cell: NameCell) -> Table:
     vram = any(r.vram_peak for r in rows)
     cols = [Column("server", "server", left=True),
             Column("file", "file", tip="model file size on disk, all shards"),
-            Column("bits/w", "b/w", tip="file bits per weight"),
+            Column("bits/w", "b/w", tip=BITS_PER_WEIGHT_NOTE),
             Column("private peak", "private",
                    tip="anonymous memory: KV cache, compute buffers, repacked weights"),
             Column("model pages peak", "model",

@@ -351,7 +351,7 @@ def rows_from_run(results: RunResults) -> list[QuantRow]:
         ttft = results.summary(name, "ttft_ms")
         row = QuantRow(
             name=name, quant=info.model_ftype, path=info.model_path or info.url,
-            reference=name == ref, requantized_from=None, size_bytes=size,
+            reference=name == ref, requantized_from=info.requantized_from, size_bytes=size,
             bits_per_weight=size * 8 / info.n_params if size and info.n_params else None,
             memory_private_peak=num("private_peak"), memory_model_pages_peak=num(
                 "model_pages_peak"), memory_rss_peak=num("rss_peak"), vram_peak=num("vram_peak"),

@@ -51,6 +51,26 @@ SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})(?P<ext>\
 # Written by `quanttui demo --prepare` (llama-quantize --override-kv) into each file it makes
 # from an already quantized source; llama-quantize itself records nothing of the kind.
 REQUANTIZED_KEY = "quanttui.requantized_from"
+# How every face says it: the words where there is room, the mark (explained beside it) where not.
+REQUANTIZED_MARK = "‡"
+
+
+def requantized_words(source: str) -> str:
+    return f"requantized from {source}"
+
+
+def requantized_legend(sources: Iterable[str | None]) -> str:
+    """The mark's legend: "‡ requantized from Q4_K_M: made from an already quantized file…"."""
+    names = ", ".join(sorted({s for s in sources if s}))
+    return (f"{REQUANTIZED_MARK} {requantized_words(names)}: made from an already quantized "
+            "file, so no more accurate than it")
+
+
+# Why a file's bits per weight exceed its type's ("IQ4_NL - 4.5 bpw" beside bits/w 7.55).
+BITS_PER_WEIGHT_NOTE = ("the file's size × 8 / parameters, above the type's nominal bits per "
+                        "weight as some tensors are kept at higher precision (the token "
+                        "embeddings and output: a large share of a small model) and the file "
+                        "holds the tokenizer too")
 
 _CACHE_MAX = 4096
 READ_THREADS = min(4, os.cpu_count() or 1)
@@ -521,7 +541,7 @@ def format_table(result: DiscoveryResult) -> str:
                     _ellipsize(m.display_name, 40),
                     m.architecture or "?",
                     m.params_label or "?",
-                    m.quant or "?",
+                    (m.quant or "?") + (f" {REQUANTIZED_MARK}" if m.requantized_from else ""),
                     "?" if m.context_length is None else str(m.context_length),
                     "?" if m.vocab_size is None else str(m.vocab_size),
                     human_size(m.size_bytes),
@@ -535,6 +555,8 @@ def format_table(result: DiscoveryResult) -> str:
                 for cell, w, h in zip(r[:-1], widths[:-1], _HEADERS[:-1], strict=True)
             ]
             lines.append("  ".join([*cells, r[-1]]))
+        if any(m.requantized_from for m in result.models):
+            lines.append(requantized_legend(m.requantized_from for m in result.models))
     else:
         where = ", ".join(_short_path(p) for p in result.searched) or "nowhere"
         lines.append(f"No GGUF models found (searched: {where}).")
@@ -562,6 +584,7 @@ def to_json(result: DiscoveryResult) -> dict[str, Any]:
                 "context_length": m.context_length,
                 "vocab_size": m.vocab_size,
                 "size_bytes": m.size_bytes,
+                "requantized_from": m.requantized_from,
             }
             for m in result.models
         ],

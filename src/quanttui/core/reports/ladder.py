@@ -12,6 +12,11 @@ from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow, interval_text, quality_scope
 from quanttui.core.ladder.verdict import Verdict, measured_memory
+from quanttui.core.models.discovery import (
+    BITS_PER_WEIGHT_NOTE,
+    REQUANTIZED_MARK,
+    requantized_legend,
+)
 from quanttui.core.quality.accuracy import share_text
 
 ACCURACY_NOTE = (
@@ -65,7 +70,7 @@ def summary_table(sec: LadderSection) -> list[str]:
     for r in sec.rows:
         name = f"**{r.name}**" if r.name == sec.verdict.recommended else r.name
         name += " (ref)" if r.reference else ""
-        name += " ‡" if r.requantized_from else ""
+        name += f" {REQUANTIZED_MARK}" if r.requantized_from else ""
         dsize = "—" if r.reference else f"{r.size_bytes / ref.size_bytes - 1:+.0%}"
         rows.append([
             name, format_bytes(r.size_bytes), dsize, _f(r.bits_per_weight, ".2f"),
@@ -81,7 +86,9 @@ def summary_table(sec: LadderSection) -> list[str]:
     out += ["", "≈ within noise (the 95% interval covers no difference); decode t/s: a quant's "
             "beside the reference's in the pass they shared (ref …), whose ratio ×speed is; the "
             "reference's own over all its passes; memory: peak private memory plus the model's "
-            "resident pages; ‡ requantized from an already quantized file."]
+            "resident pages; bits/w: " + BITS_PER_WEIGHT_NOTE + "."]
+    if requantized := [r.requantized_from for r in sec.rows if r.requantized_from]:
+        out[-1] += " " + requantized_legend(requantized) + "."
     scope = next((s for r in sec.rows if (s := quality_scope(r))), "")
     if scope:
         out += ["", f"same-top-1 and KLD@{sec.k}: means {scope}, [95% interval] over prompts "

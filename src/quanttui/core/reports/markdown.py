@@ -15,6 +15,7 @@ from quanttui.core.hardware.breakdown import (
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import run_answer
 from quanttui.core.ladder.table import memory_breakdown
+from quanttui.core.models.discovery import requantized_words
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
 from quanttui.core.reports.ladder import render_ladder, section_of, verdict_lines
@@ -80,8 +81,8 @@ def render(results: RunResults) -> str:
         "",
     ]
     lines += _table(["server", "quant", "model", "weights", "params", "ctx", "slots"], [
-        [n, (info[n].model_ftype or "n/a") + (f" (requantized from {info[n].requantized_from})"
-                                               if info[n].requantized_from else ""),
+        [n, (info[n].model_ftype or "n/a") + (f" ({requantized_words(src)})"
+                                               if (src := info[n].requantized_from) else ""),
          (info[n].model_path or "n/a").rsplit("/", 1)[-1],
          _mb(info[n].model_size) if info[n].model_size else "n/a",
          f"{(info[n].n_params or 0) / 1e6:.0f} M" if info[n].n_params else "n/a",

@@ -7,6 +7,7 @@ from typing import Any
 
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import run_answer
+from quanttui.core.models.discovery import requantized_words
 from quanttui.core.reports import wording
 from quanttui.core.run.records import RunResults
 
@@ -39,7 +40,7 @@ def format_summary(results: RunResults) -> str:
             meas = results.measured(name, level)
             rows.append([
                 name, (info.model_ftype or ("unreachable" if not info.reachable else "?"))
-                + (f" (requantized from {info.requantized_from})" if info.requantized_from
+                + (f" ({requantized_words(src)})" if (src := info.requantized_from)
                    else ""),
                 f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
                 f"{_f(dc.mean if dc else None)} ± {_f(dc.std if dc else None)}",

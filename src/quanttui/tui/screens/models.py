@@ -23,7 +23,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from quanttui.config import ModelsConfig
-from quanttui.core.models.discovery import DiscoveryResult, ModelInfo, discover
+from quanttui.core.models.discovery import (
+    REQUANTIZED_MARK,
+    DiscoveryResult,
+    ModelInfo,
+    discover,
+    requantized_words,
+)
 from quanttui.core.models.launcher import Launch
 from quanttui.core.models.servers import LaunchSpec
 from quanttui.tui import fmt
@@ -156,7 +162,7 @@ class ModelsScreen(Screen[None]):
         return [
             mark,
             Text(m.display_name),
-            m.quant or "?",
+            (m.quant or "?") + (f" {REQUANTIZED_MARK}" if m.requantized_from else ""),
             m.params_label or "?",
             fmt.size(m.size_bytes),
             str(m.context_length) if m.context_length else "?",
@@ -231,7 +237,9 @@ class ModelsScreen(Screen[None]):
         if m is None:
             return
         facts = [x for x in (
-            m.architecture, m.quant, f"{m.params_label} params" if m.params_label else None,
+            m.architecture, m.quant,
+            requantized_words(m.requantized_from) if m.requantized_from else None,
+            f"{m.params_label} params" if m.params_label else None,
             fmt.size(m.size_bytes), f"trained ctx {m.context_length}" if m.context_length
             else None, f"vocab {m.vocab_size}" if m.vocab_size else None,
             f"{len(m.shards)} shards" if m.is_split else None) if x]

@@ -14,6 +14,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input
 
+from quanttui.core.models.discovery import REQUANTIZED_MARK, requantized_words
 from quanttui.tui import fmt
 from quanttui.tui.messages import (
     AddServer,
@@ -108,7 +109,8 @@ class ServersScreen(Screen[None]):
             mark,
             Text(entry.name),
             health,
-            Text(info.model_ftype or "?"),
+            Text((info.model_ftype or "?") + (f" {REQUANTIZED_MARK}" if info.requantized_from
+                                              else "")),
             Text(Path(info.model_path).name if info.model_path else "?"),
             fmt.size(info.model_size) if info.model_size else "?",
             fmt.count(info.n_params) if info.n_params else "?",
@@ -133,7 +135,8 @@ class ServersScreen(Screen[None]):
             return
         i = e.info
         facts = [x for x in (
-            i.model_ftype, f"weights {fmt.size(i.model_size)}" if i.model_size else None,
+            i.model_ftype, requantized_words(i.requantized_from) if i.requantized_from else None,
+            f"weights {fmt.size(i.model_size)}" if i.model_size else None,
             f"{fmt.count(i.n_params)} params" if i.n_params else None,
             f"ctx {i.n_ctx}" if i.n_ctx else None,
             f"{i.total_slots} slot(s)" if i.total_slots else None,

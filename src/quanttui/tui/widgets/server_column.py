@@ -14,6 +14,11 @@ from pathlib import Path
 from textual.widget import Widget
 
 from quanttui.core.hardware import NA, HwSample, ProcessSample, Reading, format_bytes
+from quanttui.core.models.discovery import (
+    REQUANTIZED_MARK,
+    requantized_legend,
+    requantized_words,
+)
 from quanttui.tui import fmt
 from quanttui.tui.live import Key, LiveRun, Stream, unit_name
 from quanttui.tui.registry import ServerEntry
@@ -77,6 +82,10 @@ class ServerColumn:
         if size:
             short.append((f" · {size}", None))
         tiny: Runs = [mark, (" ", None), (label, "b"), *ref]
+        if src := info.requantized_from:  # the words where they fit, the mark (tip) where not
+            long.append((f" · {requantized_words(src)}", "muted"))
+            short.insert(3 + len(ref), (f" {REQUANTIZED_MARK}", "muted"))
+            tiny.append((f" {REQUANTIZED_MARK}", "muted"))
         if state:
             long += [(" · ", None), *state]
             short += [(" ", None), *state]
@@ -84,6 +93,8 @@ class ServerColumn:
         tip = [f"{entry.name}: {entry.spec.url}"]
         if info.model_path:
             tip.append(f"model: {Path(info.model_path).name}")
+        if src:
+            tip.append(requantized_legend([src]))
         if entry.error:
             tip.append(f"error: {entry.error}")
         self.figures.put_head((long, short, tiny), "\n".join(tip))
