@@ -142,6 +142,11 @@ async def test_a_typed_prompt_after_a_suite_run_leaves_its_results(
         assert app.screen.model.verdict == verdict
         assert "6 prompts × 1" in app.screen.model.heading
         assert any(k.startswith("Task accuracy") for k in tables(app))
+        # ctrl+s saves the run on the screen beside its picture
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        saved = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
+        assert saved["quality"]["reference"] == "A"
         # its prompts too, and a prompt picked there brings its outputs back to the compare
         # screen
         await pilot.press("p")

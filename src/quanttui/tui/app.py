@@ -1144,7 +1144,12 @@ class QuantTUI(App[None]):
         while (out / f"{base}.svg").exists() or (out / f"{base}.json").exists():
             i += 1
             base = f"quanttui-{stamp}-{i}"
-        results = (self.session.results if self.session is not None
+        # the run on the screen saved: the results view's (and prompt list's) is not always
+        # the last one (a typed prompt since)
+        shown = (self.run_state.results_run()
+                 if isinstance(self.screen, (ResultsScreen, PromptsScreen)) else None)
+        results = (shown.results if shown is not None
+                   else self.session.results if self.session is not None
                    else self.results or self._no_results())
         results.extra.setdefault("config", config_to_dict(self.config))
         # now, before the notification covers it
