@@ -96,3 +96,10 @@ async def test_run_tasks_scores_outputs() -> None:
     body = lm.requests[0]
     assert body["temperature"] == 0.0 and body["samplers"] == ["temperature"]
     assert body["cache_prompt"] is False and body["n_predict"] == 12
+
+
+def test_the_quick_prompts_are_named_by_the_tasks_categories() -> None:
+    # "math" in the prompts beside "arithmetic" in the tasks read as two things (issue 23)
+    from quanttui.core.suites.prompts import builtin_suite
+
+    assert {p.category for p in builtin_suite("quick")} <= {t.category for t in builtin_tasks()}

@@ -22,9 +22,10 @@ class Prompt:
     suite: str = "inline"
 
 
+# Categories by the built-in tasks' names (core.suites.tasks), so the two read alike by category
 _QUICK = [
     ("facts", "The capital of France is Paris. The capital of Japan is"),
-    ("math", "Question: What is 17 + 25?\nAnswer:"),
+    ("arithmetic", "Question: What is 17 + 25?\nAnswer:"),
     ("code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"),
     ("chat", "Once upon a time, in a small village by the sea, there lived"),
     ("facts", "Water boils at a temperature of"),

@@ -23,7 +23,7 @@ from quanttui.core.suites.humaneval import HumanEvalError, load_humaneval
 from quanttui.core.suites.tasks import TaskItem, builtin_tasks, length_class
 
 TASK_SETS = ("builtin", "humaneval")
-MATH_CATEGORY = "math"
+MATH_CATEGORY = "math"  # a file's own questions (word problems too): not the built-in arithmetic
 MATH_N_PREDICT = 24
 
 
