@@ -339,7 +339,8 @@ def test_results_model_of_a_ladder_takes_its_rows_and_verdict() -> None:
     verdict = Verdict(recommended="m-Q4_K_M", reason="Run m-Q4_K_M (the reference).",
                       within_noise=["m-Q2_K vs m-Q4_K_M decode speed: no measurable "
                                     "difference"], failing={"m-Q2_K": ["KLD 0.310 > 0.05"]},
-                      constraints=Constraints())
+                      constraints=Constraints(),
+                      warnings=["m-Q4_K_M scored 0/12 in facts: no quant can score lower"])
     section = LadderSection(reference="m-Q4_K_M", k=100, together=False, rows=rows,
                             neighbours=[PairRow(a="m-Q4_K_M", b="m-Q2_K")], verdict=verdict,
                             answers=["How much does Q2_K lose?"], notes=["requantized"])
@@ -358,6 +359,8 @@ def test_results_model_of_a_ladder_takes_its_rows_and_verdict() -> None:
     acc = next(t for t in m.tables if t.title.startswith("Task accuracy"))
     assert acc.rows[0][3] == ("50% -25% [-50%, -2%]", "bad")  # measurably worse
     assert "requantized" in m.notes
+    # what the figures can't show is said in the view, as in the reports
+    assert "warning: m-Q4_K_M scored 0/12 in facts: no quant can score lower" in m.notes
     # the requantized quant marked, the mark explained; bits/w says why it exceeds the type's
     assert q2[0][0] == "Q2_K ‡" and speed.rows[0][0][0] == "Q4_K_M (ref) ★"
     assert "‡ requantized from Q4_K_M: made from an already quantized file, so no more " \

@@ -153,6 +153,8 @@ def results_model(results: RunResults, *, running: bool = False) -> ResultsModel
         verdict = answer.verdict
         model.verdict, model.recommended = verdict.reason, verdict.recommended
         model.noise = list(verdict.within_noise)
+        # what the figures can't show (a category where the reference scored 0/n or n/n)
+        model.notes += [f"warning: {w}" for w in verdict.warnings]
         model.answers = list(answer.answers)
     else:
         model.hint = "One server in this run: s selects a second one to compare it with."
