@@ -602,3 +602,28 @@ def test_text_is_drawn_once_a_second_over_the_cpu_budget(tmp_path: Path,
     assert app._over_budget(100.0 + 2 * window)
     cpu[0] += 0.5 * budget * window
     assert not app._over_budget(100.0 + 3 * window)
+
+
+async def test_keys_typed_over_the_results_and_history_never_stack_a_screen_twice(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    """Seen by hand: on the results view (where / does not type a prompt) the letters of
+    "Name three colours." went to the keys (h the history, r, ...) and a second results view
+    was pushed over the first: DuplicateIds, a traceback. Every view reached again is brought
+    back, not stacked twice."""
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("gemma3-270m-Q8_0", a.url),
+                  ("gemma3-270m-Q4_K_M", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await run_suite(pilot, app)
+        seen: list[list[str]] = []
+        for key in ["slash", *"Name three colours.", "enter", "v", "h", "p", "v", "h", "v"]:
+            await pilot.press(key)
+            await pilot.pause()
+            seen.append([type(s).__name__ for s in app.screen_stack])
+        await until(pilot, lambda: not app.running, 60)
+        for stack in seen:
+            for kind in ("ResultsScreen", "HistoryScreen", "PromptsScreen"):
+                assert stack.count(kind) <= 1, seen
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 30)

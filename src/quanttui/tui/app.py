@@ -999,6 +999,18 @@ class QuantTUI(App[None]):
             self.say("info", "stopping", "The quality step ends after the requests in flight; "
                      "what finished is kept.", toast=True)
 
+    def _bring_back(self, kind: type[Screen[Any]]) -> bool:
+        """Close the screens above one of `kind` already open, which then shows again (redrawn
+        for the run shown). Screens have fixed ids: a second one of a kind on the stack is an
+        error (the results view reached from the history, say, while it was open below)."""
+        open_ = [s for s in self.screen_stack if isinstance(s, kind)]
+        if not open_:
+            return False
+        while self.screen is not open_[-1]:
+            self.pop_screen()
+        open_[-1].post_message(ResultsChanged())
+        return True
+
     def action_results(self) -> None:
         """The comparison table and the verdict of the run shown."""
         if isinstance(self.screen, ResultsScreen):
@@ -1007,7 +1019,8 @@ class QuantTUI(App[None]):
             self.say("warning", "", "No run yet: r runs the suite, and its results show here.",
                      toast=True)
             return
-        self.push_screen(ResultsScreen(self.registry, self.run_state))
+        if not self._bring_back(ResultsScreen):
+            self.push_screen(ResultsScreen(self.registry, self.run_state))
 
     def action_prompts(self) -> None:
         """Every prompt of the run shown, with its figures; Enter shows its outputs."""
@@ -1017,11 +1030,12 @@ class QuantTUI(App[None]):
             self.say("warning", "", "No run yet: r runs the suite, and its prompts list here.",
                      toast=True)
             return
-        self.push_screen(PromptsScreen(self.registry, self.run_state))
+        if not self._bring_back(PromptsScreen):
+            self.push_screen(PromptsScreen(self.registry, self.run_state))
 
     def action_history(self) -> None:
         """The stored runs: Enter opens one in the results view, c compares two."""
-        if not isinstance(self.screen, HistoryScreen):
+        if not isinstance(self.screen, HistoryScreen) and not self._bring_back(HistoryScreen):
             self.push_screen(HistoryScreen())
 
     def on_open_run(self, message: OpenRun) -> None:
@@ -1044,8 +1058,9 @@ class QuantTUI(App[None]):
             self.say("error", "history", f"run #{message.run_id}: {e}", toast=True)
             return
         self.show_results(results, message.run_id)
-        self._back_to_compare()
-        self.push_screen(ResultsScreen(self.registry, self.run_state))
+        if not self._bring_back(ResultsScreen):
+            self._back_to_compare()
+            self.push_screen(ResultsScreen(self.registry, self.run_state))
         self.say("info", "history", f"run #{message.run_id} opened from the history")
 
     def action_notices(self) -> None:
