@@ -606,10 +606,10 @@ def test_text_is_drawn_once_a_second_over_the_cpu_budget(tmp_path: Path,
 
 async def test_keys_typed_over_the_results_and_history_never_stack_a_screen_twice(
         pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
-    """Seen by hand: on the results view (where / does not type a prompt) the letters of
+    """Seen by hand: on the results view (where / did not type a prompt) the letters of
     "Name three colours." went to the keys (h the history, r, ...) and a second results view
     was pushed over the first: DuplicateIds, a traceback. Every view reached again is brought
-    back, not stacked twice."""
+    back, not stacked twice; / there types the prompt on the outputs."""
     a, b = pair
     app = app_for(suite_config(tmp_path), ("gemma3-270m-Q8_0", a.url),
                   ("gemma3-270m-Q4_K_M", b.url))
@@ -617,13 +617,19 @@ async def test_keys_typed_over_the_results_and_history_never_stack_a_screen_twic
         await probed(pilot, app)
         await run_suite(pilot, app)
         seen: list[list[str]] = []
-        for key in ["slash", *"Name three colours.", "enter", "v", "h", "p", "v", "h", "v"]:
+        for key in ["h", *"Name three colours", "v", "h", "p", "v", "h", "v", "p", "h"]:
             await pilot.press(key)
             await pilot.pause()
             seen.append([type(s).__name__ for s in app.screen_stack])
         await until(pilot, lambda: not app.running, 60)
+        # / on the results view types a prompt on the outputs (the results stay, for v)
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        await pilot.press("slash")
+        await until(pilot, lambda: app.screen is app.compare
+                    and app.compare.query_one("#prompt").has_focus)
         for stack in seen:
             for kind in ("ResultsScreen", "HistoryScreen", "PromptsScreen"):
                 assert stack.count(kind) <= 1, seen
-        await pilot.press("q")
+        await pilot.press("escape", "q")  # out of the prompt, then quit
         await until(pilot, lambda: not app.is_running, 30)

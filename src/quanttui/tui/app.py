@@ -1105,6 +1105,11 @@ class QuantTUI(App[None]):
         self._drawn_version = -1
         self.compare.redraw()
 
+    def action_type_prompt(self) -> None:
+        """/ from another view: back to the outputs, the prompt typed there."""
+        self._back_to_compare()
+        self.compare.action_focus_prompt()
+
     def _back_to_compare(self) -> None:
         while self.screen is not self.compare and len(self.screen_stack) > 1:
             self.pop_screen()

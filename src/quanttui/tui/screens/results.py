@@ -42,6 +42,9 @@ class ResultsScreen(Screen[None]):
                 tooltip="The stored runs: open one, compare two"),
         Binding("r", "app.run_suite", "Run"),
         Binding("x", "app.stop", "Stop"),
+        # typed here, a prompt's letters would be taken as keys: / goes back to the outputs
+        # and types it there (the results stay, for v)
+        Binding("slash", "app.type_prompt", "Type a prompt", key_display="/"),
     ]
 
     def __init__(self, registry: ServerRegistry, state: RunState) -> None:
