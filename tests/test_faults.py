@@ -294,9 +294,15 @@ def test_ctrl_c_while_hashing_the_model_files_keeps_the_run(tmp_path: Path) -> N
         try:
             assert proc.stderr is not None
             # Each signal once the state it is meant for is seen, not after a guessed time: the
-            # first while the model file is being hashed (its file open); once that one has
-            # been acted on, more and more until the process has exited: whenever an impatient
-            # one lands on the way out, it changes nothing.
+            # first while the model file is being hashed (the requests all done, then its file
+            # open: the run also opens it before, to read its header); once that one has been
+            # acted on, more and more until the process has exited: whenever an impatient one
+            # lands on the way out, it changes nothing.
+            progress = ""
+            while "2/2 requests" not in progress:
+                line = proc.stderr.readline()
+                assert line, progress
+                progress += line
             hashing = psutil.Process(proc.pid)
             deadline = time.monotonic() + 60
             while not any(f.path == str(big) for f in hashing.open_files()):
