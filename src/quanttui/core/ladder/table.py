@@ -1,9 +1,10 @@
 """A ladder's figures: one row per quant, and one per pair of neighbours.
 
 Every difference carries its 95% interval and says whether it is measurable (the interval
-excludes "no difference"); speeds are paired per prompt, within the pass where both quants ran
-when they ran together (core.ladder.runner), else across passes. The structs are the `ladder`
-section of the run JSON as they are.
+excludes "no difference"); speeds are paired per prompt as every view pairs them
+(core.run.pairing): within the pass both quants ran in, else through the reference beside each,
+else across passes with the drift floor. The structs are the `ladder` section of the run JSON
+as they are.
 """
 
 from __future__ import annotations
