@@ -114,7 +114,7 @@ async def test_cancel_closes_the_stream_at_once(fake: FakeLlamaServer) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 5.0  # the rest of the stream would take ~20 s
         n = result.n_events
         assert 0 < n < 400 and not result.done
         for _ in range(50):

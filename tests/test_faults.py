@@ -445,7 +445,7 @@ def stderr_says(proc: subprocess.Popen[str], text: str, seen: list[str]) -> Call
 def test_sigint_and_a_64_mib_event(tmp_path: Path, when: str) -> None:
     """One token event of 64 MiB per request. It used to be read whole (quadratic in the line
     length), then compared for 11+ minutes with every signal ignored and nothing written. Now
-    the stream is not read past its cap, and a Ctrl+C is honoured within a second, whether it
+    the stream is not read past its cap, and a Ctrl+C is honoured within seconds, whether it
     comes while the event arrives or after the requests (where the comparison was)."""
     seen: list[str] = []
     with FakeLlamaServer() as a, FakeLlamaServer() as b:
@@ -463,7 +463,7 @@ def test_sigint_and_a_64_mib_event(tmp_path: Path, when: str) -> None:
         _, stderr = proc.communicate(timeout=10)
     stderr = "".join(seen) + stderr
     assert "Traceback" not in stderr, stderr
-    assert took < 1.0, took
+    assert took < 5.0, took  # was 11+ minutes; a loaded CI machine needs more than 1 s to write
     # After the requests the run may be written and done before the signal lands: exit 1
     # (B's requests failed) instead of 130.
     assert proc.returncode == 130 or (when == "after the requests"
@@ -477,7 +477,7 @@ def test_sigint_and_a_64_mib_event(tmp_path: Path, when: str) -> None:
 def test_sigint_while_long_differing_outputs_are_compared(tmp_path: Path) -> None:
     """Twelve pairs of 2,048-token outputs that differ after 100 tokens: the comparison runs
     after the requests (it took ~200 s on the event loop, deaf to Ctrl+C; now about a second);
-    a Ctrl+C once it has begun is honoured within a second, the run written, exit 130."""
+    a Ctrl+C once it has begun is honoured within seconds, the run written, exit 130."""
     with FakeLlamaServer() as a, FakeLlamaServer(diverge_at=100) as b:
         proc = start_headless(tmp_path, {"A": a.url, "B": b.url}, "-n", "2048",
                               *[f"--prompt=prompt {i}" for i in range(12)])
@@ -491,6 +491,6 @@ def test_sigint_while_long_differing_outputs_are_compared(tmp_path: Path) -> Non
         _, stderr = proc.communicate(timeout=10)
     stderr = "".join(seen) + stderr
     assert "Traceback" not in stderr, stderr
-    assert proc.returncode == 130 and took < 1.0, (proc.returncode, took)
+    assert proc.returncode == 130 and took < 5.0, (proc.returncode, took)  # was ~200 s
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["records"]) == 24 and all(r["ok"] for r in data["records"])
