@@ -52,10 +52,33 @@ def _load(config: Path | None, sets: Sequence[str], flags: dict[str, Any]) -> An
 _SERVER_FLAGS = {"threads": "--threads", "ctx_size": "--ctx-size"}
 
 
+class _Sizes(click.ParamType[tuple[int, ...]]):
+    """N or N,N,...: whole numbers, as a tuple (--ctx-size: a list is for ladders; the range is
+    the config's to check, or the ladder's)."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            out = tuple(int(x) for x in str(value).split(",") if x.strip())
+        except ValueError:
+            self.fail(f"{value!r}: expected whole numbers, e.g. 4096 or 4096,32768", param, ctx)
+        if not out:
+            self.fail(f"{value!r}: expected whole numbers, e.g. 4096 or 4096,32768", param, ctx)
+        return out
+
+
 def _with_servers(cfg: Any, servers: Sequence[str], models: Sequence[Path], threads: int,
-                  ctx: int) -> Any:
+                  ctx_sizes: int | tuple[int, ...]) -> Any:
     """--server NAME=URL and --model PATH replace the config's servers, checked against the
     config's limits before anything starts."""
+    if isinstance(ctx_sizes, tuple) and len(ctx_sizes) > 1:
+        _fail(f"--ctx-size {','.join(map(str, ctx_sizes))}: one context here; a list of "
+              "contexts is for quanttui ladder (and demo --ladder)")
+    ctx = ctx_sizes[0] if isinstance(ctx_sizes, tuple) else ctx_sizes
     if not servers and not models:
         return cfg
     import msgspec
@@ -146,8 +169,9 @@ _run_options = [
     click.option("--prompt", "inline", multiple=True, help="A prompt (repeatable)."),
     click.option("--threads", "-t", type=int, default=1, show_default=True,
                  help="Threads for servers started with --model."),
-    click.option("--ctx-size", type=int, default=2048, show_default=True,
-                 help="Context for servers started with --model."),
+    click.option("--ctx-size", type=_Sizes(), default="2048", show_default=True,
+                 help="Context for servers started with --model; for a ladder, a list of "
+                      "contexts to measure each quant at (e.g. 4096,32768), the cache filled."),
     click.option("--llama-server", type=click.Path(path_type=Path),
                  help="llama-server binary to use for --model."),
     click.option("--output", "-o", type=click.Path(path_type=Path),
@@ -402,16 +426,41 @@ _ladder_options = [
                  help="Never run the reference beside a candidate (default: when both fit)."),
     click.option("--quality-k", type=int, metavar="K",
                  help="Top-K probabilities per position for KLD@K (default 1000)."),
+    click.option("--cache-type", "cache_types", metavar="TYPE[,TYPE...]",
+                 help="KV cache types to measure each quant with (-ctk/-ctv), e.g. f16,q8_0; "
+                      "f16 is measured too. A quantized cache starts with -fa on (flash "
+                      "attention, which a quantized V cache needs)."),
+    click.option("--fill", type=click.FloatRange(0.0, 0.95), metavar="SHARE",
+                 help="With --ctx-size / --cache-type: share of each context filled by one "
+                      "prompt before a rung's prompts (default 0.75; 0: not filled)."),
 ]
 
 
+def _cache_types(value: str | None) -> tuple[str, ...]:
+    from quanttui.core.models.servers import CACHE_TYPES
+
+    types = tuple(dict.fromkeys(t.strip() for t in (value or "").split(",") if t.strip()))
+    if bad := [t for t in types if t not in CACHE_TYPES]:
+        raise click.BadParameter(f"unknown KV cache type(s) {', '.join(bad)}; llama-server "
+                                 f"takes {', '.join(CACHE_TYPES)}", param_hint="--cache-type")
+    return types
+
+
 def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, Any]) -> None:
-    from quanttui.core.ladder.lineup import LadderError, collect_models, lineup
+    from quanttui.core.ladder.lineup import LadderError, collect_models, expand, lineup
     from quanttui.core.models.binaries import ToolNotFound
     from quanttui.headless_ladder import HeadlessLadder, constraints_from
 
+    given_ctx = ctx.get_parameter_source("ctx_size") not in (
+        None, click.core.ParameterSource.DEFAULT)
+    ctx_sizes = tuple(kw["ctx_size"]) if given_ctx else ()
+    if ctx_sizes and min(ctx_sizes) < 1:
+        raise click.BadParameter(f"{','.join(map(str, ctx_sizes))}: each context must be ≥ 1",
+                                 param_hint="--ctx-size")
+    caches = _cache_types(kw.get("cache_types"))
     try:
-        lu = lineup(collect_models(paths), kw.get("reference"))
+        lu = expand(lineup(collect_models(paths), kw.get("reference"),
+                           single=bool(ctx_sizes or caches)), ctx_sizes, caches)
     except LadderError as e:
         _fail(str(e))
     budget = kw.get("memory_budget")
@@ -434,7 +483,7 @@ def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, A
         svg=_svg_renderer() if "svg" in formats else None,
         llama_server=str(kw["llama_server"]) if kw.get("llama_server") else None,
         force=kw.get("force", False), together=False if kw.get("one_at_a_time") else None,
-        history=not kw.get("no_history"))
+        history=not kw.get("no_history"), fill=kw.get("fill"))
     try:
         code = run.execute()
     except (ToolNotFound, ValueError) as e:
@@ -495,7 +544,10 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, as_ladder: bool, 
     if as_ladder:
         if not kw.get("llama_server"):
             kw["llama_server"] = models.server.path
-        _ladder(ctx, cfg, [models[q] for q in demo_mod.LADDER], kw)
+        # the whole demo ladder, or the quants --quants names
+        given = ctx.get_parameter_source("quants") not in (
+            None, click.core.ParameterSource.DEFAULT)
+        _ladder(ctx, cfg, [models[q] for q in (wanted if given else demo_mod.LADDER)], kw)
         return
     if not kw["servers"] and not kw["models"]:
         # the first server is the reference: the source the others were made from, wherever

@@ -103,6 +103,7 @@ class HeadlessLadder:
     llama_server: str | None = None
     force: bool = False
     together: bool | None = None
+    fill: float | None = None  # share of each context filled (None: LadderOptions' default)
     history: bool = True
     launcher: Launcher | None = None  # None: one from the config (tests give a fake)
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
@@ -139,8 +140,11 @@ class HeadlessLadder:
         self.progress = progress = LadderProgressLine(self.stderr)
         ticker = asyncio.ensure_future(self._ticking(progress))
         try:
-            run = await run_ladder(self.lineup, LadderOptions(
-                plan=plan, quality=self.quality, force=self.force, together=self.together),
+            opts = LadderOptions(plan=plan, quality=self.quality, force=self.force,
+                                 together=self.together)
+            if self.fill is not None:
+                opts.fill = self.fill
+            run = await run_ladder(self.lineup, opts,
                 launcher, say=self._say, stop=stop, poll_interval=self.cfg.hardware.poll_interval,
                 progress=progress)
         except ServerStartError as e:

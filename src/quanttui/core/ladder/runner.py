@@ -11,6 +11,11 @@ Quality is collected per server and compared afterwards, so any two quants can b
 (neighbours as well as against the reference) whichever passes they ran in: the reference's
 greedy continuation of each prompt is teacher-forced on every quant (distributions), a fixed
 text is scored on every quant (perplexity), and the task items are run on every quant.
+
+A rung at a context or KV cache type of its own (core.ladder.lineup.expand) has its cache
+filled first: one long prompt of a fixed text to `fill` × its context (exact, through the
+server's /tokenize) with `fill_predict` tokens generated after it, before that rung's prompts
+and while the memory poller runs; its TTFT and decode speed at that depth are kept (`Depth`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from quanttui.core.ladder.lineup import Lineup
 from quanttui.core.ladder.progress import LadderProgress, ProgressTracker, ladder_steps
 from quanttui.core.llama.client import LlamaClient
 from quanttui.core.llama.result import ServerError
+from quanttui.core.models import fit as fitcheck
+from quanttui.core.models.gguf_header import GGUFError
 from quanttui.core.models.launcher import Launch, Launcher
-from quanttui.core.models.servers import LaunchSpec, ServerStartError
+from quanttui.core.models.servers import LaunchSpec, ServerStartError, quantized_cache
 from quanttui.core.quality.accuracy import TaskOutcome, run_tasks
 from quanttui.core.quality.step import QualityOptions, eos_ids, reference_sequences
 from quanttui.core.quality.teacher_forcing import (
@@ -40,6 +47,7 @@ from quanttui.core.quality.teacher_forcing import (
     plan_positions,
 )
 from quanttui.core.run.events import Event, Progress, RunStarted
+from quanttui.core.run.metrics import request_metrics
 from quanttui.core.run.outside_load import add_load_notices
 from quanttui.core.run.plan import RunPlan, ServerSpec, server_logs
 from quanttui.core.run.records import RunResults
@@ -49,6 +57,10 @@ from quanttui.core.suites.texts import prose
 
 TEXT_ID = "text"
 TEXT_POSITIONS = 128  # tokens of the perplexity text scored per quant
+FILL = 0.75  # share of the context a rung's cache is filled to before its prompts
+FILL_PREDICT = 32  # tokens generated after the filling prompt: decode speed at that depth
+FILLER = ("The river rises in the hills, runs past the mill and the old stone bridge, and "
+          "reaches the sea after three days of slow travel through farms and small towns. ")
 
 
 @dataclass
@@ -59,6 +71,21 @@ class LadderOptions:
     text_positions: int = TEXT_POSITIONS
     force: bool = False  # start servers the fit check refuses
     together: bool | None = None  # reference beside each candidate (None: when it fits)
+    fill: float = FILL  # share of the context filled before a context / cache rung's prompts
+    fill_predict: int = FILL_PREDICT
+
+
+@dataclass
+class Depth:
+    """A rung's cache filled to `tokens` by one prompt, and what that took (module doc)."""
+
+    ctx_size: int
+    tokens: int  # prompt tokens evaluated (the depth)
+    ttft_ms: float | None  # request sent -> first generated token (the whole prompt's eval)
+    prompt_tps: float | None  # llama-server's prompt tok/s for it
+    decode_tps: float | None  # client decode tok/s of the tokens generated after it
+    generated: int = 0
+    error: str | None = None  # the filling request failed: the rest of the rung goes on
 
 
 @dataclass
@@ -90,6 +117,8 @@ class LadderRun:
     finished_at: float | None = None
     interrupted: bool = False
     not_started: dict[str, str] = field(default_factory=dict)  # quant -> why its server didn't
+    depth: dict[str, Depth] = field(default_factory=dict)  # rungs filled before their prompts
+    predicted: dict[str, int] = field(default_factory=dict)  # fit check's memory, per rung
     # where the time went, for benchmarks/ladder_cost.py: starts, requests, teacher forcing...
     timings: dict[str, float] = field(default_factory=dict)
     tracker: ProgressTracker = field(default_factory=ProgressTracker)  # progress, for the faces
@@ -113,12 +142,17 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     import psutil
 
     stop = stop or asyncio.Event()
-    specs = {r.name: launcher.defaults.spec(r.model.path) for r in lineup.rungs}
+    specs = {r.name: replace(s, ctx_size=r.ctx_size or s.ctx_size, cache_type=r.cache_type)
+             for r in lineup.rungs if (s := launcher.defaults.spec(r.model.path))}
+    flash_on = [n for n, s in specs.items() if quantized_cache(s.cache_type)
+                and not {"-fa", "--flash-attn"} & set(s.extra_args)]
     if options.quality.distribution:
         # Flash attention on the CPU makes log-probs depend on batch layout: off, so the noise
-        # floor of the comparison stays near zero (as the headless run does).
+        # floor of the comparison stays near zero (as the headless run does); a quantized V
+        # cache needs it on (LaunchSpec.args).
         specs = {n: s if {"-fa", "--flash-attn"} & set(s.extra_args)
-                 else replace(s, extra_args=(*s.extra_args, "-fa", "off"))
+                 else replace(s, extra_args=(*s.extra_args, "-fa",
+                                             "on" if n in flash_on else "off"))
                  for n, s in specs.items()}
     together = options.together
     if together is None:
@@ -128,6 +162,20 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
         together = fit.refuse is None
     run = LadderRun(lineup, options, together,
                     memory_available=psutil.virtual_memory().available)
+    for n, s in specs.items():  # the fit check's prediction, beside what is measured
+        with contextlib.suppress(GGUFError, OSError):
+            run.predicted[n] = fitcheck.estimate(s.model, s.ctx_size, s.n_gpu_layers,
+                                            s.cache_type).ram_bytes
+    if flash_on:
+        run.notes.append(
+            f"{', '.join(flash_on)}: started with flash attention on (-fa on), which a "
+            "quantized V cache needs" + ("; the others run with it off (-fa off) for the "
+                                         "quality comparison, so these rungs' KLD includes "
+                                         "flash attention's own effect"
+                                         if options.quality.distribution else ""))
+    fill_ctx = ({r.name: specs[r.name].ctx_size for r in lineup.rungs}
+                if options.fill > 0 and any(r.ctx_size is not None or r.cache_type is not None
+                                            for r in lineup.rungs) else {})
     run.started_at = time.time()
     run.task_items = (list(options.quality.task_items) if options.quality.task_items is not None
                       else builtin_tasks()) if options.quality.tasks else []
@@ -174,7 +222,7 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
             if ref_launch is not None:
                 up[ref_launch.name] = ref_launch
             try:
-                await _pass(run, i, names, up, plan, say, stop, poll_interval)
+                await _pass(run, i, names, up, plan, say, stop, poll_interval, fill_ctx)
             finally:
                 for la in launches:
                     launcher.stop(la.name)
@@ -204,13 +252,46 @@ async def _start(launcher: Launcher, todo: Sequence[tuple[str, LaunchSpec]], for
     return launches
 
 
+async def _fill(run: LadderRun, name: str, url: str, ctx: int, plan: RunPlan,
+                say: Say) -> Depth:
+    """One prompt of FILLER to `fill` × ctx tokens exactly (BOS included), cached, then
+    `fill_predict` tokens generated after it."""
+    import msgspec
+
+    opts = run.options
+    depth = max(1, min(int(ctx * opts.fill), ctx - opts.fill_predict - 1))
+    params = msgspec.structs.replace(plan.params, n_predict=opts.fill_predict,
+                                     cache_prompt=True, ignore_eos=True, stop=(), n_probs=0)
+    bos: list[int] = []
+    body: list[int] = []
+    async with LlamaClient(url, name=name, timeouts=plan.timeouts) as c:
+        try:
+            unit = await c.tokenize(FILLER, add_special=False)
+            bos = await c.tokenize("", add_special=True)
+            body = (unit * (depth // max(len(unit), 1) + 1))[:max(depth - len(bos), 0)]
+            say(f"{name}: filling the KV cache to {len(bos) + len(body)} of {ctx} tokens")
+            t0 = time.monotonic()
+            result = await c.complete([*bos, *body], params)
+            run.clock("cache fill", time.monotonic() - t0)
+        except ServerError as e:
+            run.notes.append(f"{name}: filling the KV cache failed: {e}")
+            return Depth(ctx, len(bos) + len(body), None, None, None, error=str(e))
+    m = request_metrics(result)
+    return Depth(ctx, m.n_prompt or len(bos) + len(body), m.ttft_ms, m.prompt_tps_server,
+                 m.decode_tps_client, m.n_out)
+
+
 async def _pass(run: LadderRun, pass_no: int, names: list[str], up: dict[str, Launch],
-                plan: RunPlan, say: Say, stop: asyncio.Event, poll_interval: float) -> None:
+                plan: RunPlan, say: Say, stop: asyncio.Event, poll_interval: float,
+                fill_ctx: dict[str, int] | None = None) -> None:
     specs = [ServerSpec.launched(up[n].server) for n in names]
     poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
                             interval_s=poll_interval)
     poller.start()
     tracker = run.tracker
+    for n in names:  # before the prompts, with the poller on: memory with the cache filled
+        if fill_ctx and n in fill_ctx and n not in run.depth and not stop.is_set():
+            run.depth[n] = await _fill(run, n, up[n].url, fill_ctx[n], plan, say)
 
     def on_event(ev: Event) -> None:
         if isinstance(ev, RunStarted):

@@ -21,7 +21,13 @@ from quanttui.core.ladder.table import (
     quant_rows,
     rows_from_run,
 )
-from quanttui.core.ladder.verdict import Constraints, Verdict, decide, measured_memory
+from quanttui.core.ladder.verdict import (
+    Constraints,
+    Verdict,
+    decide,
+    decide_at_contexts,
+    measured_memory,
+)
 from quanttui.core.run.pairing import block_drift
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
@@ -131,7 +137,7 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
     if constraints.memory_budget_bytes is None and run.memory_available is not None:
         constraints = msgspec.structs.replace(constraints,
                                               memory_budget_bytes=run.memory_available)
-    verdict = decide(rows, pairs, constraints)
+    verdict = decide_at_contexts(rows, pairs, constraints)
     k = run.options.quality.k
     requant = [r.name for r in rows if r.requantized_from]
     notes = list(run.notes)

@@ -9,7 +9,6 @@ as they are.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from statistics import fmean, median
@@ -106,6 +105,18 @@ class QuantRow(msgspec.Struct, kw_only=True):
     accuracy_n: dict[str, int] = {}  # category -> items scored
     accuracy_vs_ref: dict[str, Diff] = {}  # category -> paired difference (this − reference)
     kld_by_category: dict[str, float] = {}  # prompt category -> mean KLD@K
+    # a ladder over contexts / KV cache types (core.ladder.lineup.expand); None: the defaults
+    quant_name: str | None = None  # the quant without context and cache ("Q4_K_M")
+    ctx_size: int | None = None  # -c the server ran with
+    cache_type: str | None = None  # -ctk/-ctv (None: f16, the server's default)
+    # the cache filled by one prompt before the rung's own (core.ladder.runner.Depth)
+    depth_tokens: int | None = None
+    depth_ttft_ms: float | None = None  # that prompt's TTFT: its whole evaluation
+    depth_prompt_tps: float | None = None
+    depth_decode_tps: float | None = None  # client decode tok/s of the tokens after it
+    # the fit check's prediction (core.models.fit) and its error: predicted / measured − 1
+    memory_predicted: int | None = None
+    memory_predicted_error: float | None = None
 
 
 class PairRow(msgspec.Struct, kw_only=True):
@@ -161,7 +172,7 @@ def _accuracy_family(run: LadderRun) -> dict[tuple[str, str, str], AccuracyDiff]
     names, ref = run.lineup.names, run.lineup.reference
     out: dict[tuple[str, str, str], AccuracyDiff] = {}
     seen: set[frozenset[str]] = set()
-    for a, b in [(ref, n) for n in names if n != ref] + list(itertools.pairwise(names)):
+    for a, b in [(ref, n) for n in names if n != ref] + run.lineup.neighbours():
         if frozenset((a, b)) in seen:
             continue
         seen.add(frozenset((a, b)))
@@ -224,6 +235,7 @@ def quant_rows(run: LadderRun) -> list[QuantRow]:
     ref = lu.reference
     categories = {p.id: p.category for p in run.options.plan.prompts}
     rows = []
+    expanded = any(r.base for r in lu.rungs)
     for rung in lu.rungs:
         n, m = rung.name, rung.model
         row = QuantRow(
@@ -237,6 +249,19 @@ def quant_rows(run: LadderRun) -> list[QuantRow]:
             decode_tps=_mean_metric(run, n, "decode_tps_client"),
             prompt_tps=_mean_metric(run, n, "prompt_tps_server"),
             ttft_p50_ms=_p50(run, n, "ttft_ms"))
+        if expanded:
+            row.quant_name, row.ctx_size, row.cache_type = rung.quant, rung.ctx_size, rung.cache
+        if (depth := run.depth.get(n)) is not None and depth.error is None:
+            row.ctx_size = depth.ctx_size
+            row.depth_tokens, row.depth_ttft_ms = depth.tokens, depth.ttft_ms
+            row.depth_prompt_tps, row.depth_decode_tps = depth.prompt_tps, depth.decode_tps
+        if (predicted := run.predicted.get(n)) is not None and expanded:
+            row.memory_predicted = predicted
+            measured = (row.memory_private_peak + row.memory_model_pages_peak
+                        if row.memory_private_peak is not None
+                        and row.memory_model_pages_peak is not None else row.memory_rss_peak)
+            if measured:
+                row.memory_predicted_error = predicted / measured - 1
         if n == ref:
             row.decode_passes = sum(1 for p in run.passes if n in p.servers)
         else:
@@ -279,9 +304,10 @@ def _ppl_ratio(run: LadderRun, a: str, b: str) -> float | None:
 
 
 def neighbour_rows(run: LadderRun) -> list[PairRow]:
-    names = run.lineup.names
+    """Quants next to each other, and each context / KV cache rung against the same quant at
+    the first context / with an f16 cache (core.ladder.lineup.Lineup.neighbours)."""
     out = []
-    for a, b in itertools.pairwise(names):
+    for a, b in run.lineup.neighbours():
         row = PairRow(a=a, b=b, decode=speed(run, a, b), accuracy=_accuracy_diffs(run, a, b))
         stats = distribution_stats(_positions(run, a, b), run.options.quality.k)
         if stats is not None:

@@ -14,6 +14,12 @@ missing rather than calling it a failure. KLD and same-top-1 are judged by their
 over prompts: "KLD ≤ max" holds when the interval's upper end is ≤ max, fails when its lower end
 is above; an interval across the limit (or none: one prompt, an older file) is "not yet
 decided", a step still to run (more prompts) like a missing measurement.
+
+A ladder over contexts and KV cache types (core.ladder.lineup.expand) is decided at each context
+on its own (`decide_at_contexts`): the rungs measured there, memory as measured there, the
+reference quant's f16 rung there standing for the reference. Of the quants that qualify the
+smallest file wins as above, and of its cache types the most precise that fits (f16 before
+q8_0 before q4_0): the weights are the choice, the cache type what lets them fit.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import msgspec
 
 from quanttui.core.hardware.reading import format_bytes as mb
+from quanttui.core.ladder.lineup import ctx_label
 from quanttui.core.ladder.table import Diff, PairRow, QuantRow
 from quanttui.core.ladder.table import interval_text as _ci
 
@@ -44,15 +51,26 @@ class Constraints(msgspec.Struct, kw_only=True):
     max_kld: float = DEFAULT_MAX_KLD
     min_same_top1: float = DEFAULT_MIN_SAME_TOP1
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    ctx_size: int | None = None  # the context the memory was measured at (None: not stated)
 
     def describe(self) -> str:
-        parts = [f"KLD ≤ {self.max_kld:g}", f"same-top-1 ≥ {self.min_same_top1:g}",
+        parts = [] if self.ctx_size is None else [f"at {ctx_label(self.ctx_size)} context "
+                                                  f"(-c {self.ctx_size})"]
+        parts += [f"KLD ≤ {self.max_kld:g}", f"same-top-1 ≥ {self.min_same_top1:g}",
                  f"task accuracy at most {self.max_accuracy_drop:.0%} lower in each category"]
         if self.memory_budget_bytes is not None:
             parts.append(f"memory ≤ {mb(self.memory_budget_bytes)}")
         if self.min_speedup is not None:
             parts.append(f"decode ≥ ×{self.min_speedup:g} the reference")
         return ", ".join(parts)
+
+
+class ContextVerdict(msgspec.Struct, kw_only=True):
+    """The verdict at one context of a ladder over contexts / KV cache types."""
+
+    ctx_size: int
+    recommended: str | None
+    reason: str
 
 
 class Verdict(msgspec.Struct, kw_only=True):
@@ -62,6 +80,8 @@ class Verdict(msgspec.Struct, kw_only=True):
     failing: dict[str, list[str]]  # quant -> the constraints it fails, in words
     constraints: Constraints
     warnings: list[str] = []  # what the figures can't show, e.g. a category at its floor
+    # several contexts measured: the verdict at each (recommended: the last context's)
+    by_context: list[ContextVerdict] = []
 
 
 def measured_memory(row: QuantRow) -> int | None:
@@ -193,6 +213,23 @@ def _why_not(rows: list[QuantRow], failing: dict[str, list[str]]) -> str:
     return "; ".join(parts)
 
 
+def _label(row: QuantRow) -> str:
+    """"Q4_K_M with a q8_0 KV cache" for a rung of a context / cache ladder, else its name."""
+    if row.quant_name is None:
+        return row.name
+    if row.cache_type in (None, "f16"):
+        return row.quant_name
+    return f"{row.quant_name} with a {row.cache_type} KV cache"
+
+
+CACHE_ORDER = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "iq4_nl", "q4_0")
+
+
+def _cache_rank(row: QuantRow) -> int:
+    c = row.cache_type or "f16"
+    return CACHE_ORDER.index(c) if c in CACHE_ORDER else len(CACHE_ORDER)
+
+
 def _speed_words(d: Diff | None, ref: str) -> str:
     if d is None:
         return ""
@@ -222,20 +259,25 @@ def _noise(rows: list[QuantRow], pairs: list[PairRow], ref: str) -> list[str]:
     return out
 
 
-def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdict:
+def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints,
+           versus: str | None = None) -> Verdict:
+    """`versus`: the rung the rows' ratios were measured against, when `rows` stand in for
+    it with another reference (a context of its own, `decide_at_contexts`)."""
     ref = next(r for r in rows if r.reference)
+    vs = versus or ref.name
     failing = {r.name: f for r in rows if (f := _fails(r, c))}
     ok = [r for r in rows if r.name not in failing]
-    noise = _noise(rows, pairs, ref.name)
+    noise = _noise(rows, pairs, vs)
     if not ok:
         worst = "; ".join(f"{n}: {', '.join(f)}" for n, f in failing.items())
         return Verdict(recommended=None, within_noise=noise, failing=failing, constraints=c,
                        reason=f"No quant meets the constraints ({c.describe()}). {worst}.",
                        warnings=accuracy_warnings(rows))
-    ok.sort(key=lambda r: (r.size_bytes, -(r.decode_tps or 0.0)))
+    ok.sort(key=lambda r: (r.size_bytes, _cache_rank(r), -(r.decode_tps or 0.0)))
     best = ok[0]
-    for r in ok[1:]:  # a quant within 2% of the smallest's size that is faster
-        if r.size_bytes <= best.size_bytes * 1.02 and (r.decode_tps or 0) > (best.decode_tps or 0):
+    for r in ok[1:]:  # a quant within 2% of the smallest's size that is faster (same cache)
+        if r.size_bytes <= best.size_bytes * 1.02 and (r.decode_tps or 0) > (
+                best.decode_tps or 0) and _cache_rank(r) == _cache_rank(best):
             best = r
     if best.reference:
         smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
@@ -243,29 +285,78 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdic
         if smaller and all(_pending(x) for r in smaller for x in failing[r.name]):
             what = ("quality is measured" if all(failing[r.name] == [UNMEASURED]
                                                  for r in smaller) else "more is measured")
-            reason = (f"Run {ref.name} (the reference) until {what}: no smaller quant is "
+            reason = (f"Run {_label(ref)} (the reference) until {what}: no smaller quant is "
                       f"shown to keep the quality asked for ({why}); measure to see whether "
                       "one does.")
         else:
-            reason = (f"Run {ref.name} (the reference): nothing smaller keeps the quality "
+            reason = (f"Run {_label(ref)} (the reference): nothing smaller keeps the quality "
                       "asked for" + (f" — {why}." if why else "."))
     else:
         saved = 1 - best.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
         bits = [f"{mb(best.size_bytes)} on disk"
-                + (f", {saved:.0%} smaller than {ref.name}" if saved > 0 else "")
+                + (f", {saved:.0%} smaller than {_label(ref)}" if saved > 0 else "")
                 + f", {mb(footprint(best))} in memory"]
         if best.kld_mean is not None and best.same_top1 is not None:
             bits.append(f"KLD {_ci(best.kld_mean, best.kld_low, best.kld_high, '.3f')} ≤ "
                         f"{c.max_kld:g} and same-top-1 "
                         f"{_ci(best.same_top1, best.same_top1_low, best.same_top1_high, '.2f')}"
                         f" ≥ {c.min_same_top1:g} (95% intervals over prompts)")
-        speed = _speed_words(best.decode_vs_ref, ref.name)
+        speed = _speed_words(best.decode_vs_ref, vs)
         if speed:
             bits.append(speed)
-        reason = (f"Run {best.name}: the smallest quant that meets the constraints "
+        reason = (f"Run {_label(best)}: the smallest quant that meets the constraints "
                   f"({'; '.join(bits)}).")
         lower = [r for r in rows if r.size_bytes < best.size_bytes and r.name in failing]
         if lower:
             reason += f" Smaller ones are out: {_why_not(lower, failing)}."
     return Verdict(recommended=best.name, reason=reason, within_noise=noise, failing=failing,
                    constraints=c, warnings=accuracy_warnings(rows))
+
+
+def decide_at_contexts(rows: list[QuantRow], pairs: list[PairRow], c: Constraints) -> Verdict:
+    """`decide` at each context measured (module doc), said context by context: "At 32k
+    context within 600 MB: run Q4_K_M with a q8_0 KV cache (…). Q8_0 needs 700 MB there."
+    One context (or none stated): `decide`, its constraints naming the context."""
+    ctxs = list(dict.fromkeys(r.ctx_size for r in rows if r.ctx_size is not None))
+    if len(ctxs) < 2:
+        return decide(rows, pairs, c if not ctxs else msgspec.structs.replace(
+            c, ctx_size=ctxs[0]))
+    ref = next(r for r in rows if r.reference)
+    parts: list[ContextVerdict] = []
+    failing: dict[str, list[str]] = {}
+    noise: list[str] = []
+    for ctx in ctxs:
+        here = [r for r in rows if r.ctx_size == ctx]
+        if not any(r.reference for r in here):  # the reference quant's f16 rung stands in
+            stand = next((r for r in here if r.quant_name == ref.quant_name
+                          and r.cache_type in (None, "f16")), None)
+            if stand is None:
+                continue
+            here = [msgspec.structs.replace(r, reference=True) if r is stand else r
+                    for r in here]
+        names = {r.name for r in here}
+        v = decide(here, [p for p in pairs if p.a in names and p.b in names],
+                   msgspec.structs.replace(c, ctx_size=ctx), versus=ref.name)
+        failing.update(v.failing)
+        noise += [x for x in v.within_noise if x not in noise]
+        where = f"At {ctx_label(ctx)} context" + (
+            f" within {mb(c.memory_budget_bytes)}" if c.memory_budget_bytes is not None else "")
+        reason = f"{where}: {v.reason[:1].lower()}{v.reason[1:]}"
+        over = [f"{_label(r)} needs {mb(footprint(r))} there" for r in here
+                if any(x.startswith("memory ") for x in v.failing.get(r.name, []))]
+        if over:
+            reason += " " + "; ".join(over) + "."
+        parts.append(ContextVerdict(ctx_size=ctx, recommended=v.recommended, reason=reason))
+    if not parts:
+        return decide(rows, pairs, c)
+    return Verdict(recommended=parts[-1].recommended, reason=" ".join(p.reason for p in parts),
+                   within_noise=noise, failing=failing, constraints=c,
+                   warnings=accuracy_warnings(rows), by_context=parts)
+
+
+def constraints_text(v: Verdict) -> str:
+    """The constraints line: naming the context, or each context decided on its own."""
+    if not v.by_context:
+        return v.constraints.describe()
+    ctxs = " and ".join(f"{ctx_label(p.ctx_size)} (-c {p.ctx_size})" for p in v.by_context)
+    return f"at each of {ctxs} context, decided on its own, {v.constraints.describe()}"

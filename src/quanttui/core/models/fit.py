@@ -2,8 +2,9 @@
 
 An estimate from the GGUF header, made before anything is started, so a user learns "needs
 7.9 GB, 5.2 GB free" instead of watching the machine swap or the OOM killer pick a process.
-KV cache: per layer, cells × KV heads × (key + value length) × 2 bytes (f16, llama-server's
-default cache type), where a sliding-window layer holds only the window plus one batch of cells
+KV cache: per layer, cells × KV heads × (key + value length) × bytes per value (2 for f16,
+llama-server's default cache type; a quantized type's block size, e.g. 34 bytes per 32 values for
+q8_0), where a sliding-window layer holds only the window plus one batch of cells
 (llama.cpp's iSWA cache) and every other layer the whole context. Fixed allowances cover the
 compute and output buffers and the process itself (core.hardware.breakdown shows each measured).
 """
@@ -33,6 +34,9 @@ SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4}
 N_UBATCH = 512  # llama-server's default -ub: an SWA cache holds the window plus one batch
 KV_PAD = 256  # llama.cpp pads cache sizes to this many cells
 WARN_SHARE = 0.85  # of free memory
+# bytes per value of each KV cache type (-ctk/-ctv): ggml's block bytes / block values
+CACHE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32,
+               "q4_1": 20 / 32, "iq4_nl": 18 / 32, "q5_0": 22 / 32, "q5_1": 24 / 32}
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class FitEstimate:
     kv_bytes: int | None  # None: the header lacks the fields to estimate it
     ctx_size: int
     gpu_share: float  # fraction of layers offloaded (0: CPU only)
+    cache_type: str = "f16"
 
     @property
     def total_bytes(self) -> int:
@@ -69,7 +74,7 @@ def swa_layers(header: GGUFHeader, arch: str, layers: int) -> tuple[int, int]:
     return window, sum(1 for il in range(layers) if il % pattern < pattern - 1)
 
 
-def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2,
+def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: float = 2,
                    parallel: int = 1) -> int | None:
     arch = header.get_str("general.architecture")
     if not arch:
@@ -88,10 +93,11 @@ def kv_cache_bytes(header: GGUFHeader, ctx_size: int, bytes_per_value: int = 2,
     window, n_swa = swa_layers(header, arch, layers)
     swa_cells = min(ctx_size, -(-(window * parallel + N_UBATCH) // KV_PAD) * KV_PAD)
     cells = (layers - n_swa) * ctx_size + n_swa * swa_cells
-    return cells * kv_heads * (k_len + v_len) * bytes_per_value
+    return int(cells * kv_heads * (k_len + v_len) * bytes_per_value)
 
 
-def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:
+def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0,
+             cache_type: str | None = None) -> FitEstimate:
     """Raises GGUFError for a file that isn't a readable GGUF."""
     from quanttui.core.models.gguf_reader import read_gguf_header  # numpy: only when read
 
@@ -102,8 +108,10 @@ def estimate(model: Path, ctx_size: int, n_gpu_layers: int = 0) -> FitEstimate:
         ctx_size = header.get_int(f"{arch}.context_length") or 4096
     # -ngl auto/all (negative): assume everything goes to the GPU; +1 for the output layer
     share = 1.0 if n_gpu_layers < 0 else min(n_gpu_layers / (layers + 1), 1.0) if layers else 0.0
-    return FitEstimate(model, _shards_size(model), kv_cache_bytes(header, ctx_size),
-                       ctx_size, share)
+    cache = cache_type or "f16"
+    return FitEstimate(model, _shards_size(model),
+                       kv_cache_bytes(header, ctx_size, CACHE_BYTES.get(cache, 2.0)),
+                       ctx_size, share, cache)
 
 
 @dataclass(frozen=True)
@@ -119,13 +127,14 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def check(models: Sequence[tuple[Path, int, int]], vram_free: int | None = None,
-          ram_available: int | None = None) -> FitReport:
-    """`models`: (path, ctx_size, n_gpu_layers) of the servers to start together."""
+def check(models: Sequence[tuple[Path, int, int] | tuple[Path, int, int, str | None]],
+          vram_free: int | None = None, ram_available: int | None = None) -> FitReport:
+    """`models`: (path, ctx_size, n_gpu_layers[, KV cache type]) of the servers to start
+    together."""
     ests: list[FitEstimate] = []
-    for path, ctx, ngl in models:
+    for path, ctx, ngl, *cache in models:
         try:
-            ests.append(estimate(path, ctx, ngl))
+            ests.append(estimate(path, ctx, ngl, cache[0] if cache else None))
         except GGUFError as err:
             return FitReport(tuple(ests), 0, vram_free,
                              f"{path}: not a usable GGUF ({err.reason})", ())
@@ -134,7 +143,9 @@ def check(models: Sequence[tuple[Path, int, int]], vram_free: int | None = None,
     need_vram = sum(e.vram_bytes for e in ests)
     parts = " + ".join(f"{e.model.name} {_gb(e.total_bytes)} (weights {_gb(e.weights_bytes)}, "
                        f"KV {_gb(e.kv_bytes) if e.kv_bytes is not None else 'n/a'} at "
-                       f"-c {e.ctx_size})" for e in ests)
+                       f"-c {e.ctx_size}"
+                       + ("" if e.cache_type == "f16" else f", {e.cache_type} cache") + ")"
+                       for e in ests)
     warnings: list[str] = []
     refuse = None
     if need_ram > avail:

@@ -127,7 +127,8 @@ def check_fit(todo: Sequence[tuple[str, LaunchSpec]],
     count as used)? Free VRAM is only asked for when layers are offloaded."""
     offload = any(s.n_gpu_layers for _, s in todo)
     vram = vram_free() if offload and vram_free is not None else None
-    return fit.check([(s.model, s.ctx_size, s.n_gpu_layers) for _, s in todo], vram_free=vram)
+    return fit.check([(s.model, s.ctx_size, s.n_gpu_layers, s.cache_type) for _, s in todo],
+                     vram_free=vram)
 
 
 def split_cores(n: int, cores: Sequence[int]) -> list[tuple[int, ...]]:

@@ -52,6 +52,15 @@ LOG_VERBOSITY = 4
 _VERBOSITY = {"-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose",
               "--log-disable"}
 
+_FLASH = {"-fa", "--flash-attn"}
+# KV cache types llama-server b11434 takes for -ctk/-ctv (common/arg.cpp kv_cache_types)
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+
+
+def quantized_cache(cache_type: str | None) -> bool:
+    """A quantized KV cache type (q8_0, q4_0, ...): its V cache needs flash attention."""
+    return cache_type is not None and cache_type not in ("f32", "f16", "bf16")
+
 
 @dataclass(frozen=True)
 class LaunchSpec:
@@ -67,6 +76,8 @@ class LaunchSpec:
     alias: str | None = None
     extra_args: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)  # given to the server, for clients
+    # KV cache type for keys and values (-ctk/-ctv); None: the server's default, f16
+    cache_type: str | None = None
 
     @property
     def client_key(self) -> str | None:
@@ -114,6 +125,11 @@ class LaunchSpec:
             a += ["-lv", str(LOG_VERBOSITY)]
         if self.alias:
             a += ["-a", self.alias]
+        if self.cache_type is not None:
+            a += ["-ctk", self.cache_type, "-ctv", self.cache_type]
+            if quantized_cache(self.cache_type) and not _FLASH & {
+                    x.partition("=")[0] for x in extra}:
+                a += ["-fa", "on"]  # a quantized V cache needs flash attention
         return a + extra
 
 

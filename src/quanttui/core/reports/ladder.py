@@ -11,7 +11,7 @@ from quanttui.core.hardware.breakdown import BREAKDOWN_HEAD, BREAKDOWN_NOTE, bre
 from quanttui.core.hardware.reading import format_bytes
 from quanttui.core.ladder.section import LadderSection
 from quanttui.core.ladder.table import Diff, QuantRow, interval_text, quality_scope
-from quanttui.core.ladder.verdict import Verdict, measured_memory
+from quanttui.core.ladder.verdict import Verdict, constraints_text, measured_memory
 from quanttui.core.models.discovery import (
     BITS_PER_WEIGHT_NOTE,
     REQUANTIZED_MARK,
@@ -93,6 +93,36 @@ def summary_table(sec: LadderSection) -> list[str]:
     if scope:
         out += ["", f"same-top-1 and KLD@{sec.k}: means {scope}, [95% interval] over prompts "
                 "(positions of one prompt move together; docs/metrics.md)."]
+    return out + depth_table(sec)
+
+
+def depth_table(sec: LadderSection) -> list[str]:
+    """A ladder over contexts / KV cache types: each rung's cache filled by one prompt, what
+    that took, and the memory measured with it beside the fit check's prediction; [] for a
+    plain ladder."""
+    if not any(r.ctx_size is not None or r.memory_predicted is not None for r in sec.rows):
+        return []
+    head = ["rung", "context", "KV cache", "filled to", "TTFT at depth", "prompt t/s",
+            "decode t/s at depth", "memory", "predicted (fit check)", "error"]
+    rows = []
+    for r in sec.rows:
+        mem = measured_memory(r)
+        rows.append([
+            r.name, "—" if r.ctx_size is None else str(r.ctx_size), r.cache_type or "f16",
+            "—" if r.depth_tokens is None else f"{r.depth_tokens} tokens",
+            "—" if r.depth_ttft_ms is None else f"{r.depth_ttft_ms / 1000:.2f} s",
+            _f(r.depth_prompt_tps, ".1f"), _f(r.depth_decode_tps, ".1f"),
+            "—" if mem is None else format_bytes(mem),
+            "—" if r.memory_predicted is None else format_bytes(r.memory_predicted),
+            _f(r.memory_predicted_error, "+.0%")])
+    out = ["", "At depth:", "",
+           "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(x) + " |" for x in rows]
+    out += ["", "filled to: one prompt of a fixed text evaluated from an empty cache before the "
+            "rung's own prompts; TTFT at depth: that prompt's time to first token; decode t/s "
+            "at depth: the tokens generated right after it (as llama-bench's tg at -d); "
+            "memory: peak with that cache, beside the fit check's prediction (error: "
+            "predicted / measured − 1; docs/metrics.md)."]
     return out
 
 
@@ -149,7 +179,7 @@ def verdict_lines(v: Verdict) -> list[str]:
     """The verdict as a report leads with it: the answer, its constraints, what was within
     noise, what the figures can't show."""
     lines = ["## Verdict", "", f"**{v.reason}**", "",
-             f"Constraints: {v.constraints.describe()}."]
+             f"Constraints: {constraints_text(v)}."]
     if v.within_noise:
         lines += ["", "Within noise:"] + [f"- {x}" for x in v.within_noise]
     if v.warnings:
