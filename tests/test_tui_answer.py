@@ -9,6 +9,7 @@ quality step also against real ones, where the teacher forcing is the point.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from quanttui.tui.registry import PROBE_TIMEOUTS, ServerRegistry
 from quanttui.tui.screens.compare import CompareScreen
 from quanttui.tui.screens.prompts import PromptsScreen
 from quanttui.tui.screens.results import ResultsScreen
-from quanttui.tui.widgets.line import FitLine
+from quanttui.tui.widgets.line import FitLine, Line
 from quanttui.tui.widgets.stream_view import FIRST
 from quanttui.tui.widgets.table import TableView
 from test_tui_flows import app_for, config, probed, run_prompt, said, status, toasts, until
@@ -144,7 +145,7 @@ async def test_a_typed_prompt_after_a_suite_run_leaves_its_results(
         assert any(k.startswith("Task accuracy") for k in tables(app))
         # ctrl+s saves the run on the screen beside its picture
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        await until(pilot, lambda: any("snapshot saved" in t for t in said(app)))
         saved = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
         assert saved["quality"]["reference"] == "A"
         # its prompts too, and a prompt picked there brings its outputs back to the compare
@@ -200,7 +201,7 @@ async def test_quality_step_from_the_tui(pair: tuple[FakeLlamaServer, FakeLlamaS
         assert "arithmetic" in acc and "A (ref)" in acc
         # and in the snapshot
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        await until(pilot, lambda: any("snapshot saved" in t for t in said(app)))
         saved = json.loads(next((tmp_path / "exports").glob("*.json")).read_text())
         assert saved["quality"]["reference"] == "A"
         # and in the run's history entry, stored before the step ran
@@ -447,13 +448,38 @@ async def test_snapshot_goes_to_the_user_data_dir_and_says_the_path(
     app = app_for(cfg, ("A", a.url), ("B", b.url))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        await until(pilot, lambda: any("snapshot saved" in t for t in said(app)))
     out = data_dir() / "exports"
     files = sorted(out.glob("quanttui-*"))
     assert [f.suffix for f in files] == [".json", ".svg"]
-    said_ = next(t for t in toasts(app) if "snapshot saved" in t)
+    said_ = next(t for t in said(app) if "snapshot saved" in t)
     assert said_.endswith(f"{files[1]} and .json") and str(out).startswith("/")
     assert not (tmp_path / "quanttui-exports").exists()
+
+
+async def test_snapshot_of_the_results_view_is_whole_and_not_covered(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    """At 80×24 the results view scrolls: ctrl+s saves all of it (to its last line), and says
+    so in the title line, not in a toast over the figures."""
+    a, b = pair
+    app = app_for(suite_config(tmp_path), ("A", a.url), ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
+                    and app.screen.model is not None and app.screen.whole_height() > SIZE[1])
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen) and screen.model is not None
+        last = screen.model.answers[-1]
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("snapshot saved" in t for t in said(app)), 60)
+        assert not any("snapshot saved" in t for t in toasts(app))
+        title = screen.query_one("#results-title", Line).render().plain
+        assert title.startswith("Results · saved ") and title.endswith(".svg and .json")
+    svg = next((tmp_path / "exports").glob("*.svg")).read_text()
+    # the view's last line is in it (Textual writes a space as &#160;)
+    assert last.split()[-1] in svg.replace("&#160;", " ")
+    height = float(re.search(r'viewBox="0 0 [\d.]+ ([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+    assert height > 24 * 24.4 + 40  # taller than the terminal's 24 rows
 
 
 # ---------------------------------------------------------------------- what the run shows

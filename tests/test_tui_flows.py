@@ -231,15 +231,15 @@ async def test_snapshot_key_writes_svg_and_json(pair: tuple[FakeLlamaServer, Fak
     async with app.run_test(size=SIZE) as pilot:
         await probed(pilot, app)
         await pilot.press("ctrl+s")  # before any run: the servers, no records
-        await until(pilot, lambda: any("snapshot saved" in t for t in toasts(app)))
+        await until(pilot, lambda: any("snapshot saved" in t for t in said(app)))
         await run_prompt(pilot, app, "Snap")
         await pilot.press("slash")  # works from inside the prompt too
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: sum("snapshot saved" in t for t in toasts(app)) == 2)
+        await until(pilot, lambda: sum("snapshot saved" in t for t in said(app)) == 2)
         out = tmp_path / "exports"
         svgs, jsons = sorted(out.glob("*.svg")), sorted(out.glob("*.json"))
         assert len(svgs) == len(jsons) == 2
-        saved = [t for t in toasts(app) if "snapshot saved" in t][-1]
+        saved = [t for t in said(app) if "snapshot saved" in t][-1]
         # the path in full, the JSON beside it
         assert saved.endswith(f"{svgs[-1]} and .json") and jsons[-1] == svgs[-1].with_suffix(
             ".json")

@@ -1153,8 +1153,9 @@ class QuantTUI(App[None]):
         self.compare.draw_status()
 
     def action_snapshot(self) -> None:
-        """The screen as SVG and the results so far as JSON, side by side in the export dir
-        (written as the headless run and `quanttui snapshot` write them)."""
+        """The screen as SVG (the results view whole, however far it scrolls) and the results
+        so far as JSON, side by side in the export dir (as the headless run and `quanttui
+        snapshot` write them)."""
         from quanttui.config import config_to_dict
         from quanttui.core.reports.snapshot import write_snapshot
 
@@ -1172,18 +1173,52 @@ class QuantTUI(App[None]):
                    else self.session.results if self.session is not None
                    else self.results or self._no_results())
         results.extra.setdefault("config", config_to_dict(self.config))
-        # now, before the notification covers it
+        view = self.screen
+        if (isinstance(view, ResultsScreen) and not self.running
+                and view.whole_height() > self.size.height):
+            # the results view scrolls: all of it, drawn off screen at its full height
+            self._snapshot_whole(results, out, base, (self.size.width, view.whole_height()))
+            return
         screen = preserve_spaces(self.export_screenshot())
         try:
             files = write_snapshot(results, out, base, ("svg", "json"), svg=lambda _: screen)
         except OSError as e:
             self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
             return
+        self._snapshot_saved(files)
+
+    def _snapshot_whole(self, results: RunResults, out: Path, base: str,
+                        size: tuple[int, int]) -> None:
+        """The results view at `size` (taller than the terminal), rendered and written in a
+        worker so the screen stays live meanwhile."""
+        from quanttui.core.reports.snapshot import write_snapshot
+        from quanttui.tui.export import render_svg
+
+        async def work() -> None:
+            try:
+                svg = await asyncio.to_thread(render_svg, results, size, self.config)
+                files = await asyncio.to_thread(write_snapshot, results, out, base,
+                                                ("svg", "json"), lambda _: svg)
+            except OSError as e:
+                self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
+                return
+            except Exception as e:  # the off-screen render
+                self.say("error", "snapshot failed", f"the results view: {e}", toast=True)
+                return
+            self._snapshot_saved(files)
+
+        self.run_worker(work(), group="snapshot")
+
+    def _snapshot_saved(self, files: Sequence[Path]) -> None:
+        """Said in full in the notices log, once: the first path whole, the others by what
+        differs (".json"). Not a toast over what was saved: the compare screen's log line
+        shows it, the results view its title line; other screens a toast."""
         paths = [str(f) for f in files]
-        # Said in full, once: the first path whole, the others by what differs (".json").
         said = paths[0] + "".join(f" and {Path(p).suffix}" if Path(p).with_suffix("") == Path(
             paths[0]).with_suffix("") else f" and {p}" for p in paths[1:])
-        self.say("info", "snapshot saved", said, toast=True)
+        self.say("info", "snapshot saved", said)
+        if isinstance(self.screen, ResultsScreen):
+            self.screen.flash(f"saved {said}")
 
     def export_dir(self) -> Path:
         """Where ctrl+s writes: `run.export_dir` when the config sets it, else `exports/` in

@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import ScrollableContainer
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -53,6 +54,8 @@ class ResultsScreen(Screen[None]):
         self.state = state
         self.model: ResultsModel | None = None
         self._drawn_width = -1
+        self._flash: str | None = None
+        self._flash_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Line(id="results-title")
@@ -73,10 +76,30 @@ class ResultsScreen(Screen[None]):
         if self.size.width != self._drawn_width:
             self.draw()
 
+    def whole_height(self) -> int:
+        """The screen's height with the body shown in full, not scrolled: what ctrl+s saves."""
+        body = self.query_one("#results-body", ScrollableContainer)
+        return self.size.height + max(0, body.max_scroll_y)
+
+    def flash(self, text: str, seconds: float = 8.0) -> None:
+        """A passing word in the title line (a snapshot saved) instead of a toast over the
+        figures."""
+        self._flash = text
+        if self._flash_timer is not None:
+            self._flash_timer.stop()
+        self._flash_timer = self.set_timer(seconds, self._unflash)
+        self.draw_title()
+
+    def _unflash(self) -> None:
+        self._flash = None
+        self.draw_title()
+
     def draw_title(self) -> None:
         q = self.state.quality
         text = "[b]Results[/b]"
-        if self.model is not None and q is None:  # the step's progress first, while it runs
+        if self._flash is not None and q is None:
+            text += f" · [$success]{fmt.escape(self._flash)}[/]"
+        elif self.model is not None and q is None:  # the step's progress first, while it runs
             text += f" · {fmt.escape(self.model.heading)}"
         if q is not None:
             filled, empty = bar(q.done / q.total if q.total else 0.0, 10)
