@@ -53,6 +53,7 @@ from quanttui.core.llama.sse import SSEDecoder, SSETooLarge
 from quanttui.core.llama.urls import url_problem
 from quanttui.core.secrets import mask_url
 from quanttui.core.threads import name_os_thread
+from quanttui.core.tls import tls_verify
 
 # Called a few times a second while events arrive, and once at the end: (result, first new
 # event's index, index past the last). Events below the second index are complete in every list.
@@ -118,6 +119,7 @@ class LlamaClient:
             headers=headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.connect),
             transport=transport,
+            verify=tls_verify(self.url),
             # One connection per in-flight request; keep a few for concurrency sweeps.
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )

@@ -18,3 +18,4 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "no host name"
     return None
+

@@ -35,6 +35,7 @@ from quanttui.core.models.binaries import Tool, find_llama_server
 from quanttui.core.models.ports import free_port
 from quanttui.core.models.repack import needs_no_repack, remember_no_repack
 from quanttui.core.secrets import MASK, mask_args, split_secrets
+from quanttui.core.tls import tls_verify
 
 
 class ServerStartError(Exception):
@@ -304,7 +305,7 @@ class ManagedServer:
 
     def wait_ready_sync(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
+        with httpx.Client(timeout=2.0, verify=tls_verify(self.url)) as http:
             while True:
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError):
@@ -319,7 +320,7 @@ class ManagedServer:
     ) -> None:
         """Poll /health (503 while loading) until 200, failing fast if the process exits."""
         start = time.monotonic()
-        async with httpx.AsyncClient(timeout=2.0) as http:
+        async with httpx.AsyncClient(timeout=2.0, verify=tls_verify(self.url)) as http:
             while True:
                 self._check_alive()
                 with contextlib.suppress(httpx.HTTPError, asyncio.TimeoutError):
