@@ -22,7 +22,6 @@ from quanttui.core.models.discovery import (
     requantized_legend,
 )
 from quanttui.core.quality.accuracy import share_text
-from quanttui.core.reports.ladder import decode_cell
 from quanttui.core.run.pairing import INTERLEAVED
 from quanttui.tui import fmt
 from quanttui.tui.labels import short_labels
@@ -205,6 +204,9 @@ def speed_table(results: RunResults, rows: Sequence[QuantRow],
             Column("prompt t/s", "pp t/s", tip="llama-server's prompt tokens/s, mean"),
             Column("prompt vs ref [95%]", "pp ×ref"),
             Column("ok", "ok", tip="measured requests that finished without error")]
+    # here, not at the top: core.reports.ladder brings the ladder runner (~80 ms at start)
+    from quanttui.core.reports.ladder import decode_cell
+
     out = []
     for r in rows:
         ttft = results.summary(r.name, "ttft_ms")

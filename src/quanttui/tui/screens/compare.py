@@ -478,13 +478,19 @@ class CompareScreen(Screen[None]):
                              else f"≠ tok {d.first_divergence}")
             lines.append(cells)
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+        width = box.content_region.width or 80
         out = []
         for j, r in enumerate(lines):
             text = "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
                              for i, c in enumerate(r))
             if j:
                 key = shown[j - 1]
-                excerpt = " ".join(texts.get(key[0], "").split())
+                # Only what fits is parsed as markup: a long prompt's whole text, parsed every
+                # few seconds per line, was a third of the app's CPU while streaming.
+                room = max(width - len(text) - 2, 0)
+                excerpt = " ".join(texts.get(key[0], "")[:4 * room + 64].split())
+                if len(excerpt) > room:
+                    excerpt = excerpt[:max(room - 1, 0)] + "…"
                 text = fmt.escape(text + "  ") + f"[$text-muted]{fmt.escape(excerpt)}[/]"
                 if key == live.focus:
                     text = f"[b]{text}[/b]"
