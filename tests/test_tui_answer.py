@@ -659,3 +659,23 @@ async def test_keys_typed_over_the_results_and_history_never_stack_a_screen_twic
                 assert stack.count(kind) <= 1, seen
         await pilot.press("escape", "q")  # out of the prompt, then quit
         await until(pilot, lambda: not app.is_running, 30)
+
+
+async def test_compare_columns_join_cleanly_at_80x24(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    """The line under the server figures runs straight across the column separator (no "┐"),
+    and no scrollbar stands beside the separator once a run has filled the columns."""
+    a, b = pair
+    app = app_for(suite_config(tmp_path, **{"generation.n_predict": 256}), ("A", a.url),
+                  ("B", b.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await run_suite(pilot, app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.compare)
+        await pilot.pause()
+        svg = app.export_screenshot()
+        outs = list(app.screen.query(".col-out"))
+        assert len(outs) == 2
+        assert all(o.scrollbar_size_vertical == 0 for o in outs)
+        assert any(o.max_scroll_y > 0 for o in outs)  # the text overflows: a bar would show
+    assert "┐" not in svg and "▔" in svg
