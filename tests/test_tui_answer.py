@@ -337,6 +337,37 @@ def silent_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
+def closed_urls(n: int) -> list[str]:
+    """Ports nothing listens on (bound, then closed again before the app starts)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    return urls
+
+
+async def test_status_says_how_many_servers_answer(
+        pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
+    """Idle, the status line says what the probes found, never "ready" when none answers."""
+    a, _ = pair
+    closed = closed_urls(2)
+    app = app_for(config(tmp_path), ("A", a.url), ("B", closed[0]))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await until(pilot, lambda: "1 of 2 servers reachable" in status(app))
+        assert "ready" not in status(app)
+    app = app_for(config(tmp_path), ("A", closed[0]), ("B", closed[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await until(pilot, lambda: "none of 2 servers reachable" in status(app))
+    app = app_for(config(tmp_path), ("A", a.url))
+    async with app.run_test(size=SIZE) as pilot:
+        await probed(pilot, app)
+        await until(pilot, lambda: status(app).startswith("● ready"))
+
+
 async def test_a_url_that_answers_nothing_never_blocks_a_run(
         pair: tuple[FakeLlamaServer, FakeLlamaServer], silent_url: str, tmp_path: Path) -> None:
     a, b = pair

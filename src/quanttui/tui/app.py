@@ -393,6 +393,7 @@ class QuantTUI(App[None]):
 
     def servers_changed(self, added: str | None = None) -> None:
         self.compare.draw_servers()
+        self.compare.draw_status()  # its readiness: what the probes found
         if isinstance(self.screen, ServersScreen):
             self.screen.post_message(ServersChanged(added))
 

@@ -302,7 +302,7 @@ class CompareScreen(Screen[None]):
             if live.pinned:
                 left += f" · {self._shown_prompt(live)}"
         else:
-            left = "[$success]●[/] ready"
+            left = self._readiness()
         right = (f"[@click=app.cycle_schedule]{opts.schedule}[/] │ "
                  f"[@click=app.cycle_suite]{state.suite_label()}[/] │ "
                  f"[@click=app.repetitions(1)]×{opts.repetitions}[/] │ {opts.n_predict} tok")
@@ -311,6 +311,24 @@ class CompareScreen(Screen[None]):
             warn = " │ [$warning]⚠ contention[/]"
         self.query_one("#status", Line).set(f"{left} │ {right}{warn}",
                                             "\n\n".join(state.contention) or None)
+
+    def _readiness(self) -> str:
+        """Idle: what the servers' last probes found, not "ready" whatever they said."""
+        entries = list(self.registry.entries.values())
+        if not entries:
+            return "[$warning]●[/] no servers: s adds one"
+        if any(e.health == "checking" for e in entries):
+            return "[$text-muted]●[/] checking the servers …"
+        if all(e.health == "unknown" for e in entries):
+            return "[$text-muted]●[/] servers not checked yet"
+        entries = [e for e in entries if e.health != "unknown"]
+        up = sum(e.health in ("ok", "loading") for e in entries)
+        if up == 0:
+            return ("[$error]●[/] no server reachable" if len(entries) == 1
+                    else f"[$error]●[/] none of {len(entries)} servers reachable")
+        if up < len(entries):
+            return f"[$warning]●[/] {up} of {len(entries)} servers reachable"
+        return "[$success]●[/] ready"
 
     def _shown_prompt(self, live: LiveRun) -> str:
         """The prompt the columns show: "quick-2 #1", and its place when picked by the user."""
