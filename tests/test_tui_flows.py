@@ -206,6 +206,25 @@ async def test_stop_a_run(tmp_path: Path) -> None:
             await until(pilot, lambda: not app.running, 30)
 
 
+async def test_a_column_waiting_for_its_turn_says_stopped_after_x(tmp_path: Path) -> None:
+    """Alternating: B waits while A streams; stopped then, B's column says it was stopped
+    before B ran the prompt, not that it is still waiting."""
+    with FakeLlamaServer(token_delay=0.02) as a, FakeLlamaServer(token_delay=0.02) as b:
+        app = app_for(config(tmp_path, **{"generation.n_predict": 2000}), ("A", a.url),
+                      ("B", b.url))
+        async with app.run_test(size=SIZE) as pilot:
+            await probed(pilot, app)
+            while app.run_state.options.schedule != "alternating":
+                await pilot.press("t")
+            await pilot.press("r")
+            col = app.compare.columns["B"]
+            await until(pilot, lambda: col.output.text.startswith("waiting for B to run"))
+            await pilot.press("x")
+            await until(pilot, lambda: not app.running, 30)
+            await until(pilot, lambda: col.output.text.startswith("stopped before B ran "), 30)
+            assert "waiting" not in col.output.text
+
+
 async def test_switch_schedule(pair: tuple[FakeLlamaServer, FakeLlamaServer],
                                tmp_path: Path) -> None:
     a, b = pair

@@ -51,6 +51,7 @@ class ServerColumn:
         self._shown = 0
         self._div: int | None = None
         self._final: tuple[int, bool] | None = None
+        self._ended = False  # the run had ended when the "waiting" note was written
 
     @property
     def widgets(self) -> tuple[Widget, Widget]:
@@ -142,8 +143,18 @@ class ServerColumn:
 
     # ------------------------------------------------------------------ output
 
+    def _not_run(self, prompt: str, live: LiveRun) -> str:
+        """Why the column has no output for the prompt: waiting for it while the run goes on,
+        not after the run ended (stopped with x, or over without it)."""
+        if not live.finished:
+            return f"waiting for {self.server} to run {prompt} …"
+        if live.results.interrupted:
+            return f"stopped before {self.server} ran {prompt}"
+        return f"{self.server} did not run {prompt}"
+
     def reset(self) -> None:
         self._stream, self._key, self._shown, self._div, self._final = None, None, 0, None, None
+        self._ended = False
         self.output.clear()
         self.output.border_title = None
         self.output.set_class(False, "-failed")
@@ -154,14 +165,16 @@ class ServerColumn:
         key = live.focus
         stream = live.stream_for(self.server, key) if key is not None else None
         view = self.output
-        if key != self._key or stream is not self._stream:
-            self._key, self._stream = key, stream
+        ended = live.finished
+        if key != self._key or stream is not self._stream or (
+                stream is None and ended != self._ended):
+            self._key, self._stream, self._ended = key, stream, ended
             self._shown, self._div, self._final = 0, None, None
             view.clear()
             if stream is None and key is not None:
                 left_out = live.left_out(self.server)
                 view.append(f"not in this run: {left_out}" if left_out is not None
-                            else f"waiting for {self.server} to run {key[0]} …", NOTE)
+                            else self._not_run(key[0], live), NOTE)
         if stream is None or key is None:
             self._title(key, None, live)
             return
