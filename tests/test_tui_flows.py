@@ -169,6 +169,9 @@ async def test_run_suite_with_repetitions_shows_paired_difference(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("u")  # config → quick
         assert app.run_state.options.suite == "quick" and "quick (6)" in status(app)
+        # and said where the eye is, the log line
+        assert said(app)[-1] == "prompt suite: r now runs quick (6); u the next"
+        assert "quick (6)" in str(app.compare.query_one("#log").render())
         await pilot.press("plus")
         assert app.run_state.options.repetitions == 2 and "×2" in status(app)
         await pilot.press("r")

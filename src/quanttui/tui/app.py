@@ -1135,7 +1135,10 @@ class QuantTUI(App[None]):
             self.say("info", "", f"Schedule {schedule} applies to the next run.", toast=True)
 
     def action_cycle_suite(self) -> None:
+        """The next prompt suite, said in the log line (not only in the status bar's field)."""
         self.set_suite(self.run_state.options.next_suite())
+        self.say("info", "prompt suite", f"r now runs {self.run_state.suite_label()}; "
+                 "u the next")
 
     def set_suite(self, suite: str) -> None:
         if suite in SUITES:
