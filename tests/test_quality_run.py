@@ -198,4 +198,15 @@ def test_headless_run_has_a_quality_section(tmp_path: Path) -> None:
     assert q["pairs"][0]["outputs"]["summary"]["n"] == 6
     assert {(x["group"], x["server"]) for x in q["accuracy"]} == {("mmlu/astronomy", "A"),
                                                                    ("mmlu/astronomy", "B")}
-    assert "quality: tasks 2/2 items" in p.stderr and "quality (reference A)" in p.stdout
+    assert "quality: tasks 2/2 answers (1 item × 2 servers)" in p.stderr
+    assert "quality (reference A)" in p.stdout
+
+
+def test_progress_words_say_what_each_number_counts() -> None:
+    from quanttui.core.quality.progress_words import progress_words
+
+    assert progress_words("tasks", 12, 78, 2) == "tasks 12/78 answers (39 items × 2 servers)"
+    assert progress_words("distribution", 100, 512, 2) == (
+        "distribution 100/512 positions (256 per server × 2 servers)")
+    assert progress_words("reference", 3, 16) == "reference 3/16 prompts continued"
+    assert progress_words("tasks", 1, 3, 1) == "tasks 1/3 answers"

@@ -224,7 +224,9 @@ async def test_quality_step_stops_with_x(pair: tuple[FakeLlamaServer, FakeLlamaS
         await until(pilot, lambda: (q := app.run_state.quality) is not None
                     and q.stage == "tasks" and q.done > 0, 60)
         app._draw_progress(force=True)
-        assert "quality: tasks" in str(app.screen.query_one("#results-title").render())
+        title = str(app.screen.query_one("#results-title").render())
+        # the headless run's words: what the count counts
+        assert "quality: tasks " in title and " answers (" in title and "× 2 servers)" in title
         await pilot.press("x")
         await until(pilot, lambda: app.run_state.quality is None, 30)
         assert app.results is not None and app.results.extra["quality"]["interrupted"]

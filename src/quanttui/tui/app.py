@@ -930,7 +930,7 @@ class QuantTUI(App[None]):
         def progress(p: Step) -> None:
             q = self.run_state.quality
             if q is not None:
-                q.stage, q.done, q.total = p.stage, p.done, p.total
+                q.stage, q.done, q.total, q.servers = p.stage, p.done, p.total, p.servers
                 self._draw_progress()
 
         t0 = time.monotonic()

@@ -12,6 +12,7 @@ import msgspec
 
 from quanttui.config import Config, PromptsConfig
 from quanttui.core.hardware import HwSample
+from quanttui.core.quality.progress_words import progress_words
 from quanttui.core.run.plan import RunPlan, plan_from_config
 from quanttui.core.run.schedule import SCHEDULES, Schedule
 from quanttui.core.suites.prompts import SUITE_NAMES
@@ -78,11 +79,14 @@ class QualityProgress:
     stage: str = "starting"
     done: int = 0
     total: int = 0
+    servers: int = 1  # the total counts this many servers' work
     stopping: bool = False
 
-    def unit(self) -> str:
-        return {"reference": "prompts", "distribution": "positions", "tasks": "items"}.get(
-            self.stage, "")
+    def words(self) -> str:
+        """As the headless run says it (`core.quality.step.progress_words`)."""
+        if self.stage == "starting":
+            return "starting"
+        return progress_words(self.stage, self.done, self.total, self.servers)
 
 
 @dataclass(eq=False)

@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -55,6 +55,7 @@ from quanttui.core.quality.outputs import (
     representative_records,
     summarize_outputs,
 )
+from quanttui.core.quality.progress_words import progress_words
 from quanttui.core.quality.section import (
     AccuracyDiffDoc,
     DistributionDoc,
@@ -122,7 +123,14 @@ class QualityOptions:
 class QualityProgress:
     stage: Stage
     done: int
-    total: int
+    total: int  # over every server of the stage: per server × `servers`
+    servers: int = 1
+
+
+class _Emit(Protocol):
+    """Progress of a stage: `total` over `servers` servers' work."""
+
+    def __call__(self, stage: Stage, done: int, total: int, servers: int = 1) -> None: ...
 
 
 @dataclass
@@ -255,7 +263,7 @@ async def reference_sequences(
 async def _distribution(
     clients: dict[str, LlamaClient], ref: str, others: list[str], results: RunResults,
     prompts: Sequence[Prompt], options: QualityOptions, report: QualityReport,
-    emit: Callable[[Stage, int, int], None], stop: asyncio.Event | None,
+    emit: _Emit, stop: asyncio.Event | None,
 ) -> None:
     seqs, texts = await reference_sequences(results, prompts, ref, clients[ref], options, emit)
     seqs = plan_positions(seqs, options.position_budget, options.positions_per_prompt)
@@ -277,9 +285,9 @@ async def _distribution(
     def on_positions(n: int) -> None:
         nonlocal done
         done += n
-        emit("distribution", done, total)
+        emit("distribution", done, total, 1 + len(comparable))
 
-    emit("distribution", 0, total)
+    emit("distribution", 0, total, 1 + len(comparable))
     runs: list[ForcedRun] = await _all(
         force_sequences(clients[name], seqs, k=options.k, method=options.method, eos_ids=eos,
                         on_positions=on_positions, stop=stop)
@@ -305,7 +313,7 @@ async def _distribution(
 
 async def _tasks(
     clients: dict[str, LlamaClient], ref: str, others: list[str], options: QualityOptions,
-    report: QualityReport, emit: Callable[[Stage, int, int], None], stop: asyncio.Event | None,
+    report: QualityReport, emit: _Emit, stop: asyncio.Event | None,
 ) -> None:
     items = list(options.task_items) if options.task_items is not None else builtin_tasks()
     if not items:
@@ -317,9 +325,9 @@ async def _tasks(
     def on_item() -> None:
         nonlocal done
         done += 1
-        emit("tasks", done, total)
+        emit("tasks", done, total, len(names))
 
-    emit("tasks", 0, total)
+    emit("tasks", 0, total, len(names))
     run_program = None if options.code_execution is None else runner(options.code_execution)
     per_server = await _all(run_tasks(clients[n], items, n, on_item=on_item, stop=stop,
                                       run_program=run_program) for n in names)
@@ -377,9 +385,9 @@ async def compare_quality(
     others = [n for n in live if n != ref]
     report = QualityReport(reference=ref, options=options)
 
-    def emit(stage: Stage, done: int, total: int) -> None:
+    def emit(stage: Stage, done: int, total: int, servers: int = 1) -> None:
         if on_progress is not None:
-            on_progress(QualityProgress(stage, done, total))
+            on_progress(QualityProgress(stage, done, total, servers))
 
     for i, o in enumerate(others):
         emit("outputs", i, len(others))
@@ -603,9 +611,7 @@ def progress_printer(stream: IO[str], every_s: float = 5.0
         new = p.stage not in last
         if new or p.done >= p.total or now - last[p.stage] >= every_s:
             last[p.stage] = now
-            unit = {"outputs": "servers", "reference": "prompts", "distribution": "positions",
-                    "tasks": "items"}
-            stream.write(f"quality: {p.stage} {p.done}/{p.total} {unit[p.stage]}\n")
+            stream.write(f"quality: {progress_words(p.stage, p.done, p.total, p.servers)}\n")
             stream.flush()
 
     return show

@@ -271,7 +271,7 @@ class CompareScreen(Screen[None]):
             frac = q.done / q.total if q.total else 0.0
             filled, empty = bar(frac, 10)
             what = "stopping …" if q.stopping else "x stops"
-            left = (f"[$accent]◆[/] quality: {q.stage} {q.done}/{q.total} {q.unit()} "
+            left = (f"[$accent]◆[/] quality: {q.words()} "
                     f"[$accent]{filled}[/][$text-muted]{empty}[/] · {what}")
         elif state.running and live is None:
             left = "[$accent]▶[/] starting: checking the servers …"

@@ -104,7 +104,7 @@ class ResultsScreen(Screen[None]):
         if q is not None:
             filled, empty = bar(q.done / q.total if q.total else 0.0, 10)
             what = "stopping …" if q.stopping else "x stops"
-            text += (f" │ [$accent]◆[/] quality: {q.stage} {q.done}/{q.total} {q.unit()} "
+            text += (f" │ [$accent]◆[/] quality: {q.words()} "
                      f"[$accent]{filled}[/][$text-muted]{empty}[/] · {what}")
         self.query_one("#results-title", Line).set(text)
 
