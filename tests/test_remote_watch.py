@@ -70,7 +70,11 @@ async def test_unreachable_exporter_is_na_with_reason() -> None:
         await w.scrape_once(http)
     j = w.to_json()["x"]
     assert "cannot fetch http://127.0.0.1:1/metrics" in j["host_ram_used_peak"]["n/a"]
-    assert j["gpu_memory_used_peak"] == {"n/a": "no scrape yet"}
+    # not "no scrape yet" beside a scrape count: no dcgm-exporter is scraped at all
+    assert j["scrapes"] == 1
+    assert j["gpu_memory_used_peak"] == {"n/a": "no dcgm_exporter_url for this server"}
+    assert j["requests_deferred_peak"] == {"n/a": "the server's /metrics is not scraped"}
+    assert RemoteWatcher([t]).to_json()["x"]["host_ram_used_peak"] == {"n/a": "no scrape yet"}
 
 
 async def test_server_without_metrics_flag(fake: FakeLlamaServer) -> None:
@@ -112,3 +116,19 @@ def test_headless_run_reports_remote_memory(fake: FakeLlamaServer, exporter: str
     assert p.returncode == 0, p.stderr
     hw = json.loads((tmp_path / "r.json").read_text())["hardware"]
     assert hw["remote"]["remote"]["host_ram_used_peak"] == 12_000_000_000
+
+
+async def test_a_server_scraped_for_metrics_only_says_why_the_rest_is_na(
+        fake: FakeLlamaServer) -> None:
+    """A server quanttui started, with no exporter: its /metrics scraped many times, and the
+    Exporters table says why host RAM is n/a, not "no scrape yet" beside the scrape count."""
+    from quanttui.core.reports.markdown import _remote_lines
+
+    w = RemoteWatcher([RemoteTarget("f", fake.url)])
+    async with httpx.AsyncClient() as http:
+        for _ in range(3):
+            await w.scrape_once(http)
+    text = "\n".join(_remote_lines(w.to_json()))
+    assert "| f | n/a | n/a | n/a | n/a | n/a | n/a | 3 |" in text
+    assert "no scrape yet" not in text
+    assert "no node_exporter_url for this server" in text

@@ -50,6 +50,20 @@ class _Peaks:
     scrapes: int = 0
 
 
+def _peaks_for(t: RemoteTarget) -> _Peaks:
+    """The readings before any scrape: "no scrape yet" where something will be scraped, and
+    where nothing is to be scraped the reason that stays true however many scrapes follow."""
+    p = _Peaks()
+    if not t.node_exporter_url:
+        p.host_ram_used = p.host_ram_total = NA("no node_exporter_url for this server")
+        p.host_cpu_busy = NA("no node_exporter_url for this server")
+    if not t.dcgm_exporter_url:
+        p.gpu_fb_used = p.gpu_fb_total = NA("no dcgm_exporter_url for this server")
+    if not t.scrape_server_metrics:
+        p.requests_deferred = NA("the server's /metrics is not scraped")
+    return p
+
+
 def _max(a: Reading[Any], b: Reading[Any]) -> Reading[Any]:
     if isinstance(b, NA):
         return a if not isinstance(a, NA) else b
@@ -62,7 +76,7 @@ class RemoteWatcher:
         self.targets = [t for t in targets
                         if t.node_exporter_url or t.dcgm_exporter_url or t.scrape_server_metrics]
         self.interval_s = interval_s
-        self.peaks = {t.name: _Peaks() for t in self.targets}
+        self.peaks = {t.name: _peaks_for(t) for t in self.targets}
         self._transport = transport
         self._task: asyncio.Task[None] | None = None
 
