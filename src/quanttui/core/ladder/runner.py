@@ -144,15 +144,15 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     stop = stop or asyncio.Event()
     specs = {r.name: replace(s, ctx_size=r.ctx_size or s.ctx_size, cache_type=r.cache_type)
              for r in lineup.rungs if (s := launcher.defaults.spec(r.model.path))}
-    flash_on = [n for n, s in specs.items() if quantized_cache(s.cache_type)
-                and not {"-fa", "--flash-attn"} & set(s.extra_args)]
-    if options.quality.distribution:
-        # Flash attention on the CPU makes log-probs depend on batch layout: off, so the noise
-        # floor of the comparison stays near zero (as the headless run does); a quantized V
-        # cache needs it on (LaunchSpec.args).
+    # A quantized V cache needs flash attention, and it changes memory (a smaller compute
+    # buffer) and log-probs: with one in the ladder, every rung runs with it on, so that cache
+    # types are compared alone. Without one, quality steps run with it off: on the CPU it makes
+    # log-probs depend on batch layout, off keeps the comparison's noise floor near zero.
+    quantized = [n for n, s in specs.items() if quantized_cache(s.cache_type)]
+    flash = "on" if quantized else "off" if options.quality.distribution else None
+    if flash is not None:
         specs = {n: s if {"-fa", "--flash-attn"} & set(s.extra_args)
-                 else replace(s, extra_args=(*s.extra_args, "-fa",
-                                             "on" if n in flash_on else "off"))
+                 else replace(s, extra_args=(*s.extra_args, "-fa", flash))
                  for n, s in specs.items()}
     together = options.together
     if together is None:
@@ -165,14 +165,13 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     for n, s in specs.items():  # the fit check's prediction, beside what is measured
         with contextlib.suppress(GGUFError, OSError):
             run.predicted[n] = fitcheck.estimate(s.model, s.ctx_size, s.n_gpu_layers,
-                                            s.cache_type).ram_bytes
-    if flash_on:
+                                                 s.cache_type).ram_bytes
+    if quantized:
         run.notes.append(
-            f"{', '.join(flash_on)}: started with flash attention on (-fa on), which a "
-            "quantized V cache needs" + ("; the others run with it off (-fa off) for the "
-                                         "quality comparison, so these rungs' KLD includes "
-                                         "flash attention's own effect"
-                                         if options.quality.distribution else ""))
+            f"flash attention on (-fa on) for every rung: a quantized V cache "
+            f"({', '.join(quantized)}) needs it, and the f16 rungs run with it too so that "
+            "memory, speed and KLD compare the cache type alone (with it on, log-probs depend "
+            "a little on batch layout: a small KLD floor)")
     fill_ctx = ({r.name: specs[r.name].ctx_size for r in lineup.rungs}
                 if options.fill > 0 and any(r.ctx_size is not None or r.cache_type is not None
                                             for r in lineup.rungs) else {})
