@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import threading
@@ -244,6 +245,10 @@ class QuantTUI(App[None]):
                 with contextlib.suppress(ValueError):  # not the main thread (tests)
                     signal.signal(sig, on_signal)
             on_terminal_lost(self._terminal_lost)
+            # The app owns the process: once the screen is up, what exists (modules, classes,
+            # widgets: ~80k objects) lives as long as the app, and the collector need not walk
+            # it again. Its full collections during a run took 0.16% of a core.
+            self.call_after_refresh(gc.freeze)
 
     def _leave_soon(self, sig: int) -> None:
         """From a signal handler or any thread: arm the deadline now, then leave on the loop."""
