@@ -207,6 +207,24 @@ def test_compare_matches_by_hash_and_shows_change() -> None:
     assert "Not the same conditions" not in text
 
 
+def test_compare_gives_ttft_as_the_p50_every_other_view_gives() -> None:
+    """TTFT in `compare` is the p50 the results view and the Markdown show (not a mean),
+    labelled so; the paired per-prompt change follows it."""
+    a = load_run(RECORDED)
+    data = json.loads(RECORDED.read_text())
+    for r in data["records"]:
+        if r["metrics"] and r["server"] == "gemma3-270m-Q2_K":
+            r["metrics"]["ttft_ms"] *= 2
+    b = results_from_dict(data)
+    text = compare_text(a, b, "#1", "#2")
+    name = "gemma3-270m-Q2_K"
+    sa, sb = a.summary(name, "ttft_ms"), b.summary(name, "ttft_ms")
+    assert sa is not None and sb is not None and abs(sa.mean - sa.p50) > 0.1  # they differ
+    block = text.split(f"{name} → {name}")[1]
+    line = next(x for x in block.splitlines() if x.strip().startswith("TTFT"))
+    assert f"p50 {sa.p50:.1f} → {sb.p50:.1f}; paired per prompt ×2.00" in line, line
+
+
 def test_compare_calls_no_change_within_the_drift_floor() -> None:
     """2% faster in the later run, on every prompt alike: a plain paired interval would call
     it; two runs apart in time can't tell it from the machine's drift."""

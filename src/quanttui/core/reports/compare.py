@@ -19,7 +19,7 @@ from quanttui.core.reports import wording
 from quanttui.core.run.outside_load import OUTSIDE_LOAD_CORES
 from quanttui.core.run.pairing import pair
 from quanttui.core.run.records import RunResults
-from quanttui.core.run.stats import PairedDiff
+from quanttui.core.run.stats import PairedDiff, percentile
 
 
 def _key_sets(r: RunResults) -> list[tuple[str, dict[str, str]]]:
@@ -143,6 +143,25 @@ def _paired(a: RunResults, na: str, b: RunResults, nb: str, metric: str) -> str:
             f"{wording.verdict(d, 'before', 'now')})")
 
 
+def _p50_paired(a: RunResults, na: str, b: RunResults, nb: str, metric: str) -> str:
+    """The p50 of each run over the requests `paired_across` pairs (the statistic the results
+    view, the Markdown and the ladder show for TTFT), then the paired per-prompt change."""
+    d = paired_across(a, na, b, nb, metric)
+    if d is None:
+        return "not comparable (no prompt in common)"
+    common = ({r.prompt_id for r in a.records if r.server == na}
+              & {r.prompt_id for r in b.records if r.server == nb})
+
+    def p50(r: RunResults, name: str) -> str:
+        vals = sorted(v for x in r.measured(name, r.concurrency_levels[0])
+                      if x.prompt_id in common and r.reported(x) and x.metrics is not None
+                      and x.error is None and (v := getattr(x.metrics, metric)) is not None)
+        return f"{percentile(vals, 50):.1f}" if vals else "n/a"
+
+    return (f"p50 {p50(a, na)} → {p50(b, nb)}; paired per prompt {wording.ratio(d)}: "
+            f"{wording.verdict(d, 'before', 'now')}")
+
+
 def _rss(r: RunResults, server: str) -> float | None:
     v: Any = ((r.hardware or {}).get("servers", {}).get(server) or {}).get("rss_peak")
     return float(v) if isinstance(v, (int, float)) else None
@@ -160,7 +179,7 @@ def compare_text(a: RunResults, b: RunResults, label_a: str, label_b: str) -> st
         lines.append(f"\n{na} → {nb} (matched by {by})")
         lines.append("  decode tok/s (client): " + _paired(a, na, b, nb, "decode_tps_client"))
         lines.append("  decode tok/s (server): " + _paired(a, na, b, nb, "decode_tps_server"))
-        lines.append("  TTFT ms:               " + _paired(a, na, b, nb, "ttft_ms"))
+        lines.append("  TTFT ms:               " + _p50_paired(a, na, b, nb, "ttft_ms"))
         ra, rb = _rss(a, na), _rss(b, nb)
         lines.append("  RSS peak:              "
                      + f"{format_bytes(ra) if ra else 'n/a'} → {format_bytes(rb) if rb else 'n/a'}")

@@ -445,8 +445,9 @@ class CompareScreen(Screen[None]):
                 groups.append([head, f"decode Δ after 2 prompts on both ({have} so far)",
                                ident] + ([mem] if mem else []))
                 continue
-            t = mean_difference(results.per_prompt(a, "ttft_ms"),
-                                results.per_prompt(b, "ttft_ms"))
+            # TTFT as the results view, the Markdown and `compare` give it: the p50
+            sa, sb = results.summary(a, "ttft_ms"), results.summary(b, "ttft_ms")
+            t = sb.p50 - sa.p50 if sa is not None and sb is not None else None
             say = ("[$text-muted]≈ no measurable difference[/]" if not d.measurable
                    else f"[b]{'faster' if d.mean_diff > 0 else 'slower'}[/b]")
             decode = (f"decode {d.mean_diff:+.1f} t/s {fmt.escape(wording.interval(d))} "
@@ -455,7 +456,7 @@ class CompareScreen(Screen[None]):
             if mem:
                 parts.append(mem)
             if t is not None:
-                parts.append(f"TTFT {round(t):+d} ms")  # no "-0"
+                parts.append(f"TTFT p50 {round(t):+d} ms")  # no "-0"
             parts.append(f"n {d.n}, wins {d.win_rate_b:.0%} of prompts")
             groups.append(parts)
         self.query_one("#paired", FitLine).set(groups)
@@ -589,12 +590,6 @@ class CompareScreen(Screen[None]):
         log.display = True
         log.set(f"{LEVEL_MARK[last.level]} {fmt.escape(last.line())}{count}",
                 fmt.escape(last.text))
-
-
-def mean_difference(a: dict[str, float], b: dict[str, float]) -> float | None:
-    """Mean of B − A over the prompts both have (the paired mean, without its interval)."""
-    diffs = [b[k] - a[k] for k in a if k in b]
-    return sum(diffs) / len(diffs) if diffs else None
 
 
 def footprint(p: ProcessSample | None) -> int | None:
