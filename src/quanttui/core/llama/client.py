@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from quanttui.core.llama.blocking_http import STALE_ERRORS, ConnectionPool
+from quanttui.core.llama.blocking_http import STALE_ERRORS, ConnectionPool, RawChunkedBody
 from quanttui.core.llama.params import GenerationParams
 from quanttui.core.llama.protocol import (
     ErrorBody,
@@ -298,21 +298,33 @@ class LlamaClient:
             finished = False
             n_events = 0
             sock = conn.sock
+            body = (RawChunkedBody(response, sock)
+                    if response.chunked and not pool.https and sock is not None else None)
+            read = body.read if body is not None else _read1(response)
             read_s = self.timeouts.read
             # Each next complete line (an event's, or a keep-alive comment) is due within `read`
             # seconds of the last (or of the headers): a server that trickles bytes which never
-            # complete one is a stall too.
+            # complete one is a stall too. Right after a line the wait is `read` whole, and
+            # the socket keeps it: no system call per token to set it again.
             line_due = time.monotonic() + read_s
             n_lines = 0
+            fresh = True  # a line has just completed (or the headers came)
+            sock_timeout = -1.0
             while not finished:
                 try:
                     if sock is not None:
-                        sock.settimeout(max(line_due - time.monotonic(), 0.001))
-                    chunk = response.read1(65536)
+                        want = read_s if fresh else max(line_due - time.monotonic(), 0.001)
+                        if want != sock_timeout:
+                            sock.settimeout(want)
+                            sock_timeout = want
+                    chunk = read()
                 except (OSError, http.client.HTTPException) as e:
                     raise self._socket_error(e, result, "mid-stream") from e
-                if not chunk:
+                if chunk is None:
                     break
+                if not chunk:  # framing only
+                    fresh = False
+                    continue
                 now = clock()
                 if result.t_first_event_ns is None:
                     result.t_first_event_ns = now
@@ -320,7 +332,8 @@ class LlamaClient:
                     payloads = decoder.feed(chunk)
                 except SSETooLarge as e:
                     raise MalformedEvent(self.label, f"stream not read on: {e}") from e
-                if decoder.n_lines != n_lines:
+                fresh = decoder.n_lines != n_lines
+                if fresh:
                     n_lines = decoder.n_lines
                     line_due = time.monotonic() + read_s
                 if payloads:
@@ -329,10 +342,14 @@ class LlamaClient:
                         raise MalformedEvent(
                             self.label, f"the stream went on past {job.max_events} events "
                             f"({job.max_events - EXTRA_EVENTS} tokens were asked for)")
-                for payload in payloads:
+                for k, payload in enumerate(payloads):
                     if handle(payload, result, now):
                         result.t_done_ns = now
                         finished = True
+                        # read with it: more events, or the start of one
+                        after = b"\n".join(payloads[k + 1:]).strip() or decoder.held()
+                        if after:
+                            raise self._after_the_final(after, result)
                         break
                 job.n_ready = len(result.event_times_ns)
             if not finished:
@@ -347,7 +364,7 @@ class LlamaClient:
                     f"stream ended before the final event after {len(result.event_times_ns)} "
                     "events (server stopped or crashed?)",
                 )
-            reusable = self._after_final(response, conn, result)
+            reusable = self._after_final(response, conn, result, read, body)
         finally:
             if reusable:
                 pool.give_back(conn)
@@ -355,7 +372,8 @@ class LlamaClient:
                 conn.close()
 
     def _after_final(self, response: http.client.HTTPResponse, conn: http.client.HTTPConnection,
-                     result: CompletionResult) -> bool:
+                     result: CompletionResult, read: Callable[[], bytes | None],
+                     body: RawChunkedBody | None) -> bool:
         """After the final event: only the body's end may follow. Reads at most
         `MAX_AFTER_FINAL_BYTES` for at most a second; True when the connection can carry the
         next request. Data there (an event after the final one, or anything else) fails the
@@ -371,17 +389,17 @@ class LlamaClient:
                 return False  # no end in sight: the connection is not reused, nothing is read on
             try:
                 sock.settimeout(left)
-                piece = response.read1(65536)
+                piece = read()
             except (OSError, http.client.HTTPException):
                 return False
-            if not piece:
+            if piece is None:
                 break
             seen += len(piece)
             if piece.strip():
-                shown = piece.strip()[:80].decode("utf-8", "replace")
-                raise MalformedEvent(self.label, f"data after the final event "
-                                     f"({len(result.event_times_ns)} events kept): {shown!r}")
+                raise self._after_the_final(piece.strip(), result)
         sock.settimeout(self.timeouts.read)
+        if body is not None and body.extra:
+            return False  # bytes past the body's end: the connection is out of step
         return not response.will_close and response.isclosed() and conn.sock is not None
 
     def _native(self, payload: bytes, result: CompletionResult, now: int) -> bool:
@@ -442,6 +460,11 @@ class LlamaClient:
         return False
 
     # ----------------------------------------------------------------- errors
+
+    def _after_the_final(self, data: bytes, result: CompletionResult) -> MalformedEvent:
+        shown = data[:80].decode("utf-8", "replace")
+        return MalformedEvent(self.label, f"data after the final event "
+                              f"({len(result.event_times_ns)} events kept): {shown!r}")
 
     def _malformed(self, payload: bytes, e: Exception) -> MalformedEvent:
         shown = payload[:120].decode("utf-8", "replace")
@@ -601,6 +624,12 @@ class LlamaClient:
     async def apply_template(self, messages: Sequence[dict[str, str]]) -> str:
         data = await self._json("POST", "/apply-template", json={"messages": list(messages)})
         return str(data["prompt"])
+
+
+def _read1(response: http.client.HTTPResponse) -> Callable[[], bytes | None]:
+    """A body read through http.client (https, or not chunked): the next bytes, None at the
+    end."""
+    return lambda: response.read1(65536) or None
 
 
 def _error_text(content: bytes) -> tuple[str, str | None]:

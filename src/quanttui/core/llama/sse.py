@@ -86,6 +86,10 @@ class SSEDecoder:
         self._data_len = 0
         return out
 
+    def held(self) -> bytes:
+        """What an unfinished line or event holds, stripped (b"" when nothing is)."""
+        return b"\n".join([*self._data, b"".join(self._line)]).strip()
+
     @property
     def pending(self) -> bool:
         return bool(self._line or self._data)
