@@ -568,6 +568,8 @@ async def test_no_gpu_is_said_once_and_memory_compares(tmp_path: Path) -> None:
         assert "no GPU" in host and "NVML" not in host and "free 19.5 GB" in host
         for col in app.compare.columns.values():
             assert "VRAM" not in col.figures.text() and "NVML" not in col.figures.text()
+            # each server process's CPU, first on its memory line
+            assert col.figures.text().splitlines()[-1].startswith("CPU 99%  private ")
         # B's private memory and model pages against A's, in the pair line
         paired = app.compare.query_one("#paired", FitLine).plain()
         assert "memory -44 MB (-12%)" in paired
@@ -590,6 +592,8 @@ async def test_four_columns_at_80_stay_readable(tmp_path: Path) -> None:
                 assert head.split()[1] == name.removeprefix("gemma3-270m-")  # the quant label
                 for line in (head, speed, ttft, mem):
                     assert "…" not in line, (name, line)  # a short form fits
+                # too narrow for CPU and memory both: the memory, whole
+                assert mem.startswith("model ") and len(mem) <= col.figures.size.width, mem
             paired = app.compare.query_one("#paired", FitLine).plain()
             assert "Q4_K_M vs Q8_0" in paired and "gemma3" not in paired
             assert all(len(line) <= SIZE[0] - 2 and "…" not in line

@@ -133,7 +133,12 @@ class ServerColumn:
             vram = [("  ", None), *_gauge("VRAM", proc.vram_bytes, total)]
         ram = _ram(proc)
         forms: tuple[Runs, ...] = ([*ram, *vram], ram) if vram else (ram,)
-        self.figures.put_memory((*forms, *_ram_shorter(proc)), _memory_tip(proc))
+        forms = (*forms, *_ram_shorter(proc))
+        cpu = _cpu(proc)
+        if cpu:  # first on the line, in every form; the narrowest columns keep memory alone
+            forms = (*([*cpu, ("  " if i < 2 else " ", None), *f]
+                       for i, f in enumerate(forms)), forms[-1])
+        self.figures.put_memory(forms, _memory_tip(proc))
 
     def mark_failed(self, failed: int, down: str | None, last_error: str | None) -> None:
         self.output.set_class(bool(failed or down), "-failed")
@@ -302,6 +307,14 @@ def _ram_shorter(proc: ProcessSample) -> tuple[Runs, ...]:
             [(f"model {pages}", None)])
 
 
+def _cpu(proc: ProcessSample) -> Runs:
+    """`CPU 98%`: the server process's CPU since the previous sample (100% = one core); none
+    when not sampled (a remote server, a stored run: the tooltip says why)."""
+    if isinstance(proc.cpu_percent, NA):
+        return []
+    return [(f"CPU {proc.cpu_percent:.0f}%", None)]
+
+
 def _figure(label: str, value: Reading[int]) -> Runs:
     if isinstance(value, NA):
         return [(f"{label} ", None), (str(value), "muted")]
@@ -317,7 +330,8 @@ def _pair(part: int, whole: int) -> str:
 def _memory_tip(proc: ProcessSample) -> str:
     """What each memory figure is (docs/metrics.md), and why any is n/a. It changes only when
     a reason or the sharing does: a new tooltip every sample costs."""
-    tips = ["private: anonymous memory (KV cache, compute buffers, repacked weights)",
+    tips = ["CPU: the server process's CPU since the previous sample, 100% = one core",
+            "private: anonymous memory (KV cache, compute buffers, repacked weights)",
             "model: the model file's pages in RAM, mapped by this server / the file's size",
             "RSS: all resident pages, libraries included"]
     model = proc.model
@@ -325,7 +339,8 @@ def _memory_tip(proc: ProcessSample) -> str:
         who = ", ".join(proc.model_shared_with) or "another process"
         tips.append(f"shared: {who} maps the same model file; its pages sit in RAM once but "
                     "count in each one's model pages and RSS")
-    tips += [f"{k}: {v.reason}" for k, v in (("private", proc.private_bytes), ("model", model),
+    tips += [f"{k}: {v.reason}" for k, v in (("CPU", proc.cpu_percent),
+                                             ("private", proc.private_bytes), ("model", model),
                                              ("RSS", proc.rss_bytes), ("VRAM", proc.vram_bytes))
              if isinstance(v, NA)]
     return "\n".join(tips)
