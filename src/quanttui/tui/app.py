@@ -13,7 +13,8 @@ measures:
   the figures (sparklines, speed, memory, status) once a second in the same frame, paired
   statistics when a prompt has finished everywhere; when the app's own CPU is over
   TEXT_BUDGET (a small machine, or servers streaming hundreds of tokens a second), the text
-  too is drawn once a second;
+  too is drawn once a second; for 2 s every 20 s nothing is drawn, the control against which
+  the run measures what drawing cost the servers (core.run.perturbation);
 - hardware samples arrive as one replaceable message per poll;
 - hidden screens are not drawn; they catch up from the buffer when shown again;
 - the hardware poller samples every RUN_POLL_S seconds while a run or the quality step is on
@@ -53,6 +54,7 @@ from quanttui.core.hardware.summary import summary_sample
 from quanttui.core.models.launcher import Launch
 from quanttui.core.run.events import Event, Notice
 from quanttui.core.run.outside_load import add_load_notices
+from quanttui.core.run.perturbation import QuietWindows, add_perturbation
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
@@ -190,6 +192,7 @@ class QuantTUI(App[None]):
         self._probed = asyncio.Event()  # set whenever a probe ends
         self._drawn_at = 0.0
         self._budget_at: tuple[float, float] | None = None  # (monotonic, process CPU)
+        self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
         self._slow_text = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -674,11 +677,14 @@ class QuantTUI(App[None]):
 
     async def _run_and_keep(self, session: Session) -> None:
         t0 = time.perf_counter_ns()  # the poller's clock
+        self._quiet.start(t0)
         try:
             await session.run()
         except Exception as e:  # never a crash: say what happened, keep what finished
             self.say("error", "run failed", f"{type(e).__name__}: {e}")
         finally:
+            for n in add_perturbation(session.results, self._quiet):
+                self._notice(n)
             if self.poller is not None:  # memory over the run, as the headless run keeps it
                 from quanttui.core.hardware.summary import hardware_json
                 from quanttui.core.run.plan import server_logs
@@ -814,6 +820,10 @@ class QuantTUI(App[None]):
             notices, live.notices = live.notices, []
             for n in notices:
                 self._notice(n)
+        # A few seconds without drawing now and then: the control against which the run
+        # measures what drawing costs the servers (core.run.perturbation).
+        if self.running and not live.finished and self._quiet.quiet():
+            return
         # Drawn already, unless the status and figures wait for their once-a-second frame: a
         # stream that pauses (a held or slow request, a long prompt) sends no event to bring it.
         if self.screen is not self.compare or (live.version == self._drawn_version

@@ -37,6 +37,7 @@ from quanttui.core.reports.schema import (
     RunDoc,
 )
 from quanttui.core.run.events import Notice
+from quanttui.core.run.perturbation import Perturbation
 from quanttui.core.run.records import (
     PAIRED_METRICS,
     SUMMARY_METRICS,
@@ -114,6 +115,7 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
                 for level in levels}
     quality = results.extra.get("quality")
     ladder = results.extra.get("ladder")
+    perturbed = results.extra.get("perturbation")
     return RunDoc(
         schema=SCHEMA,
         schema_version=SCHEMA_VERSION,
@@ -141,6 +143,8 @@ def run_doc(results: RunResults, config: Mapping[str, Any] | None = None) -> Run
         # carried as plain data (core.quality.step.quality_dict); checked against the structs
         quality=msgspec.UNSET if quality is None else msgspec.convert(quality, QualitySection),
         ladder=msgspec.UNSET if ladder is None else msgspec.convert(ladder, LadderSection),
+        perturbation=(msgspec.UNSET if perturbed is None
+                      else msgspec.convert(perturbed, Perturbation)),
     )
 
 
@@ -268,6 +272,8 @@ def results_from_doc(doc: RunDoc) -> RunResults:
         res.extra["quality"] = msgspec.to_builtins(with_intervals(doc.quality))
     if doc.ladder is not msgspec.UNSET:
         res.extra["ladder"] = msgspec.to_builtins(doc.ladder)
+    if doc.perturbation is not msgspec.UNSET:
+        res.extra["perturbation"] = msgspec.to_builtins(doc.perturbation)
     return res
 
 

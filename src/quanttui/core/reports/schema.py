@@ -24,6 +24,7 @@ from quanttui.core.quality.section import QualitySection
 from quanttui.core.run.events import Notice
 from quanttui.core.run.metrics import RequestMetrics
 from quanttui.core.run.pairing import DEFAULT_DRIFT_FLOOR
+from quanttui.core.run.perturbation import Perturbation
 from quanttui.core.run.records import ServerInfo
 from quanttui.core.run.stats import PairedDiff, Summary
 
@@ -140,6 +141,9 @@ class RunDoc(msgspec.Struct, kw_only=True):
     quality: QualitySection | msgspec.UnsetType = msgspec.UNSET
     # only in ladder runs (quanttui ladder): one row per quant, neighbours, the verdict
     ladder: LadderSection | msgspec.UnsetType = msgspec.UNSET
+    # only in runs the TUI drew: what drawing cost the servers' decode speed
+    # (core.run.perturbation); headless runs draw nothing and are the control
+    perturbation: Perturbation | msgspec.UnsetType = msgspec.UNSET
 
 
 def json_schema() -> bytes:
