@@ -575,6 +575,41 @@ async def test_no_gpu_is_said_once_and_memory_compares(tmp_path: Path) -> None:
         assert "memory -44 MB (-12%)" in paired
 
 
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_memory_breakdown_as_bars_on_one_scale(tmp_path: Path,
+                                                     size: tuple[int, int]) -> None:
+    """A run's stored memory: a bar per column under the memory line, on one scale; the
+    started server's parts from its log, the attached one's measured figures and 'no log'."""
+    from quanttui.core.hardware.breakdown import NO_LOG
+    from test_tui_parts import _launched
+
+    run = long_run()
+    started, attached = (s.name for s in run.servers)
+    run.hardware = {"servers": {
+        started: _launched(51 << 20),
+        attached: {"private_peak": 80_000_000, "model_pages_peak": 240_000_000,
+                   "memory_breakdown": {"why": NO_LOG, "measured": 320_000_000}}}}
+    app = stored_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        app.show_results(run)
+        await pilot.pause()
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.compare)
+        app.compare.draw_hardware(None)
+        await until(pilot, lambda: app.compare.has_class("-stacks"))
+        await pilot.pause()
+        rows = {n: c.figures.text().splitlines() for n, c in app.compare.columns.items()}
+        a, b = rows[started][-1], rows[attached][-1]
+        assert "▓" in a and a.split(" MB")[0].endswith(" 389") and "no log" not in a
+        assert "no log" in b and "▓" not in b and " 320 MB" in b
+        # one scale: the larger total fills the bar, the smaller is shorter in proportion
+        bar_a, bar_b = a.split(" 389")[0], b.split(" 320")[0]
+        assert 0 < len(bar_b.rstrip()) < len(bar_a.rstrip())
+        # a row more for the figures: the sparkline keeps its rows, memory its line
+        assert rows[started][-2].startswith(("RAM", "CPU", "private", "priv"))
+        assert app.compare.columns[started].figures.size.height == (6 if size[1] < 36 else 8)
+
+
 async def test_four_columns_at_80_stay_readable(tmp_path: Path) -> None:
     fakes = [FakeLlamaServer(token_delay=0.001, model=f"gemma3-270m-{q}.gguf")
              for q in ("Q8_0", "Q4_K_M", "IQ4_NL", "Q2_K")]

@@ -418,3 +418,56 @@ def test_a_binary_that_needs_no_repack_is_remembered(tmp_path: Path,
     assert not repack.needs_no_repack(binary)
     assert "--no-repack" not in spec.args(binary, 8080)
     assert "|" in repack.cpu_identity()
+
+
+# ---------------------------------------------------------------------- memory as a stacked bar
+
+
+def _launched(repacked: int) -> dict[str, object]:
+    """A started server's hardware entry: the log's parts beside the measured peaks."""
+    import msgspec
+
+    from quanttui.core.hardware.breakdown import breakdown
+    from quanttui.core.models.buffers import MIB, ServerBuffers
+
+    buf = ServerBuffers(model={"CPU_Mapped": 225 * MIB, "CPU_REPACK": repacked},
+                        kv={"CPU": 6 * MIB}, compute={"CPU": 21 * MIB}, output={"CPU": MIB},
+                        kv_caches=[(6 * MIB, 2048)], depth=2048)
+    bd = breakdown(buf, 100_000_000 + repacked, 236_000_000)
+    return {"private_peak": 100_000_000 + repacked, "model_pages_peak": 236_000_000,
+            "memory_breakdown": msgspec.to_builtins(bd)}
+
+
+def test_memory_stack_parts_on_one_scale() -> None:
+    from quanttui.tui.widgets.memory_stack import bar_forms, stack_of
+
+    small, big = stack_of(_launched(13 * 1 << 20)), stack_of(_launched(51 * 1 << 20))
+    assert small is not None and big is not None and small.from_log
+    assert [p.label for p in big.parts][:4] == ["mapped", "repacked", "KV", "other"]
+    scale = max(small.total, big.total)
+
+    def bar(stack: object) -> str:
+        runs = bar_forms(stack, scale, 20)[-1]  # type: ignore[arg-type]
+        return "".join(t for t, _ in runs[:-1])
+
+    b_small, b_big = bar(small), bar(big)
+    assert len(b_small) == len(b_big) == 20  # the same cells for the bar in every column
+    assert b_big.rstrip() == b_big and b_small.rstrip() != b_small  # the larger fills it
+    assert b_big.count("▓") > b_small.count("▓") > 0  # the repacked weights, to scale
+    words = "".join(t for t, _ in bar_forms(big, scale, 20)[0])
+    assert words.endswith(" 389 MB █mapped 236 ▓repacked 53 ▒KV 6 ░other 73 ─rest 20")
+
+
+def test_memory_stack_of_an_attached_server_says_its_parts_are_unknown() -> None:
+    from quanttui.core.hardware.breakdown import NO_LOG
+    from quanttui.tui.widgets.memory_stack import bar_forms, stack_of
+
+    entry = {"private_peak": 80_000_000, "model_pages_peak": 240_000_000,
+             "memory_breakdown": {"why": NO_LOG, "measured": 320_000_000}}
+    stack = stack_of(entry)
+    assert stack is not None and not stack.from_log and stack.total == 320_000_000
+    assert [p.glyph for p in stack.parts] == ["█", "░"] and NO_LOG in stack.tip
+    forms = ["".join(t for t, _ in f) for f in bar_forms(stack, 640_000_000, 10)]
+    assert forms[0].startswith("████░      320 MB")  # half the scale: 5 of 10 cells
+    assert forms[1].endswith("320 MB · no log: parts unknown")
+    assert stack_of({"private_peak": {"n/a": "remote"}}) is None  # nothing measured

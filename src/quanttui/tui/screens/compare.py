@@ -28,6 +28,7 @@ from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.state import RunState
 from quanttui.tui.widgets.gauges import bar, fit_series, rate_label
 from quanttui.tui.widgets.line import FitLine, Line
+from quanttui.tui.widgets.memory_stack import bar_width, stack_of
 from quanttui.tui.widgets.server_column import ServerColumn
 from quanttui.tui.widgets.stream_view import FIRST, NOTE, StreamView
 
@@ -97,6 +98,7 @@ class CompareScreen(Screen[None]):
         # SLOW_S must draw it even if no event comes meanwhile.
         self.slow_owed = False
         self._prompts_focus: tuple[str, int, bool] | None = None
+        self._stacks_key: tuple[object, ...] = ()  # what the memory bars were drawn from
 
     def compose(self) -> ComposeResult:
         # A grid, filled row by row: status; each server's figures; each server's output; the
@@ -521,9 +523,30 @@ class CompareScreen(Screen[None]):
                        "them, with their figures)[/]")
         box.set("\n".join(out))
 
+    def draw_stacks(self) -> None:
+        """Each column's memory as a stacked bar, every server on one scale, from the shown
+        run's hardware section (the log's parts for a server quanttui started, the measured
+        figures for one it attached to): once a run has ended, or one opened from the
+        history. Redrawn only when that run or the columns change."""
+        live = self.state.live
+        hw = live.results.hardware if live is not None and live.finished else None
+        narrowest = min((c.figures.content_region.width for c in self.columns.values()),
+                        default=0)
+        key = (id(hw), narrowest, *(id(c.figures) for c in self.columns.values()))
+        if key == self._stacks_key:
+            return
+        self._stacks_key = key
+        servers = (hw or {}).get("servers") or {}
+        stacks = {n: stack_of(servers[n]) if n in servers else None for n in self.columns}
+        scale = max((s.total for s in stacks.values() if s is not None), default=0)
+        for n, col in self.columns.items():
+            col.figures.put_stack(stacks[n], scale, bar_width(narrowest or 40))
+        self.set_class(any(s is not None for s in stacks.values()), "-stacks")
+
     def draw_hardware(self, sample: HwSample | None) -> None:
         off = self.state.hw_off_reason
         self.hw_pending = False
+        self.draw_stacks()
         for col in self.columns.values():
             col.show_memory(sample, off)
         host = self.query_one("#host", Line)

@@ -1,4 +1,5 @@
-"""One server's figures block: header, tokens/s sparkline, speed lines, memory line.
+"""One server's figures block: header, tokens/s sparkline, speed lines, memory line, and (once
+a run has stored it) the memory as a stacked bar.
 
 It changes every second while a run is on, so it is a Line API widget whose rows are built from
 styled runs (no markup to parse) and cached one by one: a new sparkline column redraws the
@@ -25,6 +26,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from quanttui.tui.widgets.gauges import spark_rows
+from quanttui.tui.widgets.memory_stack import Stack, bar_forms
 
 # A run of text and its style key: None (plain), "b" (bold), or a component class suffix.
 Run = tuple[str, str | None]
@@ -57,6 +59,10 @@ class ServerFigures(Widget):
         self.head: Forms = ([],)
         self.stats: tuple[Forms, Forms] = (([("decode n/a", None)],), ([("TTFT n/a", None)],))
         self.memory: Forms = ([("RAM n/a", "muted")],)
+        # the memory as a stacked bar on a scale shared by every column (a row of its own)
+        self.stack: Stack | None = None
+        self.stack_scale = 0
+        self.stack_width = 8  # the bar's cells: the same in every column
         self.rate: list[float] = []
         self.rate_top: float | None = None
         self.rate_label = ""
@@ -86,6 +92,15 @@ class ServerFigures(Widget):
             self.memory = forms
             self._dirty(3 + self._spark_height())
         self._tip("memory", tip)
+
+    def put_stack(self, stack: Stack | None, scale: int, bar_w: int) -> None:
+        """The memory's parts as a bar under the memory line (None: no such row), `bar_w`
+        cells for `scale` bytes."""
+        if (stack, scale, bar_w) != (self.stack, self.stack_scale, self.stack_width):
+            self.stack, self.stack_scale, self.stack_width = stack, scale, bar_w
+            self._rows.clear()  # a row more or less: the sparkline's height changes
+            self.refresh()
+        self._tip("stack", stack.tip if stack is not None else None)
 
     def put_rate(self, values: Sequence[float], top: float | None = None,
                  label: str = "") -> None:
@@ -124,7 +139,7 @@ class ServerFigures(Widget):
     # ------------------------------------------------------------------ rendering
 
     def _spark_height(self) -> int:
-        return max(self.size.height - 4, 1)
+        return max(self.size.height - 4 - (self.stack is not None), 1)
 
     def _row_runs(self) -> list[Runs]:
         n = self._spark_height()
@@ -138,8 +153,12 @@ class ServerFigures(Widget):
                 spark_runs.append([(label.rjust(gutter - 1) + " ", "muted"), (r, "spark")])
             else:
                 spark_runs.append([(r, "spark")])
-        return [pick(self.head, width), *spark_runs, pick(self.stats[0], width),
+        rows = [pick(self.head, width), *spark_runs, pick(self.stats[0], width),
                 pick(self.stats[1], width), pick(self.memory, width)]
+        if self.stack is not None:
+            rows.append(pick(bar_forms(self.stack, self.stack_scale, self.stack_width),
+                             width))
+        return rows
 
     def on_resize(self) -> None:
         self._rows.clear()
