@@ -18,6 +18,7 @@ from quanttui.core.models.discovery import (
     requantized_legend,
 )
 from quanttui.core.quality.accuracy import share_text
+from quanttui.core.reports.charts import bar_chart
 
 ACCURACY_NOTE = (
     "accuracy: the reference's share of items right [95% Wilson interval]; the others' "
@@ -157,8 +158,6 @@ def _scatter(sec: LadderSection, width: int = 64) -> str:
 def _categories(sec: LadderSection, width: int = 64) -> str | None:
     """Per-category degradation (KLD by prompt category): one labelled bar per category and
     quant, the most sensitive category first (bars of one glyph read without colours)."""
-    from quanttui.core.reports.markdown import bar_chart
-
     rows = [r for r in sec.rows if r.kld_by_category]
     if not rows:
         return None

@@ -19,6 +19,7 @@ from quanttui.core.models.binaries import llama_cpp_release
 from quanttui.core.models.discovery import requantized_words
 from quanttui.core.quality.accuracy import share_text
 from quanttui.core.reports import wording
+from quanttui.core.reports.charts import bar_chart
 from quanttui.core.reports.ladder import render_ladder, section_of, verdict_lines
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import Summary
@@ -51,19 +52,6 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 def _dist(s: Summary | None, fmt: str = ".1f") -> str:
     return "n/a" if s is None else f"{s.mean:{fmt}} ± {s.std:{fmt}}"
-
-
-def bar_chart(title: str, labels: list[str], values: list[float], width: int = 64) -> str:
-    """A horizontal bar chart as plain text (plotext, one Figure per chart, no colours)."""
-    import plotext as plt
-    from plotext._figure import _figure_class
-
-    fig = _figure_class()  # a figure of our own: no state shared with other charts
-    fig.theme("clear")
-    fig.plotsize(width, 3 + 3 * len(labels))
-    fig.bar(labels, values, orientation="horizontal", width=0.4)
-    fig.title(title)
-    return str(plt.uncolorize(fig.build())).rstrip()
 
 
 def render(results: RunResults) -> str:
