@@ -369,14 +369,16 @@ async def test_hardware_samples_fill_the_gauges(tmp_path: Path) -> None:
         await pilot.pause()
         host = str(app.compare.query_one("#host").render())
         assert "RAM" in host and "4.2/24.0 GB" in host and "GPU0 NVIDIA H100" in host
-        # 80 columns: each server's column is too narrow for every figure: no RSS
+        # 80 columns: each server's column is too narrow for every figure: its CPU, then
+        # the two memory figures that differ between quants
         mem = app.compare.columns["B"].figures.text().splitlines()[-1]
-        assert mem == "private 74 MB  model 230/237 MB ███▉"
+        assert mem == "CPU 99% priv 74 MB · model 230/237 MB"
         await pilot.resize_terminal(160, 48)
         await pilot.pause()
         figures = app.compare.columns["B"].figures
         mem = figures.text().splitlines()[-1]
-        assert mem == "private 74 MB  model 230/237 MB ███▉  RSS 390 MB"  # VRAM n/a: too long
+        # VRAM n/a: too long
+        assert mem == "CPU 99%  private 74 MB  model 230/237 MB ███▉  RSS 390 MB"
         assert "VRAM: GPU sampling is off" in str(figures.tooltip)
         # memory against the reference, and free memory on the host line
         host = str(app.compare.query_one("#host").render())
