@@ -61,6 +61,7 @@ from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
 from quanttui.tui.export import preserve_spaces
 from quanttui.tui.labels import short_labels
+from quanttui.tui.ladder_run import TuiLadder
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
     AddServer,
@@ -74,6 +75,7 @@ from quanttui.tui.messages import (
     ResultsChanged,
     ServersChanged,
     ShowPrompt,
+    StartLadder,
     StartRun,
     StartServers,
     StopServer,
@@ -193,6 +195,7 @@ class QuantTUI(App[None]):
         self._drawn_at = 0.0
         self._budget_at: tuple[float, float] | None = None  # (monotonic, process CPU)
         self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
+        self.ladder = TuiLadder(self)  # a ladder started from the model pane
         self._slow_text = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -569,6 +572,9 @@ class QuantTUI(App[None]):
             return
         if self.run_state.quality is not None:
             self.say("warning", "", "The quality step is on: x stops it.", toast=True)
+            return
+        if self.ladder.on:
+            self.say("warning", "", "A ladder is on: x stops it.", toast=True)
             return
         if not self.registry.selected:
             self.say("error", "", "No server selected: press s to choose the servers to "
@@ -988,12 +994,13 @@ class QuantTUI(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         quality = self.run_state.quality is not None
+        ladder = self.ladder.on
         if action == "run_suite":
-            return not self.running and not quality
+            return not self.running and not quality and not ladder
         if action == "stop":
-            return self.running or quality
+            return self.running or quality or ladder
         if action == "quality":
-            return not self.running and not quality
+            return not self.running and not quality and not ladder
         if action == "repetitions":  # "+" and "-" go into a focused input: hide the key
             return not isinstance(self.focused, Input)
         return True
@@ -1002,7 +1009,10 @@ class QuantTUI(App[None]):
         self.start_run()
 
     def action_stop(self) -> None:
-        if self.session is not None:
+        if self.ladder.stop():
+            self.say("info", "stopping", "The ladder ends after the requests in flight; what it "
+                     "measured is kept and shown.", toast=True)
+        elif self.session is not None:
             self.session.stop()
             self.say("info", "stopping", "Requests in flight are cancelled, finished ones kept.",
                      toast=True)
@@ -1073,11 +1083,38 @@ class QuantTUI(App[None]):
         except (HistoryError, RunFileError) as e:
             self.say("error", "history", f"run #{message.run_id}: {e}", toast=True)
             return
-        self.show_results(results, message.run_id)
+        self.open_results(results, message.run_id)
+        self.say("info", "history", f"run #{message.run_id} opened from the history")
+
+    def open_results(self, results: RunResults, run_id: int | None) -> None:
+        """A finished run (stored as #`run_id`, or not stored) in the results view."""
+        self.show_results(results, run_id)
         if not self._bring_back(ResultsScreen):
             self._back_to_compare()
             self.push_screen(ResultsScreen(self.registry, self.run_state))
-        self.say("info", "history", f"run #{message.run_id} opened from the history")
+
+    # ------------------------------------------------------------------ ladder
+
+    def on_start_ladder(self, message: StartLadder) -> None:
+        """The model pane's marked files as a ladder (tui.ladder_run)."""
+        why = self.ladder.refused(message.paths)
+        if why is not None:
+            self.say("warning", "ladder", why, toast=True)
+            return
+        self._back_to_compare()  # its status line shows the ladder's progress
+        self.run_worker(self.ladder.run(message.paths), name="ladder", group="ladder",
+                        exclusive=True, exit_on_error=False)
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving
+
+    async def keep(self, results: RunResults) -> None:
+        """Into the history as a run is stored (tui.ladder_run stores its ladder so)."""
+        await self._keep(results)
+
+    def stored_id(self, results: RunResults) -> int | None:
+        return next((i for r, i in self._stored if r is results), None)
 
     def action_notices(self) -> None:
         if not isinstance(self.screen, NoticesScreen):

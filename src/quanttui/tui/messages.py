@@ -9,6 +9,7 @@ Token events never travel as messages: the session's emit callback buffers them 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.message import Message
 
@@ -71,6 +72,14 @@ class StartServers(Message):
     def __init__(self, todo: list[tuple[str, LaunchSpec]]) -> None:
         super().__init__()
         self.todo = todo
+
+
+class StartLadder(Message):
+    """Measure these GGUF files as a ladder (quants of one model), as `quanttui ladder` does."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__()
+        self.paths = paths
 
 
 class StopServer(Message):

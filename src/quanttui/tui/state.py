@@ -89,6 +89,15 @@ class QualityProgress:
         return progress_words(self.stage, self.done, self.total, self.servers)
 
 
+@dataclass
+class LadderStatus:
+    """A ladder started from the model pane, as it goes (core.ladder.progress's words)."""
+
+    text: str = "starting the reference's server …"
+    fraction: float = 0.0
+    stopping: bool = False
+
+
 @dataclass(eq=False)
 class RunState:
     """The run side of the screens: written by the app, read by the screens when they draw.
@@ -114,6 +123,7 @@ class RunState:
     contention: list[str] = field(default_factory=list)
     notices: list[NoticeEntry] = field(default_factory=list)
     quality: QualityProgress | None = None
+    ladder: LadderStatus | None = None
     prompt_texts: dict[str, str] = field(default_factory=dict)
     _suite_labels: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -269,7 +269,13 @@ class CompareScreen(Screen[None]):
         state = self.state
         live, opts = state.live, state.options
         q = state.quality
-        if q is not None:
+        ladder = state.ladder
+        if ladder is not None:
+            filled, empty = bar(ladder.fraction, 10)
+            what = "stopping …" if ladder.stopping else "x stops"
+            left = (f"[$accent]◆[/] ladder: {fmt.escape(ladder.text)} "
+                    f"[$accent]{filled}[/][$text-muted]{empty}[/] · {what}")
+        elif q is not None:
             frac = q.done / q.total if q.total else 0.0
             filled, empty = bar(frac, 10)
             what = "stopping …" if q.stopping else "x stops"

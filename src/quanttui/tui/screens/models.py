@@ -33,7 +33,13 @@ from quanttui.core.models.discovery import (
 from quanttui.core.models.launcher import Launch
 from quanttui.core.models.servers import LaunchSpec
 from quanttui.tui import fmt
-from quanttui.tui.messages import ChangeLaunchDefaults, LaunchChanged, StartServers, StopServer
+from quanttui.tui.messages import (
+    ChangeLaunchDefaults,
+    LaunchChanged,
+    StartLadder,
+    StartServers,
+    StopServer,
+)
 from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.widgets.line import Line
 
@@ -57,6 +63,9 @@ class ModelsScreen(Screen[None]):
         Binding("space", "mark", "Mark"),
         Binding("enter", "launch", "Start", priority=True),
         Binding("x,delete", "stop", "Stop"),
+        Binding("L", "ladder", "Ladder",
+                tooltip="Measure the marked files as a ladder: one model's quants, one after "
+                        "another, to a verdict (as quanttui ladder)"),
         Binding("f", "force", "Start anyway", show=False),
         Binding("t", "threads", "Threads", show=False),
         Binding("c", "context", "Context", show=False),
@@ -75,8 +84,8 @@ class ModelsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Line("[b]Models[/b] · space marks · [b]Enter[/b] starts llama-server for the "
-                   "marked files (or the highlighted one) · [b]x[/b] stops one started here",
-                   id="models-title")
+                   "marked files (or the highlighted one) · [b]x[/b] stops one started here · "
+                   "[b]L[/b] measures the marked quants as a ladder", id="models-title")
         yield Line(id="models-flags")
         yield DataTable(id="models-table", cursor_type="row")
         yield Line(id="model-detail", grow=True)
@@ -311,6 +320,19 @@ class ModelsScreen(Screen[None]):
                         severity="error", markup=False, timeout=15)
             return
         self._start(todo)
+
+    def action_ladder(self) -> None:
+        """The marked files as a ladder (the app checks they are one model's quants)."""
+        if self.result is None:
+            return
+        chosen = [m.path for m in self.result.models if m.path in self.marked]
+        if len(chosen) < 2:
+            self.notify("Mark two quants of one model or more (space), then L.",
+                        severity="warning")
+            return
+        self.marked.clear()
+        self.post_message(StartLadder(chosen))
+        self.draw()
 
     def action_force(self) -> None:
         if self._refused:
