@@ -188,3 +188,24 @@ def test_command_line_checks_the_lists(tmp_path: Path) -> None:
     assert one.exit_code == 2 and "a list of contexts is for quanttui ladder" in one.output
     zero = runner.invoke(main, ["ladder", str(tmp_path), "--ctx-size", "4096,0"])
     assert zero.exit_code == 2 and "each context must be ≥ 1" in zero.output
+
+
+def test_progress_plans_each_cache_fill_once_in_tokens() -> None:
+    from quanttui.core.ladder.progress import ProgressTracker, ladder_steps
+
+    groups = [["A@2k", "A@8k"], ["A@2k", "A@8k/kv q8_0"]]
+    steps = ladder_steps(groups, "A@2k", ref_first=True, distribution=False, task_items=0,
+                         fill={"A@2k": 1536, "A@8k": 6144, "A@8k/kv q8_0": 6144})
+    assert [(s.kind, s.pass_no, s.who, s.total) for s in steps] == [
+        ("server start", 1, "A@2k", 1), ("server start", 1, "A@8k", 1),
+        ("cache fill", 1, "A@2k", 1536), ("cache fill", 1, "A@8k", 6144),
+        ("requests", 1, "A@2k and A@8k", None),
+        ("server start", 2, "A@8k/kv q8_0", 1), ("cache fill", 2, "A@8k/kv q8_0", 6144),
+        ("requests", 2, "A@2k and A@8k/kv q8_0", None)]
+    now = [0.0]
+    t = ProgressTracker(clock=lambda: now[0])
+    t.plan([s for s in steps if s.kind == "cache fill"], 2)
+    t.begin("cache fill", 1, "A@2k", 1536)
+    now[0] = 3.0
+    t.advance(done=1536)  # 2 ms a token: the other two fills' 12288 tokens take ~25 s
+    assert t.eta(now[0]) == pytest.approx(12288 * 3.0 / 1536)

@@ -1,7 +1,8 @@
 """How far a ladder has come and how long the rest should take, from what it has measured.
 
-The ladder is planned as steps in order: server starts, each pass's requests, the reference's
-continuations, and per quant its teacher forcing and task items. Each kind of step has a pace
+The ladder is planned as steps in order: server starts, the cache fills of a context / KV cache
+ladder (in tokens), each pass's requests, the reference's continuations, and per quant its
+teacher forcing and task items. Each kind of step has a pace
 (seconds per unit) learned from the units done so far, and the time left is every step's units
 left at its kind's pace. Sizes not known in advance (requests per pass, positions per quant) are
 taken from the first step of their kind that says its size. While a size or a pace is not
@@ -13,12 +14,12 @@ This module only counts; the faces (headless_ladder, the TUI) decide how to show
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-Kind = Literal["server start", "requests", "reference continuations", "teacher forcing",
-               "task items"]
+Kind = Literal["server start", "cache fill", "requests", "reference continuations",
+               "teacher forcing", "task items"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +57,24 @@ class Step:
 
 
 def ladder_steps(groups: Sequence[Sequence[str]], reference: str, *, ref_first: bool,
-                 distribution: bool, task_items: int) -> list[Step]:
+                 distribution: bool, task_items: int,
+                 fill: Mapping[str, int] | None = None) -> list[Step]:
     """The steps of a ladder whose passes run `groups` of servers (ref_first: the reference is
-    started once before the first pass and stays up)."""
+    started once before the first pass and stays up); `fill`: the tokens each server's cache is
+    filled with before its first pass's requests."""
     steps: list[Step] = []
     if ref_first:
         steps.append(Step("server start", 1, reference, 1))
     seen: set[str] = set()
+    filled: set[str] = set()
     up = {reference} if ref_first else set()  # already up when a pass begins
     for i, names in enumerate(groups, 1):
         if new := [n for n in names if n not in up]:
             steps.append(Step("server start", i, " and ".join(new), len(new)))
+        for n in names:
+            if fill and n in fill and n not in filled:
+                filled.add(n)
+                steps.append(Step("cache fill", i, n, fill[n]))
         steps.append(Step("requests", i, " and ".join(names)))
         if distribution and reference in names and reference not in seen:
             steps.append(Step("reference continuations", i, reference))

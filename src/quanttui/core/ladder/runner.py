@@ -191,7 +191,9 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
     run.tracker = ProgressTracker(progress)
     run.tracker.plan(ladder_steps(groups, lineup.reference, ref_first=together,
                                   distribution=options.quality.distribution,
-                                  task_items=len(run.task_items)), len(groups))
+                                  task_items=len(run.task_items),
+                                  fill={n: fill_depth(c, options) for n, c in fill_ctx.items()}),
+                     len(groups))
     try:
         if together:
             run.tracker.begin("server start", 1, lineup.reference, 1)
@@ -251,6 +253,12 @@ async def _start(launcher: Launcher, todo: Sequence[tuple[str, LaunchSpec]], for
     return launches
 
 
+def fill_depth(ctx: int, options: LadderOptions) -> int:
+    """The tokens a rung's cache is filled with: `fill` × its context, leaving room for the
+    tokens generated after them."""
+    return max(1, min(int(ctx * options.fill), ctx - options.fill_predict - 1))
+
+
 async def _fill(run: LadderRun, name: str, url: str, ctx: int, plan: RunPlan,
                 say: Say) -> Depth:
     """One prompt of FILLER to `fill` × ctx tokens exactly (BOS included), cached, then
@@ -258,7 +266,7 @@ async def _fill(run: LadderRun, name: str, url: str, ctx: int, plan: RunPlan,
     import msgspec
 
     opts = run.options
-    depth = max(1, min(int(ctx * opts.fill), ctx - opts.fill_predict - 1))
+    depth = fill_depth(ctx, opts)
     params = msgspec.structs.replace(plan.params, n_predict=opts.fill_predict,
                                      cache_prompt=True, ignore_eos=True, stop=(), n_probs=0)
     bos: list[int] = []
@@ -272,6 +280,7 @@ async def _fill(run: LadderRun, name: str, url: str, ctx: int, plan: RunPlan,
             t0 = time.monotonic()
             result = await c.complete([*bos, *body], params)
             run.clock("cache fill", time.monotonic() - t0)
+            run.tracker.advance(done=len(bos) + len(body))
         except ServerError as e:
             run.notes.append(f"{name}: filling the KV cache failed: {e}")
             return Depth(ctx, len(bos) + len(body), None, None, None, error=str(e))
@@ -290,6 +299,7 @@ async def _pass(run: LadderRun, pass_no: int, names: list[str], up: dict[str, La
     tracker = run.tracker
     for n in names:  # before the prompts, with the poller on: memory with the cache filled
         if fill_ctx and n in fill_ctx and n not in run.depth and not stop.is_set():
+            tracker.begin("cache fill", pass_no, n, fill_depth(fill_ctx[n], run.options))
             run.depth[n] = await _fill(run, n, up[n].url, fill_ctx[n], plan, say)
 
     def on_event(ev: Event) -> None:
