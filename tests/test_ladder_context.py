@@ -209,3 +209,24 @@ def test_progress_plans_each_cache_fill_once_in_tokens() -> None:
     now[0] = 3.0
     t.advance(done=1536)  # 2 ms a token: the other two fills' 12288 tokens take ~25 s
     assert t.eta(now[0]) == pytest.approx(12288 * 3.0 / 1536)
+
+
+def test_in_words_and_on_stdout_a_rung_of_the_same_file_says_so() -> None:
+    from types import SimpleNamespace
+
+    from quanttui.core.ladder.section import answers
+    from quanttui.headless_ladder import _verdict_text
+
+    rows = _context_rows()
+    said = answers(rows, [], 100)
+    kv = next(a for a in said if a.startswith("How much does Q8_0@4k/kv q8_0 lose"))
+    assert "with the same file (300 MB)" in kv and "smaller" not in kv
+    q4 = next(a for a in said if a.startswith("How much does Q4_K_M@4k lose"))
+    assert "for a file 33% smaller (200 MB vs 300 MB)" in q4
+    v = decide_at_contexts(rows, [], Constraints(memory_budget_bytes=600 * MB))
+    sec = LadderSection(reference="Q8_0@4k", k=100, together=True, rows=rows, neighbours=[],
+                        verdict=v, answers=said)
+    text = _verdict_text(SimpleNamespace(extra={"ladder": msgspec.to_builtins(sec)}))  # type: ignore[arg-type]
+    lines = text.splitlines()
+    assert lines[0] == "verdict: " + v.reason
+    assert lines[1].startswith("constraints: at each of 4k (-c 4096) and 32k (-c 32768) context")

@@ -26,7 +26,7 @@ from quanttui.core.ladder.lineup import Lineup
 from quanttui.core.ladder.progress import LadderProgress, later, progress_text
 from quanttui.core.ladder.runner import LadderOptions, LadderRun, run_ladder
 from quanttui.core.ladder.section import ladder_section, merged_results
-from quanttui.core.ladder.verdict import Constraints
+from quanttui.core.ladder.verdict import Constraints, constraints_text
 from quanttui.core.models.launcher import Launcher, defaults_from
 from quanttui.core.models.servers import ServerStartError
 from quanttui.core.quality.step import QualityOptions
@@ -206,6 +206,8 @@ def _verdict_text(results: RunResults) -> str:
     sec = section_of(results.extra)
     assert sec is not None
     lines = ["verdict: " + sec.verdict.reason]
+    if sec.verdict.by_context or sec.verdict.constraints.ctx_size is not None:
+        lines.append(f"constraints: {constraints_text(sec.verdict)}")  # naming the context
     if sec.verdict.within_noise:
         lines += ["within noise:"] + [f"  {x}" for x in sec.verdict.within_noise]
     lines += [f"warning: {w}" for w in sec.verdict.warnings]

@@ -103,9 +103,12 @@ def answers(rows: list[QuantRow], pairs: list[PairRow], k: int) -> list[str]:
              f"p99 {r.kld_p99 or 0:.3f})")
         ppl = f", perplexity ×{r.ppl_ratio:.3f} on the text" if r.ppl_ratio else ""
         saved = 1 - r.size_bytes / ref.size_bytes if ref.size_bytes else 0.0
+        # rungs of one file (another context or KV cache type): the file is not what changed
+        file = (f"with the same file ({size(r.size_bytes)})" if r.path == ref.path else
+                f"for a file {saved:.0%} smaller ({size(r.size_bytes)} vs "
+                f"{size(ref.size_bytes)})")
         out.append(f"How much does {r.name} lose against {ref.name} on these prompts? {q}{ppl}; "
-                   f"{_acc(r.accuracy_vs_ref)}; decode {_ratio(r.decode_vs_ref)} for a file "
-                   f"{saved:.0%} smaller ({size(r.size_bytes)} vs {size(ref.size_bytes)})."
+                   f"{_acc(r.accuracy_vs_ref)}; decode {_ratio(r.decode_vs_ref)} {file}."
                    + more_memory(r, ref))
     lowest = next((r for r in reversed(rows) if not r.reference and r.kld_by_category), None)
     if lowest is not None:
