@@ -25,6 +25,7 @@ from quanttui.core.quality.diff import (
     token_agreement,
     units,
 )
+from quanttui.core.quality.outputs import Unit, first_difference
 from quanttui.core.run.events import (
     Event,
     Notice,
@@ -305,6 +306,20 @@ class LiveRun:
         reference's own column, B = the next server)."""
         return self.final_view(key, server)[1]
 
+    def first_difference(self, key: Key, server: str) -> tuple[int | None, Unit] | None:
+        """Where the key's two finished outputs that `server`'s column shows first differ, as
+        the run's reports count it (a run read back from its file says the same); None until
+        both finished without error. The highlighting may count otherwise (`final_view`)."""
+        other = self.counterpart(server)
+        a_name, b_name = (other, server) if server != self.reference else (server, other)
+        a = self.stream_for(a_name, key) if a_name else None
+        b = self.stream_for(b_name, key) if b_name else None
+        if a is None or b is None or a.record is None or b.record is None:
+            return None
+        if not (a.record.ok and b.record.ok):
+            return None
+        return first_difference(a.record, b.record)
+
     def final_view(self, key: Key, server: str) -> tuple[list[str], TokenDiff | None]:
         """`server`'s finished output as pieces (one per diff unit), and the diff if any."""
         own = self.stream_for(server, key)
@@ -368,11 +383,6 @@ def diff_records(a: RequestRecord, b: RequestRecord
     if min(len(ua), len(ub)) - p > ALIGN_LIMIT:
         return _unaligned(ua, ub, p), pa, pb
     return diff_tokens(ua, ub), pa, pb
-
-
-def unit_name(rec: RequestRecord) -> str:
-    units, pieces = record_pieces(rec)
-    return "word" if units is pieces else "tok"
 
 
 def _unaligned(a: Sequence[Hashable], b: Sequence[Hashable], p: int) -> TokenDiff:

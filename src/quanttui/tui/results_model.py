@@ -301,8 +301,12 @@ def quality_table(results: RunResults, rows: Sequence[QuantRow], name_cell: Name
             continue
         comps = compare_run_outputs(results, ref.name, r.name)
         same = sum(c.exact_match for c in comps)
-        divs = sorted(c.first_divergence for c in comps if c.first_divergence is not None)
-        first: Cell = (NA, "muted") if not divs else (f"tok {divs[len(divs) // 2]}", None)
+        # in the unit most prompts were compared by (words where a stream left ids out)
+        units: list[str] = [c.unit for c in comps if c.first_divergence is not None]
+        unit = max(("tok", "word"), key=units.count)
+        divs = sorted(c.first_divergence for c in comps
+                      if c.first_divergence is not None and c.unit == unit)
+        first: Cell = (NA, "muted") if not divs else (f"{unit} {divs[len(divs) // 2]}", None)
         measured = r.positions > 0
         out.append([
             name_cell(r),

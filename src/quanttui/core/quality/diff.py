@@ -18,6 +18,7 @@ Pure functions, no UI: used by the TUI and by reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -177,6 +178,14 @@ def align(a: Sequence[Hashable], b: Sequence[Hashable], a0: int, a1: int, b0: in
         else:
             segments.append(Segment(kind, a0 + i1, a0 + i2, b0 + j1, b0 + j2))
     return segments
+
+
+_WORDS = re.compile(r"\s*\S+|\s+")
+
+
+def words(text: str) -> list[str]:
+    """The text as words, each with the spaces before it (they join back to the text)."""
+    return _WORDS.findall(text)
 
 
 def units(token_ids: Sequence[int], texts: Sequence[str]) -> Sequence[Hashable]:

@@ -1,9 +1,10 @@
 """Output comparison: two servers' greedy outputs for the same prompt, token by token.
 
 Definitions (docs/metrics.md, Quality): exact match, first divergence (index of the
-first differing token id), token agreement (share of equal ids position by position, up to the
-shorter output) and text similarity (1 − Levenshtein distance / length of the longer text). The
-alignment and the first two come from `core.diff`, which the TUI renders as well.
+first differing token id; of the first differing word where a stream left ids out), token
+agreement (share of equal ids position by position, up to the shorter output) and text
+similarity (1 − Levenshtein distance / length of the longer text). The alignment and
+the first two come from `core.diff`, which the TUI renders as well.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from statistics import fmean, median
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from quanttui.core.quality.diff import Cancelled, TokenDiff, diff_tokens, units
+from quanttui.core.quality.diff import Cancelled, TokenDiff, common_prefix_len, diff_tokens, words
 from quanttui.core.quality.divergence import MeanUnc, share_and_uncertainty
 
 if TYPE_CHECKING:
     from quanttui.core.run.records import RequestRecord, RunResults
+
+
+Unit = Literal["tok", "word"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,7 @@ class OutputComparison:
     exact_match: bool
     text_similarity: float
     diff: TokenDiff  # first divergence, agreement, aligned segments
+    unit: Unit = "tok"  # what the diff's indices count
 
     @property
     def first_divergence(self) -> int | None:
@@ -104,11 +109,12 @@ def text_similarity(a: str, b: str, cancelled: Callable[[], bool] | None = None)
 
 def compare_outputs(ref_ids: Sequence[Hashable], other_ids: Sequence[Hashable], ref_text: str,
                     other_text: str, prompt_id: str = "",
-                    cancelled: Callable[[], bool] | None = None) -> OutputComparison:
+                    cancelled: Callable[[], bool] | None = None, unit: Unit = "tok"
+                    ) -> OutputComparison:
     """Raises `Cancelled` soon after `cancelled()` says so."""
     d = diff_tokens(ref_ids, other_ids, cancelled)
     return OutputComparison(prompt_id, d.identical,
-                            text_similarity(ref_text, other_text, cancelled), d)
+                            text_similarity(ref_text, other_text, cancelled), d, unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +153,31 @@ def representative_records(results: RunResults, server: str) -> dict[str, Reques
     return out
 
 
-def _units(r: RequestRecord) -> Sequence[Hashable]:
-    # Token ids where there is one per event (/completion); the text pieces otherwise (chat).
-    return units(r.token_ids, r.result.event_texts) if r.result is not None else ()
+def _all_ids(r: RequestRecord) -> bool:
+    """The stream sent an id for every generated token (an empty output has none to send)."""
+    if r.metrics is not None:
+        missing = r.metrics.ids_missing
+    else:
+        missing = r.result.ids_missing if r.result is not None else 0
+    return not missing and (bool(r.token_ids) or not r.text)
+
+
+def compared_units(a: RequestRecord, b: RequestRecord
+                   ) -> tuple[Sequence[Hashable], Sequence[Hashable], Unit]:
+    """What two outputs are compared by, from what a run file keeps too (the ids and the joined
+    text, not the stream's pieces), so a run in memory and the same run read back agree: the
+    token ids where both streams sent one for every token; else the words of the texts (chat
+    streams send no ids, and a token ending inside a UTF-8 character is never sent by id)."""
+    if _all_ids(a) and _all_ids(b):
+        return a.token_ids, b.token_ids, "tok"
+    return words(a.text), words(b.text), "word"
+
+
+def first_difference(a: RequestRecord, b: RequestRecord) -> tuple[int | None, Unit]:
+    """Where b's output first differs from a's (None: identical), counted in `compared_units`."""
+    ua, ub, unit = compared_units(a, b)
+    p = common_prefix_len(ua, ub)
+    return (None if p == len(ua) == len(ub) else p), unit
 
 
 def compare_run_outputs(results: RunResults, reference: str, other: str,
@@ -163,8 +191,9 @@ def compare_run_outputs(results: RunResults, reference: str, other: str,
     for p in ref:
         if p in oth:
             try:
-                out.append(compare_outputs(_units(ref[p]), _units(oth[p]), ref[p].text,
-                                           oth[p].text, p, cancelled))
+                ua, ub, unit = compared_units(ref[p], oth[p])
+                out.append(compare_outputs(ua, ub, ref[p].text, oth[p].text, p, cancelled,
+                                           unit))
             except Cancelled:
                 break
     return out

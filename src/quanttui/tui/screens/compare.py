@@ -500,9 +500,9 @@ class CompareScreen(Screen[None]):
                 cells.append("✗" if rec is not None and rec.error else
                              fmt.num(m.decode_tps_client) if m is not None else "…")
             for n in names[1:]:
-                d = live.exact_diff(key, n)
-                cells.append("…" if d is None else "same" if d.first_divergence is None
-                             else f"≠ tok {d.first_divergence}")
+                d = live.first_difference(key, n)
+                cells.append("…" if d is None else "same" if d[0] is None
+                             else f"≠ {d[1]} {d[0]}")
             lines.append(cells)
         widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
         width = box.content_region.width or 80

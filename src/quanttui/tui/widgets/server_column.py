@@ -20,7 +20,7 @@ from quanttui.core.models.discovery import (
     requantized_words,
 )
 from quanttui.tui import fmt
-from quanttui.tui.live import Key, LiveRun, Stream, unit_name
+from quanttui.tui.live import Key, LiveRun, Stream
 from quanttui.tui.registry import ServerEntry
 from quanttui.tui.widgets.figures import Run, Runs, ServerFigures
 from quanttui.tui.widgets.gauges import bar
@@ -242,10 +242,10 @@ class ServerColumn:
             parts.append(f"{prompt} #{rep + 1}" + (" warm-up" if warm else ""))
         if stream is not None:
             rec = stream.record
-            exact = live.exact_diff(stream.key, self.server) if rec is not None else None
-            if exact is not None and rec is not None:
-                fd = exact.first_divergence
-                parts.append("identical" if fd is None else f"≠ {unit_name(rec)} {fd}")
+            first = live.first_difference(stream.key, self.server) if rec is not None else None
+            if first is not None:
+                fd, unit = first
+                parts.append("identical" if fd is None else f"≠ {unit} {fd}")
             elif self._div is not None:
                 parts.append("diverged")
             if rec is None:  # no running count here: a new title repaints the whole pane
