@@ -230,3 +230,12 @@ def test_in_words_and_on_stdout_a_rung_of_the_same_file_says_so() -> None:
     lines = text.splitlines()
     assert lines[0] == "verdict: " + v.reason
     assert lines[1].startswith("constraints: at each of 4k (-c 4096) and 32k (-c 32768) context")
+
+
+def test_the_reference_file_with_a_quantized_cache_is_named_when_it_is_out() -> None:
+    rows = [_row("Q8_0", "Q8_0", 2048, 300 * MB, 400 * MB, ref=True),
+            _row("Q8_0/kv q4_0", "Q8_0", 2048, 300 * MB, 350 * MB, cache="q4_0", kld=0.2)]
+    v = decide_at_contexts(rows, [], Constraints())
+    assert v.recommended == "Q8_0"
+    assert v.reason == ("Run Q8_0 (the reference): nothing smaller keeps the quality asked for "
+                        "— Q8_0/kv q4_0 fails KLD 0.200 [0.200, 0.200] > 0.05.")

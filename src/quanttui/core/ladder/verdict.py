@@ -230,6 +230,13 @@ def _cache_rank(row: QuantRow) -> int:
     return CACHE_ORDER.index(c) if c in CACHE_ORDER else len(CACHE_ORDER)
 
 
+def _smaller(r: QuantRow, than: QuantRow) -> bool:
+    """A smaller file, or the same file with a less precise KV cache (it takes less memory)."""
+    return r.size_bytes < than.size_bytes or (
+        r.size_bytes == than.size_bytes and r.path == than.path
+        and _cache_rank(r) > _cache_rank(than))
+
+
 def _speed_words(d: Diff | None, ref: str) -> str:
     if d is None:
         return ""
@@ -280,7 +287,7 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints,
                 best.decode_tps or 0) and _cache_rank(r) == _cache_rank(best):
             best = r
     if best.reference:
-        smaller = [r for r in rows if r.size_bytes < ref.size_bytes and r.name in failing]
+        smaller = [r for r in rows if _smaller(r, ref) and r.name in failing]
         why = _why_not(smaller, failing)
         if smaller and all(_pending(x) for r in smaller for x in failing[r.name]):
             what = ("quality is measured" if all(failing[r.name] == [UNMEASURED]
@@ -306,7 +313,7 @@ def decide(rows: list[QuantRow], pairs: list[PairRow], c: Constraints,
             bits.append(speed)
         reason = (f"Run {_label(best)}: the smallest quant that meets the constraints "
                   f"({'; '.join(bits)}).")
-        lower = [r for r in rows if r.size_bytes < best.size_bytes and r.name in failing]
+        lower = [r for r in rows if _smaller(r, best) and r.name in failing]
         if lower:
             reason += f" Smaller ones are out: {_why_not(lower, failing)}."
     return Verdict(recommended=best.name, reason=reason, within_noise=noise, failing=failing,
