@@ -397,28 +397,59 @@ class PromptRow:
     text: str  # the prompt, when this session ran it; "" for a stored run
     decode: dict[str, float]  # server -> client decode tok/s, mean over repetitions
     ttft: dict[str, float]  # server -> TTFT ms, mean over repetitions
-    divergence: dict[str, int | None]  # other server -> first differing token (None: same)
+    divergence: dict[str, int | None]  # other server -> first difference (None: same)
     failed: dict[str, str]  # server -> why its request failed
+    unit: dict[str, str] = field(default_factory=dict)  # other -> what divergence counts
+    # other server -> against the reference on this prompt, where the quality step measured it:
+    # mean KLD and the share of positions with the same top token
+    kld: dict[str, float] = field(default_factory=dict)
+    same_top1: dict[str, float] = field(default_factory=dict)
+
+
+def prompt_servers(results: RunResults) -> list[str]:
+    """The run's reachable servers, the reference first: the quality section's where it has
+    one (as the results view takes it), else the first."""
+    names = [s.name for s in results.servers if s.reachable]
+    ref = (results.extra.get("quality") or {}).get("reference")
+    return [ref] + [n for n in names if n != ref] if ref in names else names
 
 
 def prompt_rows(results: RunResults, texts: dict[str, str] | None = None) -> list[PromptRow]:
     """One row per prompt of the run, in the run's order: each server's decode tok/s and TTFT,
-    and where each other server's output first differs from the reference's (the first
-    repetition of each, as `compare_run_outputs` takes them)."""
+    where each other server's output first differs from the reference's (the first repetition
+    of each, as `compare_run_outputs` takes them) and, from the quality section where the run
+    has one, each other server's KLD and same-top-1 on the prompt."""
+    import msgspec
+
     from quanttui.core.quality.outputs import compare_run_outputs
+    from quanttui.core.quality.section import QualitySection
 
     texts = texts or {}
-    names = [s.name for s in results.servers if s.reachable]
+    names = prompt_servers(results)
+    q = results.extra.get("quality")
+    quality = msgspec.convert(q, QualitySection) if q is not None else None
+    klds: dict[str, dict[str, float]] = {}
+    top1s: dict[str, dict[str, float]] = {}
+    for pair in quality.pairs if quality is not None else []:
+        if pair.distribution is None or pair.reference != names[0]:
+            continue
+        for pp in pair.distribution.per_prompt:
+            if pp.n > 0 and pp.kld_mean is not None:
+                klds.setdefault(pair.other, {})[pp.prompt_id] = pp.kld_mean
+            if pp.n > 0 and pp.same_top1 is not None:
+                top1s.setdefault(pair.other, {})[pp.prompt_id] = pp.same_top1
     order: dict[str, str] = {}
     for r in results.measured():
         order.setdefault(r.prompt_id, r.category)
     decode = {n: results.per_prompt(n, "decode_tps_client") for n in names}
     ttft = {n: results.per_prompt(n, "ttft_ms") for n in names}
     divs: dict[str, dict[str, int | None]] = {}
+    units: dict[str, dict[str, str]] = {}
     if names:
         for other in names[1:]:
-            divs[other] = {c.prompt_id: c.first_divergence
-                           for c in compare_run_outputs(results, names[0], other)}
+            comps = compare_run_outputs(results, names[0], other)
+            divs[other] = {c.prompt_id: c.first_divergence for c in comps}
+            units[other] = {c.prompt_id: c.unit for c in comps}
     failed: dict[str, dict[str, str]] = {}
     for r in results.measured():
         if r.error is not None and r.error_kind != "cancelled":
@@ -430,5 +461,8 @@ def prompt_rows(results: RunResults, texts: dict[str, str] | None = None) -> lis
             {n: decode[n][pid] for n in names if pid in decode[n]},
             {n: ttft[n][pid] for n in names if pid in ttft[n]},
             {o: d[pid] for o, d in divs.items() if pid in d},
-            failed.get(pid, {})))
+            failed.get(pid, {}),
+            {o: u[pid] for o, u in units.items() if pid in u},
+            {o: k[pid] for o, k in klds.items() if pid in k},
+            {o: t[pid] for o, t in top1s.items() if pid in t}))
     return out
