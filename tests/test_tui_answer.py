@@ -172,7 +172,7 @@ async def test_quality_step_from_the_tui(pair: tuple[FakeLlamaServer, FakeLlamaS
     async with app.run_test(size=SIZE) as pilot:
         await run_suite(pilot, app)
         await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
-        original = app._draw_progress
+        original = app.quality_step.draw_progress
 
         def spy(force: bool = False) -> None:
             q = app.run_state.quality
@@ -180,7 +180,7 @@ async def test_quality_step_from_the_tui(pair: tuple[FakeLlamaServer, FakeLlamaS
                 steps.append(f"{q.stage} {q.done}/{q.total}")
             original(force)
 
-        app._draw_progress = spy  # type: ignore[method-assign]
+        app.quality_step.draw_progress = spy  # type: ignore[method-assign]
         await pilot.press("k")
         await until(pilot, lambda: app.run_state.quality is None, 120)
         # the history entry updated (a thread), then the results view redrawn
@@ -223,7 +223,7 @@ async def test_quality_step_stops_with_x(pair: tuple[FakeLlamaServer, FakeLlamaS
         await pilot.press("k")
         await until(pilot, lambda: (q := app.run_state.quality) is not None
                     and q.stage == "tasks" and q.done > 0, 60)
-        app._draw_progress(force=True)
+        app.quality_step.draw_progress(force=True)
         title = str(app.screen.query_one("#results-title").render())
         # the headless run's words: what the count counts
         assert "quality: tasks " in title and " answers (" in title and "× 2 servers)" in title
@@ -648,16 +648,17 @@ async def test_real_quality_step_from_the_tui(real_pair: tuple[ManagedServer, Ma
     """The quality step's teacher forcing against real llama-servers, started with one key:
     same-top-1 and KLD for the Q8_0 server against the Q4_K_M reference, in the results view."""
     from quanttui.core.suites.tasks import builtin_tasks
+    from quanttui.tui.quality_run import TuiQuality
 
     q4, q8 = real_pair
-    full = QuantTUI._quality_options
+    full = TuiQuality.options
 
-    def options(self: QuantTUI) -> Any:  # a short step: 48 positions, 8 task items
+    def options(self: TuiQuality) -> Any:  # a short step: 48 positions, 8 task items
         opts, skipped = full(self)
         return replace(opts, position_budget=48, positions_per_prompt=16,
                        task_items=tuple(builtin_tasks()[:8])), skipped
 
-    monkeypatch.setattr(QuantTUI, "_quality_options", options, raising=True)
+    monkeypatch.setattr(TuiQuality, "options", options, raising=True)
     cfg = suite_config(tmp_path, **{"generation.n_predict": 16})
     servers = ServerRegistry.from_config(cfg, [ServerSpec(q4.label, q4.url, pid=q4.pid),
                                                ServerSpec(q8.label, q8.url, pid=q8.pid)])

@@ -81,6 +81,7 @@ from quanttui.tui.messages import (
     StopServer,
     ToggleServer,
 )
+from quanttui.tui.quality_run import TuiQuality
 from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
 from quanttui.tui.screens.compare import CompareScreen
 from quanttui.tui.screens.history import HistoryScreen
@@ -89,11 +90,10 @@ from quanttui.tui.screens.notices import NoticesScreen
 from quanttui.tui.screens.prompts import PromptsScreen
 from quanttui.tui.screens.results import ResultsScreen
 from quanttui.tui.screens.servers import ServersScreen
-from quanttui.tui.state import SUITES, Level, QualityProgress, RunOptions, RunState, build_plan
+from quanttui.tui.state import SUITES, Level, RunOptions, RunState, build_plan
 from quanttui.tui.themes import DEFAULT_THEME, THEME_256, load_themes
 
 if TYPE_CHECKING:
-    from quanttui.core.quality.step import QualityOptions
     from quanttui.core.run.plan import RunPlan
 
 REPETITION_CHOICES = (1, 3, 5, 10)
@@ -185,8 +185,6 @@ class QuantTUI(App[None]):
         self._starting = False  # a run asked for: waiting for servers still being asked
         self._plan: RunPlan | None = None  # the last run's plan (its prompts, for quality)
         self._typed_run = False
-        self._quality_stop: asyncio.Event | None = None
-        self._quality_drawn = 0.0
         # runs in the history and their ids (the last one stored, and the results view's):
         # a quality step run on one later updates its entry
         self._stored: list[tuple[RunResults, int]] = []
@@ -196,6 +194,7 @@ class QuantTUI(App[None]):
         self._budget_at: tuple[float, float] | None = None  # (monotonic, process CPU)
         self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
         self.ladder = TuiLadder(self)  # a ladder started from the model pane
+        self.quality_step = TuiQuality(self)  # the quality step on the run shown
         self._slow_text = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -227,7 +226,7 @@ class QuantTUI(App[None]):
 
             self._unsubscribe = self.poller.subscribe(hand_over)
             self._update_targets()
-            self._poll_pace()
+            self.poll_pace()
             self.poller.start()
         if self.probe_on_start:
             self._first_probe = set(self.registry.entries)
@@ -348,7 +347,7 @@ class QuantTUI(App[None]):
             self.notify(text, title=title, severity=severity,  # type: ignore[arg-type]
                         timeout=TOAST_S, markup=False)
 
-    def _poll_pace(self) -> None:
+    def poll_pace(self) -> None:
         """Samples every RUN_POLL_S while something is measured (or as the config says),
         every IDLE_POLL_S in between."""
         if self.poller is not None:
@@ -561,7 +560,7 @@ class QuantTUI(App[None]):
         self.session = session
         self.run_state.running = self.registry.frozen = self.running
         self.compare.set_class(session is not None, "-streaming")
-        self._poll_pace()
+        self.poll_pace()
 
     def on_start_run(self, message: StartRun) -> None:
         self.start_run(message.typed)
@@ -771,7 +770,7 @@ class QuantTUI(App[None]):
         self._stored = [(r, i) for r, i in self._stored
                         if shown is not None and r is shown.results] + [(results, run_id)]
 
-    async def _update_history(self, results: RunResults) -> None:
+    async def update_history(self, results: RunResults) -> None:
         """A run stored in the history, measured further (the quality step): its entry gets
         the new figures, so `quanttui history` and `compare` see them."""
         run_id = next((i for r, i in self._stored if r is results), None)
@@ -877,118 +876,8 @@ class QuantTUI(App[None]):
     # ------------------------------------------------------------------ quality
 
     def action_quality(self) -> None:
-        """The quality step on the servers of the run shown: distributions (same-top-1, KLD,
-        Δp, teacher-forced on the reference's outputs) and task accuracy per category."""
-        if self.running:
-            self.say("warning", "", "A run is on: quality once it has finished.", toast=True)
-            return
-        if self.run_state.quality is not None:
-            self.say("warning", "", "The quality step is on: x stops it.", toast=True)
-            return
-        shown = self.run_state.results_run()
-        results = shown.results if shown is not None else None
-        if results is None or not results.measured():
-            self.say("warning", "", "Quality compares the servers of a run: r runs the suite "
-                     "first.", toast=True)
-            return
-        names = [s.name for s in results.servers if s.reachable]
-        missing = [n for n in names if self.registry.entries.get(n) is None
-                   or self.registry.entries[n].health == "down"]
-        if len(names) < 2 or missing:
-            why = (f"{', '.join(missing)} no longer answers" if missing
-                   else "it needs two servers")
-            self.say("warning", "", f"No quality step: {why}.", toast=True)
-            return
-        try:
-            options, skipped = self._quality_options()
-        except ValueError as e:
-            self.say("error", "quality", str(e), toast=True)
-            return
-        if skipped:
-            self.say("warning", "quality", skipped)
-        specs = [self.registry.entries[n].spec for n in names]
-        plan = self._plan or build_plan(self.config, self.run_state.options)
-        self._quality_stop = asyncio.Event()
-        self.run_state.quality = QualityProgress()
-        self.registry.frozen = True
-        self._poll_pace()
-        self._draw_progress(force=True)
-        self.refresh_bindings()
-        self.run_worker(self._quality(results, specs, plan, options), name="quality",
-                        group="quality", exclusive=True, exit_on_error=False)
-
-    def _quality_options(self) -> tuple[QualityOptions, str | None]:
-        """Distributions and tasks; the tasks of the config's [quality] (else the built-in
-        set), without those that run model-written code (only the command line allows
-        that)."""
-        from quanttui.core.quality.step import QualityOptions
-        from quanttui.core.suites.task_sets import TaskSetError, load_task_sets
-
-        plan = self._plan or build_plan(self.config, self.run_state.options)
-        qc = self.config.quality
-        items = None
-        skipped = None
-        if qc.tasks:
-            try:
-                loaded = load_task_sets(qc.tasks, qc.tasks_limit)
-            except TaskSetError as e:
-                raise ValueError(str(e)) from None
-            items = tuple(i for i in loaded if i.kind != "program")
-            if len(items) < len(loaded):
-                skipped = (f"{len(loaded) - len(items)} task item(s) run model-written code "
-                           "(HumanEval): left out here; `quanttui run --headless --quality "
-                           "--allow-code-execution` scores them")
-            if not items:
-                items = None
-        return QualityOptions(distribution=True, tasks=True, run_params=plan.params,
-                              timeouts=plan.timeouts, task_items=items), skipped
-
-    async def _quality(self, results: RunResults, specs: list[Any], plan: RunPlan,
-                       options: QualityOptions) -> None:
-        from quanttui.core.quality.step import QualityProgress as Step
-        from quanttui.core.quality.step import compare_quality, quality_dict
-
-        def progress(p: Step) -> None:
-            q = self.run_state.quality
-            if q is not None:
-                q.stage, q.done, q.total, q.servers = p.stage, p.done, p.total, p.servers
-                self._draw_progress()
-
-        t0 = time.monotonic()
-        try:
-            report = await compare_quality(results, specs, plan.prompts, options=options,
-                                           on_progress=progress, stop=self._quality_stop)
-        except Exception as e:  # a server gone, a bug: say it, keep the app
-            self.say("error", "quality step failed", f"{type(e).__name__}: {e}")
-        else:
-            results.extra["quality"] = quality_dict(report)
-            how = "stopped early" if report.interrupted else "done"
-            self.say("info", "quality", f"quality step {how} in {time.monotonic() - t0:.0f} s;"
-                     " its figures are in the results (v) and the snapshot (ctrl+s)")
-        finally:
-            self.run_state.quality = None
-            self._quality_stop = None
-            self.registry.frozen = False
-            self._poll_pace()
-            self._draw_progress(force=True)
-            self.refresh_bindings()
-        if "quality" in results.extra:
-            await self._update_history(results)
-            if isinstance(self.screen, ResultsScreen):
-                self.screen.post_message(ResultsChanged())
-            elif self.screen is self.compare:
-                self.action_results()
-
-    def _draw_progress(self, force: bool = False) -> None:
-        """The quality step's progress on the status lines, at most twice a second."""
-        now = time.monotonic()
-        if not force and now - self._quality_drawn < 0.5:
-            return
-        self._quality_drawn = now
-        with contextlib.suppress(NoMatches):
-            self.compare.draw_status()
-            if isinstance(self.screen, ResultsScreen):
-                self.screen.draw_title()
+        """The quality step on the servers of the run shown (tui.quality_run)."""
+        self.quality_step.start()
 
     # ------------------------------------------------------------------ actions
 
@@ -1018,10 +907,7 @@ class QuantTUI(App[None]):
                      toast=True)
         elif self._starting:
             self._starting = False
-        elif self._quality_stop is not None and self.run_state.quality is not None:
-            self._quality_stop.set()
-            self.run_state.quality.stopping = True
-            self._draw_progress(force=True)
+        elif self.quality_step.stop():
             self.say("info", "stopping", "The quality step ends after the requests in flight; "
                      "what finished is kept.", toast=True)
 
@@ -1108,6 +994,11 @@ class QuantTUI(App[None]):
     @property
     def leaving(self) -> bool:
         return self._leaving
+
+    @property
+    def last_plan(self) -> RunPlan | None:
+        """The plan of the run shown (its prompts: the quality step forces them)."""
+        return self._plan
 
     async def keep(self, results: RunResults) -> None:
         """Into the history as a run is stored (tui.ladder_run stores its ladder so)."""
