@@ -23,6 +23,7 @@ from textual.widgets import DataTable
 
 from quanttui.config import load_config
 from quanttui.core.hardware import NA, HostSample, HwSample, ModelPages, ProcessSample
+from quanttui.core.llama.client import Timeouts
 from quanttui.core.llama.result import CompletionResult
 from quanttui.core.models.servers import ManagedServer
 from quanttui.core.run.metrics import request_metrics
@@ -374,6 +375,9 @@ async def test_a_url_that_answers_nothing_never_blocks_a_run(
         pair: tuple[FakeLlamaServer, FakeLlamaServer], silent_url: str, tmp_path: Path) -> None:
     a, b = pair
     app = app_for(config(tmp_path), ("A", a.url), ("B", b.url), ("hung", silent_url))
+    # "hung" is still being asked while the run goes and when its column is read: a probe
+    # that gave up first (5 s; a loaded machine takes that for the run) would deselect it.
+    app.registry.probe_timeouts = Timeouts(connect=2.0, read=300.0, total=600.0)
     async with app.run_test(size=SIZE) as pilot:
         t0 = time.monotonic()
         await pilot.press("r")  # at once: "hung" is still being asked
@@ -387,7 +391,8 @@ async def test_a_url_that_answers_nothing_never_blocks_a_run(
         assert any(s.startswith("left out of the run: hung: no answer") for s in said(app))
         assert "not in this run" in app.compare.columns["hung"].output.text
         assert "waiting for" not in app.compare.columns["hung"].output.text
-        # typed in: listed, never selected
+        # typed in: listed, never selected (its probe gives up as a user's would)
+        app.registry.probe_timeouts = PROBE_TIMEOUTS
         name = silent_url.removeprefix("http://").replace("127.0.0.1", "localhost")
         await pilot.press("s")
         await pilot.press("a")

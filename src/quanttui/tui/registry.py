@@ -71,6 +71,7 @@ class ServerRegistry:
                                                 else self.entries) if n in self.entries]
         self.launcher = launcher or Launcher()
         self.frozen = False
+        self.probe_timeouts = PROBE_TIMEOUTS
 
     @classmethod
     def from_config(cls, cfg: Config, servers: Sequence[ServerSpec] | None = None, *,
@@ -186,12 +187,13 @@ class ServerRegistry:
         """The entries not being probed now."""
         return [e for e in self.entries.values() if e.health != "checking"]
 
-    async def probe(self, entry: ServerEntry, timeouts: Timeouts = PROBE_TIMEOUTS) -> None:
+    async def probe(self, entry: ServerEntry, timeouts: Timeouts | None = None) -> None:
         """Ask the server for its health, /props and /v1/models and note the answers in its
         entry; never raises a ServerError."""
         entry.health = "checking"
         spec = entry.spec
-        client = LlamaClient(spec.url, name=spec.name, api_key=spec.api_key, timeouts=timeouts)
+        client = LlamaClient(spec.url, name=spec.name, api_key=spec.api_key,
+                             timeouts=timeouts or self.probe_timeouts)
         try:
             await client.health()
             props = await client.props()
