@@ -80,7 +80,7 @@ async def test_a_ladder_from_the_model_pane_runs_to_its_verdict_and_is_stored(
 
         def progress_shown() -> bool:
             seen.append(status(app))
-            return "ladder " in seen[-1] and "[pass " in seen[-1]
+            return "ladder" in seen[-1] and "[pass " in seen[-1] and " left" in seen[-1]
         await until(pilot, progress_shown, 60)
         assert "x stops" in seen[-1]
         await until(pilot, lambda: isinstance(app.screen, ResultsScreen)

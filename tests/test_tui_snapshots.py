@@ -360,3 +360,24 @@ async def show_history(pilot: Pilot[Any]) -> None:
 def test_history_screen(snap_compare: Any, size: tuple[int, int]) -> None:
     """Every stored run with its kind, status, quality and verdict; one marked for compare."""
     assert snap_compare(compare_app(), terminal_size=size, run_before=show_history)
+
+
+async def show_ladder_progress(pilot: Pilot[Any]) -> None:
+    """A ladder from the model pane under way: its step, share done and time left on the status
+    line, in core.ladder.progress's words (tui.ladder_run puts them there)."""
+    from quanttui.core.ladder.progress import LadderProgress, step_text, time_left
+    from quanttui.tui.state import LadderStatus
+
+    app = pilot.app
+    assert isinstance(app, QuantTUI)
+    p = LadderProgress(pass_no=2, passes=4, who="Q8_0 and IQ4_NL", stage="requests", done=7,
+                       total=12, elapsed_s=190.0, eta_s=260.0)
+    app.run_state.ladder = LadderStatus(step_text(p), time_left(p.eta_s), p.fraction)
+    app.compare.draw_status()
+    await settle(pilot)
+    app.clear_notifications()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_ladder_progress(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(compare_app(), terminal_size=size, run_before=show_ladder_progress)

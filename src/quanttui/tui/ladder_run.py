@@ -63,7 +63,7 @@ class TuiLadder:
 
     async def run(self, paths: list[Path]) -> None:
         from quanttui.core.ladder.lineup import LadderError, collect_models, lineup
-        from quanttui.core.ladder.progress import progress_text
+        from quanttui.core.ladder.progress import step_text, time_left
         from quanttui.core.ladder.runner import LadderOptions, run_ladder
         from quanttui.core.ladder.section import ladder_section, merged_results
         from quanttui.core.ladder.verdict import Constraints
@@ -92,8 +92,8 @@ class TuiLadder:
                 f"{', '.join(lu.names)} (x stops; what is measured is kept)")
 
         def progress(p: LadderProgress) -> None:
-            status.text = progress_text(p)
-            status.fraction = p.fraction or 0.0
+            status.step, status.left, status.fraction = step_text(p), time_left(p.eta_s), \
+                p.fraction
             app.compare.draw_status()
 
         ticker = asyncio.ensure_future(self._tick(app.compare.draw_status))

@@ -93,8 +93,9 @@ class QualityProgress:
 class LadderStatus:
     """A ladder started from the model pane, as it goes (core.ladder.progress's words)."""
 
-    text: str = "starting the reference's server …"
-    fraction: float = 0.0
+    step: str = "starting the reference's server …"
+    left: str = ""  # the whole ladder's time left, once measured
+    fraction: float | None = None  # the share done, once measured
     stopping: bool = False
 
 

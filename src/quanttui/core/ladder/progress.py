@@ -200,9 +200,13 @@ def time_left(seconds: float | None) -> str:
     return f"about {minutes // 60} h {minutes % 60:02d} min left"
 
 
+def step_text(p: LadderProgress) -> str:
+    """The step under way: "[pass 2/4] Q2_K: task items 12/39"."""
+    count = f"{p.done}/{p.total}" if p.total is not None else f"{p.done}"
+    return f"[pass {p.pass_no}/{p.passes}] {p.who}: {p.stage} {count}"
+
+
 def progress_text(p: LadderProgress) -> str:
     """One line: "[pass 2/4] Q2_K: task items 12/39 · ladder 45% · about 6 min left"."""
-    count = f"{p.done}/{p.total}" if p.total is not None else f"{p.done}"
     share = "" if p.fraction is None else f" · ladder {p.fraction:.0%}"
-    return (f"[pass {p.pass_no}/{p.passes}] {p.who}: {p.stage} {count}{share}"
-            f" · {time_left(p.eta_s)}")
+    return f"{step_text(p)}{share} · {time_left(p.eta_s)}"

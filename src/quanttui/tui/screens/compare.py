@@ -271,10 +271,13 @@ class CompareScreen(Screen[None]):
         q = state.quality
         ladder = state.ladder
         if ladder is not None:
-            filled, empty = bar(ladder.fraction, 10)
+            # the share and the time left first: at 80 columns the step is what gets cut
+            filled, empty = bar(ladder.fraction or 0.0, 10)
+            share = "" if ladder.fraction is None else f" {ladder.fraction:.0%}"
+            when = f" {ladder.left}" if ladder.left else ""
             what = "stopping …" if ladder.stopping else "x stops"
-            left = (f"[$accent]◆[/] ladder: {fmt.escape(ladder.text)} "
-                    f"[$accent]{filled}[/][$text-muted]{empty}[/] · {what}")
+            left = (f"[$accent]◆[/] ladder{share} [$accent]{filled}[/][$text-muted]{empty}[/]"
+                    f"{when} · {what} · {fmt.escape(ladder.step)}")
         elif q is not None:
             frac = q.done / q.total if q.total else 0.0
             filled, empty = bar(frac, 10)
