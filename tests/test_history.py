@@ -176,6 +176,11 @@ def test_damaged_run_in_the_history_says_so(tmp_path: Path) -> None:
     p = run_cli(["snapshot", "--run-id", "1", "--format", "json", "-o", str(tmp_path)],
                 tmp_path)
     assert p.returncode == 0 and (tmp_path / "run-1.json").exists(), p.stderr
+    # -o naming a file: that file, the other formats beside it (not a folder of that name)
+    p = run_cli(["snapshot", "--run-id", "1", "--format", "json,md", "-o",
+                 str(tmp_path / "mine.json")], tmp_path)
+    assert p.returncode == 0 and (tmp_path / "mine.json").is_file(), p.stderr
+    assert (tmp_path / "mine.md").is_file()
 
 
 def test_a_run_measured_further_is_updated_in_place(tmp_path: Path) -> None:

@@ -640,10 +640,14 @@ def snapshot(ctx: click.Context, /, from_file: Path | None, run_id: int | None, 
     except (RunFileError, HistoryError) as e:
         _fail(str(e))
     out = kw.get("output")
-    # where runs are exported (run.export_dir), as `run --headless` writes them; full paths
-    # said, so they can be found from wherever the command ran
-    out_dir = out if out is not None else Path(
-        _load(ctx.obj["config"], kw["sets"], _flags(kw)).run.export_dir)
+    # -o names the results JSON (the other formats beside it, as a run writes them), or a
+    # folder; else where runs are exported (run.export_dir). Full paths said, so they can be
+    # found from wherever the command ran.
+    if out is not None and out.suffix and not out.is_dir():
+        out_dir, stem = out.parent, out.stem
+    else:
+        out_dir = out if out is not None else Path(
+            _load(ctx.obj["config"], kw["sets"], _flags(kw)).run.export_dir)
     svg = _svg_renderer((cols, rows)) if "svg" in formats else None
     try:
         paths = write_snapshot(results, out_dir, stem, formats, svg=svg)
