@@ -78,7 +78,9 @@ async def test_results_view_shows_after_a_suite_run(
                   ("gemma3-270m-Q4_K_M", b.url))
     async with app.run_test(size=SIZE) as pilot:
         await run_suite(pilot, app)
-        await until(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        # the view builds its model once it is drawn: wait for that, not only for the screen
+        await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
+                    and app.screen.model is not None)
         screen = app.screen
         assert isinstance(screen, ResultsScreen) and screen.model is not None
         model = screen.model
