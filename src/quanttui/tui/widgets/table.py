@@ -8,6 +8,7 @@ than the screen makes the table as wide as it needs, and the view around it scro
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 from rich.cells import cell_len
@@ -71,10 +72,11 @@ def table_lines(table: Table, width: int) -> tuple[list[str], int]:
             lines.append("")
         lines.append(line(titles, cols, head=True))
         lines += [line(r, cols) for r in table.rows]
-    if table.note:
-        lines.append(f"[$text-muted]{fmt.escape(table.note)}[/]")
+    # the note wraps at the width there is (one long line was cut at the screen's edge)
+    notes = textwrap.wrap(table.note, max(width, 20)) if table.note else []
+    lines += [f"[$text-muted]{fmt.escape(n)}[/]" for n in notes]
     total = max(span(cols, w) for cols in parts)
-    return lines, max(total, cell_len(table.title), cell_len(table.note))
+    return lines, max(total, cell_len(table.title), *(cell_len(n) for n in notes))
 
 
 def table_tips(table: Table) -> str | None:
