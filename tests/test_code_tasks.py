@@ -322,3 +322,17 @@ def test_cli_refuses_humaneval_without_allow_code_execution(tmp_path: Path) -> N
     bad = write(tmp_path / "bad.jsonl", [{"question": "q"}])
     p = run_cli([*base, "--tasks", str(bad)], tmp_path)
     assert p.returncode == 2 and f"{bad}:1: missing \"answer\"" in p.stderr
+
+
+def test_tasks_limit_without_tasks_limits_the_builtin_set() -> None:
+    """--tasks-limit N with no --tasks named: the set scored then (the built-in one) is cut to
+    N items too (a ladder with --tasks-limit 1 ran all 39)."""
+    from quanttui.cli import _quality_options
+    from quanttui.config import load_config
+
+    cfg = load_config(None, {})
+    limited = _quality_options({"quality": True, "tasks_limit": 3}, None, cfg)
+    assert limited is not None and limited.task_items is not None
+    assert len(limited.task_items) == 3
+    whole = _quality_options({"quality": True}, None, cfg)
+    assert whole is not None and (whole.task_items is None or len(whole.task_items) > 3)

@@ -262,6 +262,8 @@ def _task_sets(kw: dict[str, Any], cfg: Any, items: tuple[Any, ...] | None
 
     qc = getattr(cfg, "quality", None)
     specs = list(kw.get("tasks") or ()) or ([] if kw.get("mmlu") or qc is None else qc.tasks)
+    if not specs and kw.get("tasks_limit") and not kw.get("mmlu"):
+        specs = ["builtin"]  # the set scored when none is named: the limit applies to it too
     if not specs:
         return items, None
     limit = kw.get("tasks_limit") or (qc.tasks_limit if qc is not None else None)
