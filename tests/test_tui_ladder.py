@@ -130,3 +130,19 @@ async def test_a_ladder_is_refused_while_a_run_is_on_and_files_that_are_not_one_
                                       tmp_path / "gguf" / "tiny-Q2_K.gguf"]))
         await until(pilot, lambda: any("x stops it, then L" in x for x in said(app)))
         assert app.run_state.ladder is None
+
+
+async def test_q_during_a_ladder_stores_what_it_measured(tmp_path: Path) -> None:
+    """Leaving mid-ladder (q, as a hang-up or SIGTERM leave): the ladder stops after the
+    requests in flight and what it measured goes into the history; no server is left."""
+    app = ladder_app(tmp_path, **{"generation.n_predict": 64})
+    async with app.run_test(size=(120, 36)) as pilot:
+        await mark_all_and_ladder(pilot, app)
+        await until(pilot, lambda: "[pass 2/" in status(app), 120)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 60)
+    assert not app.registry.launcher.fakes  # type: ignore[attr-defined]
+    rows = Store().list()
+    assert len(rows) == 1
+    doc = Store().get(rows[0].id)
+    assert doc["interrupted"] and doc["ladder"]["rows"]

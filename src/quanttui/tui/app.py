@@ -284,8 +284,12 @@ class QuantTUI(App[None]):
     async def _leave(self) -> None:
         """Every way out: a run that is on stops, its in-flight requests are recorded as
         cancelled and what finished goes into the history (LEAVE_WAIT_S at most for the run to
-        end; then the run is stored as it stands); then the app ends."""
+        end; then the run is stored as it stands); a ladder stops and is stored as it stands
+        if it ends within LEAVE_WAIT_S; then the app ends."""
         self._starting = False
+        if self.ladder.stop():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.ladder.ended.wait(), LEAVE_WAIT_S)
         session = self.session
         if session is not None:
             session.stop()

@@ -27,6 +27,8 @@ class TuiLadder:
     def __init__(self, app: QuantTUI) -> None:
         self.app = app
         self.stop_event: asyncio.Event | None = None
+        self.ended = asyncio.Event()  # set when a ladder has ended (stored and shown, or not)
+        self.ended.set()
         # None: as `quanttui ladder` by default (tests turn quality off). Imported when a
         # ladder starts: the ladder's modules stay out of the app's first frame.
         self.quality: QualityOptions | None = None
@@ -62,6 +64,13 @@ class TuiLadder:
         return None
 
     async def run(self, paths: list[Path]) -> None:
+        self.ended.clear()
+        try:
+            await self._run(paths)
+        finally:
+            self.ended.set()
+
+    async def _run(self, paths: list[Path]) -> None:
         from quanttui.core.ladder.lineup import LadderError, collect_models, lineup
         from quanttui.core.ladder.progress import step_text, time_left
         from quanttui.core.ladder.runner import LadderOptions, run_ladder
