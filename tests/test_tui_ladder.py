@@ -83,6 +83,16 @@ async def test_a_ladder_from_the_model_pane_runs_to_its_verdict_and_is_stored(
             return "ladder" in seen[-1] and "[pass " in seen[-1] and " left" in seen[-1]
         await until(pilot, progress_shown, 60)
         assert "x stops" in seen[-1]
+        # each pass streams on the compare screen as a run does: the pass's two servers as
+        # columns, their outputs arriving
+        def streaming() -> bool:
+            live = app.run_state.live
+            return (live is not None and set(app.compare.columns) == set(live.servers)
+                    and all(s.last_ok is not None for s in live.by_server.values())
+                    and all(" fox" in c.output.text or " jumps" in c.output.text
+                            for c in app.compare.columns.values()))
+        await until(pilot, streaming, 60)  # the fakes' words, in both columns
+        assert set(app.compare.columns) <= {q for q, _, _ in QUANTS}
         await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
                     and app.screen.model is not None, 120)
         screen = app.screen

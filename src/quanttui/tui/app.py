@@ -999,6 +999,21 @@ class QuantTUI(App[None]):
     def leaving(self) -> bool:
         return self._leaving
 
+    def show_live(self, live: LiveRun | None) -> None:
+        """A run measured elsewhere (a ladder's pass) shown on the compare screen as it streams;
+        None: it has ended, the screen stops drawing it."""
+        if live is None:
+            self._flush_timer.pause()
+            self._tick()
+            return
+        self.registry.adopt(live.results.servers)  # the pass's servers are its columns
+        self._selection_changed()
+        self.run_state.live = live
+        self._drawn_version = -1
+        self.compare.reset_columns()
+        self.compare.draw_servers()
+        self._flush_timer.resume()
+
     @property
     def last_plan(self) -> RunPlan | None:
         """The plan of the run shown (its prompts: the quality step forces them)."""

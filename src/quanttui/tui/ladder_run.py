@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from quanttui.core.ladder.progress import LadderProgress
     from quanttui.core.ladder.verdict import Constraints
     from quanttui.core.quality.step import QualityOptions
+    from quanttui.core.run.events import Event
     from quanttui.core.run.records import RunResults
+    from quanttui.core.run.session import Session
     from quanttui.tui.app import QuantTUI
 
 
@@ -112,7 +114,7 @@ class TuiLadder:
             run = await run_ladder(lu, options, app.registry.launcher,
                                    say=lambda line: app.say("info", "ladder", line), stop=stop,
                                    poll_interval=app.config.hardware.poll_interval,
-                                   progress=progress)
+                                   progress=progress, watch=self._watch)
         except ServerStartError as e:
             app.say("error", "ladder", str(e))
             return
@@ -121,6 +123,7 @@ class TuiLadder:
             return
         finally:
             ticker.cancel()
+            app.show_live(None)
             self.stop_event = None
             app.run_state.ladder = None
             app.refresh_bindings()
@@ -134,6 +137,14 @@ class TuiLadder:
         if stop.is_set():
             results.interrupted = True
         await self._show(results)
+
+    def _watch(self, session: Session) -> Callable[[Event], None]:
+        """Each pass streams on the compare screen, as a run does."""
+        from quanttui.tui.live import LiveRun
+
+        live = LiveRun(session.results)
+        self.app.show_live(live)
+        return live.on_event
 
     async def _tick(self, draw: Callable[[], None]) -> None:
         """The time left counts down between progress reports (a server loading sends none)."""

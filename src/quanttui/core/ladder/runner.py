@@ -128,15 +128,20 @@ class LadderRun:
 
 
 Say = Callable[[str], object]
+# Given each pass's session before it runs: a face that shows the pass live returns where its
+# events should also go (None: not shown)
+Watch = Callable[[Session], Callable[[Event], None] | None]
 
 
 async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher, *,
                      say: Say = lambda _: None, stop: asyncio.Event | None = None,
                      poll_interval: float = 1.0,
-                     progress: Callable[[LadderProgress], object] | None = None) -> LadderRun:
+                     progress: Callable[[LadderProgress], object] | None = None,
+                     watch: Watch | None = None) -> LadderRun:
     """Measure every quant of `lineup`; servers are started through `launcher` and stopped
     before this returns. `progress` gets the step under way and the whole ladder's estimate
-    (core.ladder.progress) at every request, position and task item. A candidate whose server
+    (core.ladder.progress) at every request, position and task item; `watch` each pass's
+    session, to show it as it streams. A candidate whose server
     won't start is left out with a note (in `not_started`); raises ServerStartError when the
     reference's won't (after stopping the others)."""
     import psutil
@@ -223,7 +228,8 @@ async def run_ladder(lineup: Lineup, options: LadderOptions, launcher: Launcher,
             if ref_launch is not None:
                 up[ref_launch.name] = ref_launch
             try:
-                await _pass(run, i, names, up, plan, say, stop, poll_interval, fill_ctx)
+                await _pass(run, i, names, up, plan, say, stop, poll_interval, fill_ctx,
+                            watch)
             finally:
                 for la in launches:
                     launcher.stop(la.name)
@@ -291,7 +297,7 @@ async def _fill(run: LadderRun, name: str, url: str, ctx: int, plan: RunPlan,
 
 async def _pass(run: LadderRun, pass_no: int, names: list[str], up: dict[str, Launch],
                 plan: RunPlan, say: Say, stop: asyncio.Event, poll_interval: float,
-                fill_ctx: dict[str, int] | None = None) -> None:
+                fill_ctx: dict[str, int] | None = None, watch: Watch | None = None) -> None:
     specs = [ServerSpec.launched(up[n].server) for n in names]
     poller = HardwarePoller([ProcessTarget(s.name, url=s.url, pid=s.pid) for s in specs],
                             interval_s=poll_interval)
@@ -302,14 +308,21 @@ async def _pass(run: LadderRun, pass_no: int, names: list[str], up: dict[str, La
             tracker.begin("cache fill", pass_no, n, fill_depth(fill_ctx[n], run.options))
             run.depth[n] = await _fill(run, n, up[n].url, fill_ctx[n], plan, say)
 
+    shown: Callable[[Event], None] | None = None
+
     def on_event(ev: Event) -> None:
         if isinstance(ev, RunStarted):
             tracker.advance(done=0, total=ev.total_requests)
         elif isinstance(ev, Progress):
             tracker.advance(done=ev.done, total=ev.total)
+        if shown is not None:
+            with contextlib.suppress(Exception):  # a face's bug never breaks a measurement
+                shown(ev)
 
     tracker.begin("requests", pass_no, " and ".join(names))
     session = Session(specs, plan, emit=on_event)
+    if watch is not None:
+        shown = watch(session)
     waiter = asyncio.ensure_future(stop.wait())
     task = asyncio.ensure_future(session.run())
     t0 = time.monotonic()
