@@ -164,7 +164,14 @@ def test_kill_9_while_streaming(real_pair: tuple[ManagedServer, ManagedServer],
     assert code == EXIT_FAILED
     assert kinds(data, "A") == [None] * 4  # the other server finished its run
     b = kinds(data, "B")
-    assert b[0] == "ended-early" and b[1:] == ["unreachable", "unreachable", "skipped"], b
+    # The next requests find it gone: refused ("unreachable"), or, on a loaded machine, let in
+    # by the dying process's listening socket and then reset before any headers
+    # ("ended-early"); three failures in a row and the rest is skipped.
+    errors = [r["error"] for r in data["records"] if r["server"] == "B"]
+    assert b[0] == "ended-early" and b[3] == "skipped", (b, errors)
+    assert all(k == "unreachable" or (k == "ended-early" and "before the response headers"
+                                      in e) for k, e in zip(b[1:3], errors[1:3], strict=True)), (
+        b, errors)
     cut = next(r for r in data["records"] if r["server"] == "B")
     assert cut["n_events"] >= 1 and cut["text"]  # what streamed before the kill is kept
     assert "8/8 requests" in err
