@@ -377,7 +377,7 @@ class QuantTUI(App[None]):
         left out of every run)."""
         async def probe() -> None:
             try:
-                await self.registry.probe(entry)
+                await self.registry.probe(entry, answered=self.compare.draw_status)
             finally:
                 self._probed.set()
             first = entry.name in self._first_probe

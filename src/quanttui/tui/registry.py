@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -187,9 +187,12 @@ class ServerRegistry:
         """The entries not being probed now."""
         return [e for e in self.entries.values() if e.health != "checking"]
 
-    async def probe(self, entry: ServerEntry, timeouts: Timeouts | None = None) -> None:
+    async def probe(self, entry: ServerEntry, timeouts: Timeouts | None = None,
+                    answered: Callable[[], None] | None = None) -> None:
         """Ask the server for its health, /props and /v1/models and note the answers in its
-        entry; never raises a ServerError."""
+        entry; never raises a ServerError. `answered`: called once its health is known, before
+        its model file is read for what it was requantized from (the first read imports numpy:
+        ~0.4 s the screen need not wait for)."""
         entry.health = "checking"
         spec = entry.spec
         client = LlamaClient(spec.url, name=spec.name, api_key=spec.api_key,
@@ -204,10 +207,12 @@ class ServerRegistry:
             entry.health, entry.error = "down", e.detail
         else:
             entry.info.update_from(props, models)
+            entry.health, entry.error = "ok", None
+            if answered is not None:
+                answered()
             if entry.info.model_path:  # a file on this machine says what it was made from
                 entry.info.requantized_from = await asyncio.to_thread(
                     requantized_source, entry.info.model_path)
-            entry.health, entry.error = "ok", None
         finally:
             await client.aclose()
             entry.checked_at = time.time()
