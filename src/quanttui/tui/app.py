@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,7 +58,6 @@ from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
-from quanttui.tui.export import preserve_spaces
 from quanttui.tui.labels import short_labels
 from quanttui.tui.ladder_run import TuiLadder
 from quanttui.tui.live import LiveRun
@@ -83,6 +81,7 @@ from quanttui.tui.messages import (
 )
 from quanttui.tui.quality_run import TuiQuality
 from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
+from quanttui.tui.saving import TuiSave
 from quanttui.tui.screens.compare import CompareScreen
 from quanttui.tui.screens.history import HistoryScreen
 from quanttui.tui.screens.models import ModelsScreen
@@ -195,6 +194,7 @@ class QuantTUI(App[None]):
         self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
         self.ladder = TuiLadder(self)  # a ladder started from the model pane
         self.quality_step = TuiQuality(self)  # the quality step on the run shown
+        self.saving = TuiSave(self)  # ctrl+s
         self._slow_text = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -1119,90 +1119,11 @@ class QuantTUI(App[None]):
         self.compare.draw_status()
 
     def action_snapshot(self) -> None:
-        """The screen as SVG (the results view whole, however far it scrolls) and the results
-        so far as JSON, side by side in the export dir (as the headless run and `quanttui
-        snapshot` write them)."""
-        from quanttui.config import config_to_dict
-        from quanttui.core.reports.snapshot import write_snapshot
-
-        out = self.export_dir()
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base, i = f"quanttui-{stamp}", 1
-        while (out / f"{base}.svg").exists() or (out / f"{base}.json").exists():
-            i += 1
-            base = f"quanttui-{stamp}-{i}"
-        # the run on the screen saved: the results view's (and prompt list's) is not always
-        # the last one (a typed prompt since)
-        shown = (self.run_state.results_run()
-                 if isinstance(self.screen, (ResultsScreen, PromptsScreen)) else None)
-        results = (shown.results if shown is not None
-                   else self.session.results if self.session is not None
-                   else self.results or self._no_results())
-        results.extra.setdefault("config", config_to_dict(self.config))
-        view = self.screen
-        if (isinstance(view, ResultsScreen) and not self.running
-                and view.whole_height() > self.size.height):
-            # the results view scrolls: all of it, drawn off screen at its full height
-            self._snapshot_whole(results, out, base, (self.size.width, view.whole_height()))
-            return
-        screen = preserve_spaces(self.export_screenshot())
-        try:
-            files = write_snapshot(results, out, base, ("svg", "json"), svg=lambda _: screen)
-        except OSError as e:
-            self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
-            return
-        self._snapshot_saved(files)
-
-    def _snapshot_whole(self, results: RunResults, out: Path, base: str,
-                        size: tuple[int, int]) -> None:
-        """The results view at `size` (taller than the terminal), rendered and written in a
-        worker so the screen stays live meanwhile."""
-        from quanttui.core.reports.snapshot import write_snapshot
-        from quanttui.tui.export import render_svg
-
-        async def work() -> None:
-            try:
-                svg = await asyncio.to_thread(render_svg, results, size, self.config)
-                files = await asyncio.to_thread(write_snapshot, results, out, base,
-                                                ("svg", "json"), lambda _: svg)
-            except OSError as e:
-                self.say("error", "snapshot failed", f"cannot write to {out}: {e}", toast=True)
-                return
-            except Exception as e:  # the off-screen render
-                self.say("error", "snapshot failed", f"the results view: {e}", toast=True)
-                return
-            self._snapshot_saved(files)
-
-        self.run_worker(work(), group="snapshot")
-
-    def _snapshot_saved(self, files: Sequence[Path]) -> None:
-        """Said in full in the notices log, once: the first path whole, the others by what
-        differs (".json"). Not a toast over what was saved: the compare screen's log line
-        shows it, the results view its title line; other screens a toast."""
-        paths = [str(f) for f in files]
-        said = paths[0] + "".join(f" and {Path(p).suffix}" if Path(p).with_suffix("") == Path(
-            paths[0]).with_suffix("") else f" and {p}" for p in paths[1:])
-        self.say("info", "snapshot saved", said)
-        if isinstance(self.screen, ResultsScreen):
-            self.screen.flash(f"saved {said}")
+        """ctrl+s: the screen and the run shown, to the export folder (tui.saving)."""
+        self.saving.save()
 
     def export_dir(self) -> Path:
-        """Where ctrl+s writes: `run.export_dir` when the config sets it, else `exports/` in
-        the user data dir (not wherever quanttui happened to be started); always absolute."""
-        from quanttui.config import RunConfig
-        from quanttui.core.dirs import data_dir
-
-        configured = self.config.run.export_dir
-        if configured == RunConfig().export_dir:
-            return (data_dir() / "exports").absolute()
-        return Path(configured).expanduser().absolute()
-
-    def _no_results(self) -> RunResults:
-        o = self.run_state.options
-        return RunResults(servers=[e.info for e in self.registry.chosen()],
-                          schedule=o.schedule, endpoint=self.config.run.endpoint,
-                          repetitions=o.repetitions, warmup=self.config.run.warmup,
-                          concurrency_levels=(self.config.run.concurrency,))
+        return self.saving.export_dir()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
