@@ -377,3 +377,36 @@ async def test_data_after_the_final_event_fails_the_request(fake: FakeLlamaServe
         with pytest.raises(MalformedEvent, match="data after the final event") as e:
             await c.complete("x", P10)
     assert e.value.partial is not None and e.value.partial.n_events == 10
+
+
+@pytest.mark.parametrize("junk_events", [1, 200])
+async def test_the_final_event_and_more_in_one_read(junk_events: int) -> None:
+    """The final event and events after it in one network read (one write from the server):
+    data after the final event, whether or not they also pass the event cap (they used to
+    trip the cap first, or to be dropped unseen)."""
+    def event(obj: dict[str, object]) -> bytes:
+        data = b"data: " + json.dumps(obj).encode() + b"\n\n"
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    body = b"".join(event({"content": " a", "tokens": [1], "stop": False}) for _ in range(2))
+    body += event({"content": "", "tokens": [], "stop": True, "stop_type": "limit"})
+    body += event({"content": " after the end", "tokens": [2], "stop": False}) * junk_events
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + body + b"0\r\n\r\n")  # one write
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with LlamaClient(f"http://127.0.0.1:{port}", timeouts=FAST) as c:
+            with pytest.raises(MalformedEvent, match="data after the final event") as e:
+                await c.complete("x", GenerationParams(n_predict=2))
+        assert e.value.partial is not None and e.value.partial.n_events == 2
+    finally:
+        server.close()
+        await server.wait_closed()

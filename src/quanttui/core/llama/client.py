@@ -336,13 +336,13 @@ class LlamaClient:
                 if fresh:
                     n_lines = decoder.n_lines
                     line_due = time.monotonic() + read_s
-                if payloads:
-                    n_events += len(payloads)
+                for k, payload in enumerate(payloads):
+                    # counted one by one: a read may bring the final event and more after it
+                    n_events += 1
                     if n_events > job.max_events:
                         raise MalformedEvent(
                             self.label, f"the stream went on past {job.max_events} events "
                             f"({job.max_events - EXTRA_EVENTS} tokens were asked for)")
-                for k, payload in enumerate(payloads):
                     if handle(payload, result, now):
                         result.t_done_ns = now
                         finished = True
