@@ -98,7 +98,8 @@ def _null_ladder(rng: random.Random, categories: int, items: int) -> SimpleNames
             for name in out:
                 out[name].append(TaskOutcome(f"c{c}-{i}", f"cat{c}", "short", name, "", (),
                                              rng.random() < p))
-    return SimpleNamespace(lineup=SimpleNamespace(names=["ref", "q"], reference="ref"),
+    return SimpleNamespace(lineup=SimpleNamespace(names=["ref", "q"], reference="ref",
+                                                  neighbours=lambda: [("ref", "q")]),
                            outcomes=out)
 
 
