@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -59,7 +60,6 @@ from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
 from quanttui.tui.labels import short_labels
-from quanttui.tui.ladder_run import TuiLadder
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
     AddServer,
@@ -83,17 +83,17 @@ from quanttui.tui.quality_run import TuiQuality
 from quanttui.tui.registry import Refused, ServerEntry, ServerRegistry
 from quanttui.tui.saving import TuiSave
 from quanttui.tui.screens.compare import CompareScreen
-from quanttui.tui.screens.history import HistoryScreen
-from quanttui.tui.screens.models import ModelsScreen
 from quanttui.tui.screens.notices import NoticesScreen
-from quanttui.tui.screens.prompts import PromptsScreen
-from quanttui.tui.screens.results import ResultsScreen
 from quanttui.tui.screens.servers import ServersScreen
 from quanttui.tui.state import SUITES, Level, RunOptions, RunState, build_plan
 from quanttui.tui.themes import DEFAULT_THEME, THEME_256, load_themes
 
 if TYPE_CHECKING:
     from quanttui.core.run.plan import RunPlan
+    from quanttui.tui.ladder_run import TuiLadder
+
+# The views opened later (results, prompts, history, model pane) and the ladder runner are
+# imported where they are first used: the first frame waits for every module imported here.
 
 REPETITION_CHOICES = (1, 3, 5, 10)
 N_PREDICT_CHOICES = (32, 64, 128, 256, 512)
@@ -192,10 +192,22 @@ class QuantTUI(App[None]):
         self._drawn_at = 0.0
         self._budget_at: tuple[float, float] | None = None  # (monotonic, process CPU)
         self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
-        self.ladder = TuiLadder(self)  # a ladder started from the model pane
         self.quality_step = TuiQuality(self)  # the quality step on the run shown
         self.saving = TuiSave(self)  # ctrl+s
         self._slow_text = False
+
+    @functools.cached_property
+    def ladder(self) -> TuiLadder:
+        """A ladder started from the model pane (made, and its runner imported, when first
+        asked about)."""
+        from quanttui.tui.ladder_run import TuiLadder
+
+        return TuiLadder(self)
+
+    @property
+    def ladder_on(self) -> bool:
+        """Whether a ladder is on (False, without making one, when none was ever asked for)."""
+        return "ladder" in self.__dict__ and self.ladder.on
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,7 +299,7 @@ class QuantTUI(App[None]):
         end; then the run is stored as it stands); a ladder stops and is stored as it stands
         if it ends within LEAVE_WAIT_S; then the app ends."""
         self._starting = False
-        if self.ladder.stop():
+        if self.ladder_on and self.ladder.stop():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.ladder.ended.wait(), LEAVE_WAIT_S)
         session = self.session
@@ -343,6 +355,8 @@ class QuantTUI(App[None]):
     def say(self, level: Level, title: str, text: str, *, toast: bool = False) -> None:
         """Into the notices log (the compare screen's last line; all of it with n). A toast
         too when asked (the answer to a key), or when the log isn't on the screen shown."""
+        from quanttui.tui.screens.results import ResultsScreen
+
         self.run_state.say(level, title, text)
         with contextlib.suppress(NoMatches):
             self.compare.draw_log()
@@ -531,6 +545,8 @@ class QuantTUI(App[None]):
         self._launch_changed(None)
 
     def _launch_changed(self, launch: Launch | None) -> None:
+        from quanttui.tui.screens.models import ModelsScreen
+
         if isinstance(self.screen, ModelsScreen):
             self.screen.post_message(LaunchChanged(launch))
 
@@ -576,7 +592,7 @@ class QuantTUI(App[None]):
         if self.run_state.quality is not None:
             self.say("warning", "", "The quality step is on: x stops it.", toast=True)
             return
-        if self.ladder.on:
+        if self.ladder_on:
             self.say("warning", "", "A ladder is on: x stops it.", toast=True)
             return
         if not self.registry.selected:
@@ -719,6 +735,8 @@ class QuantTUI(App[None]):
         await self._keep(session.results)
         if self._leaving:
             return
+        from quanttui.tui.screens.results import ResultsScreen
+
         if isinstance(self.screen, ResultsScreen):
             self.screen.post_message(ResultsChanged())
         live = self.run_state.live
@@ -887,7 +905,7 @@ class QuantTUI(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         quality = self.run_state.quality is not None
-        ladder = self.ladder.on
+        ladder = self.ladder_on
         if action == "run_suite":
             return not self.running and not quality and not ladder
         if action == "stop":
@@ -902,7 +920,7 @@ class QuantTUI(App[None]):
         self.start_run()
 
     def action_stop(self) -> None:
-        if self.ladder.stop():
+        if self.ladder_on and self.ladder.stop():
             self.say("info", "stopping", "The ladder ends after the requests in flight; what it "
                      "measured is kept and shown.", toast=True)
         elif self.session is not None:
@@ -929,6 +947,8 @@ class QuantTUI(App[None]):
 
     def action_results(self) -> None:
         """The comparison table and the verdict of the run shown."""
+        from quanttui.tui.screens.results import ResultsScreen
+
         if isinstance(self.screen, ResultsScreen):
             return
         if self.run_state.results_run() is None:
@@ -940,6 +960,8 @@ class QuantTUI(App[None]):
 
     def action_prompts(self) -> None:
         """Every prompt of the run shown, with its figures; Enter shows its outputs."""
+        from quanttui.tui.screens.prompts import PromptsScreen
+
         if isinstance(self.screen, PromptsScreen):
             return
         if self.run_state.results_run() is None:
@@ -951,6 +973,8 @@ class QuantTUI(App[None]):
 
     def action_history(self) -> None:
         """The stored runs: Enter opens one in the results view, c compares two."""
+        from quanttui.tui.screens.history import HistoryScreen
+
         if not isinstance(self.screen, HistoryScreen) and not self._bring_back(HistoryScreen):
             self.push_screen(HistoryScreen())
 
@@ -978,6 +1002,8 @@ class QuantTUI(App[None]):
 
     def open_results(self, results: RunResults, run_id: int | None) -> None:
         """A finished run (stored as #`run_id`, or not stored) in the results view."""
+        from quanttui.tui.screens.results import ResultsScreen
+
         self.show_results(results, run_id)
         if not self._bring_back(ResultsScreen):
             self._back_to_compare()
@@ -1082,6 +1108,8 @@ class QuantTUI(App[None]):
             self.push_screen(ServersScreen(self.registry, blink=self._blink))
 
     def action_models(self) -> None:
+        from quanttui.tui.screens.models import ModelsScreen
+
         if not isinstance(self.screen, ModelsScreen):
             self.push_screen(ModelsScreen(self.registry, self.config.models))
 

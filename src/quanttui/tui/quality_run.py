@@ -40,7 +40,7 @@ class TuiQuality:
         if app.run_state.quality is not None:
             app.say("warning", "", "The quality step is on: x stops it.", toast=True)
             return
-        if app.ladder.on:
+        if app.ladder_on:
             app.say("warning", "", "A ladder is on: x stops it.", toast=True)
             return
         shown = app.run_state.results_run()
