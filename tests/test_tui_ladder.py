@@ -144,6 +144,23 @@ async def test_a_ladder_is_refused_while_a_run_is_on_and_files_that_are_not_one_
         assert app.run_state.ladder is None
 
 
+async def test_while_a_ladder_is_on_nothing_else_starts(tmp_path: Path) -> None:
+    """A run, the quality step and opening a stored run each wait for a ladder (opening a
+    stored run did not: it put another run in the results view under the ladder)."""
+    import asyncio
+
+    from quanttui.tui.messages import OpenRun
+
+    app = ladder_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.ladder.stop_event = asyncio.Event()  # as while a ladder is on
+        app.start_run()
+        app.quality_step.start()
+        app.post_message(OpenRun(1))
+        await until(pilot, lambda: sum("A ladder is on: x stops it" in x for x in said(app)) == 3)
+        assert app.run_state.live is None and not isinstance(app.screen, ResultsScreen)
+
+
 async def test_q_during_a_ladder_stores_what_it_measured(tmp_path: Path) -> None:
     """Leaving mid-ladder (q, as a hang-up or SIGTERM leave): the ladder stops after the
     requests in flight and what it measured goes into the history; no server is left."""

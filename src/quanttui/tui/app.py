@@ -575,6 +575,17 @@ class QuantTUI(App[None]):
         """A run is on, or starting (waiting for servers still being asked)."""
         return self.session is not None or self._starting
 
+    def busy(self) -> str | None:
+        """What is on, in words ('A ladder', 'A run', 'The quality step'), that a run, the
+        quality step, a ladder or opening a stored run waits for; None when nothing is."""
+        if self.ladder_on:
+            return "A ladder"
+        if self.running:
+            return "A run"
+        if self.run_state.quality is not None:
+            return "The quality step"
+        return None
+
     def _set_session(self, session: Session | None) -> None:
         """A run starts (the selection is fixed) or ends."""
         self.session = session
@@ -586,14 +597,8 @@ class QuantTUI(App[None]):
         self.start_run(message.typed)
 
     def start_run(self, typed: str | None = None) -> None:
-        if self.running:
-            self.say("warning", "", "A run is on: x stops it.", toast=True)
-            return
-        if self.run_state.quality is not None:
-            self.say("warning", "", "The quality step is on: x stops it.", toast=True)
-            return
-        if self.ladder_on:
-            self.say("warning", "", "A ladder is on: x stops it.", toast=True)
+        if (what := self.busy()) is not None:
+            self.say("warning", "", f"{what} is on: x stops it.", toast=True)
             return
         if not self.registry.selected:
             self.say("error", "", "No server selected: press s to choose the servers to "
@@ -983,8 +988,7 @@ class QuantTUI(App[None]):
         from quanttui.core.reports.history import HistoryError, Store
         from quanttui.core.reports.run_file import RunFileError, results_from_dict
 
-        if self.running or self.run_state.quality is not None:
-            what = "A run" if self.running else "The quality step"
+        if (what := self.busy()) is not None:
             self.say("warning", "", f"{what} is on: x stops it, then a stored run can be "
                      "opened.", toast=True)
             return

@@ -53,10 +53,8 @@ class TuiLadder:
     def refused(self, paths: list[Path]) -> str | None:
         """Why a ladder of these files can't start now, in words; None when it can."""
         app = self.app
-        if self.on:
-            return "A ladder is on: x stops it."
-        if app.running or app.run_state.quality is not None:
-            return "A run or the quality step is on: x stops it, then L starts the ladder."
+        if (what := app.busy()) is not None:
+            return f"{what} is on: x stops it, then L starts the ladder."
         launcher = app.registry.launcher
         busy = [p.name for p in paths if launcher.by_model(p) is not None]
         if busy:

@@ -34,14 +34,8 @@ class TuiQuality:
 
     def start(self) -> None:
         app = self.app
-        if app.running:
-            app.say("warning", "", "A run is on: quality once it has finished.", toast=True)
-            return
-        if app.run_state.quality is not None:
-            app.say("warning", "", "The quality step is on: x stops it.", toast=True)
-            return
-        if app.ladder_on:
-            app.say("warning", "", "A ladder is on: x stops it.", toast=True)
+        if (what := app.busy()) is not None:
+            app.say("warning", "", f"{what} is on: x stops it.", toast=True)
             return
         shown = app.run_state.results_run()
         results = shown.results if shown is not None else None
