@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 import pytest
+from gguf import LlamaFileType
 
+from quanttui.core.reports.history import Store
+from quanttui.core.reports.run_file import results_from_dict
 from quanttui.core.reports.schema import SCHEMA, SCHEMA_VERSION
 from quanttui.testing.fake_server import FakeLlamaServer, Fault
 
@@ -139,3 +148,98 @@ def test_version_and_module_entry(tmp_path: Path) -> None:
     q = subprocess.run([str(Path(PY).parent / "quanttui"), "--help"], capture_output=True,
                        text=True, env=env, timeout=30)
     assert q.returncode == 0 and "run" in q.stdout
+
+
+@pytest.mark.parametrize("how", ["terminal lost", "terminal lost, no hang-up", "pipe closed"])
+def test_a_run_whose_terminal_goes_away_is_kept(tmp_path: Path, how: str) -> None:
+    """Mid-run, the terminal the progress goes to goes away (an SSH connection dropped; with no
+    hang-up: a job left running with `disown`), or the pipe it goes into is closed (`| head`,
+    `| less` quit). Every write then fails (EIO, EPIPE), which ended the run with exit 1,
+    nothing written and nothing stored. Now the printing stops, not the run: a hang-up stops it
+    as any signal does (130, what finished kept); otherwise it runs to its end."""
+    out = tmp_path / "r.json"
+    with FakeLlamaServer(token_delay=0.02) as a:
+        args = [PY, "-m", "quanttui", "run", "--headless", "--server", f"A={a.url}", "-n",
+                "10", "-r", "15", "--prompt", "x", "--warmup", "0", "-o", str(out)]
+        if how == "pipe closed":
+            reader, writer = os.pipe()
+            proc = subprocess.Popen(args, cwd=tmp_path, stdout=writer, stderr=writer)
+        else:
+            reader, writer = pty.openpty()
+            proc = subprocess.Popen(args, cwd=tmp_path, stdin=writer, stdout=writer,
+                                    stderr=writer, start_new_session=how != "terminal lost",
+                                    preexec_fn=_take_ctty if how == "terminal lost" else None)
+        os.close(writer)
+        try:
+            deadline = time.monotonic() + 60
+            while len([r for r in a.requests if r["path"] == "/completion"]) < 3:
+                assert proc.poll() is None and time.monotonic() < deadline
+                if select.select([reader], [], [], 0.05)[0]:
+                    os.read(reader, 65536)  # read as a terminal or `head` would, until...
+            os.close(reader)  # ...it goes away
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    data = json.loads(out.read_text())
+    ok = [r for r in data["records"] if r["ok"]]
+    if how == "terminal lost":
+        assert code == 130 and data["interrupted"] is True and 2 <= len(ok) < 15
+    else:
+        assert code == 0 and not data["interrupted"] and len(ok) == len(data["records"]) == 15
+    rows = Store().list()
+    assert len(rows) == 1  # stored
+    assert len(results_from_dict(Store().get(rows[0].id)).records) == len(data["records"])
+
+
+def _take_ctty() -> None:
+    """In the child: a session of its own with the pty as its controlling terminal, as in an SSH
+    session (when the terminal goes away, the kernel hangs it up: SIGHUP)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class DeadTerminal(io.StringIO):
+    """Output to a terminal that goes away after `after` writes: every write then fails."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.left = after
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        self.left -= 1
+        return super().write(text)
+
+
+def test_a_ladder_whose_terminal_goes_away_is_kept(tmp_path: Path) -> None:
+    """As above for `quanttui ladder`: its terminal goes away after the first lines; the ladder
+    is measured to its end, written and stored (the failed write raised out of the ladder
+    mid-measurement: exit 1, nothing written)."""
+    from quanttui.config import Config, GenerationConfig, PromptsConfig, RunConfig
+    from quanttui.core.ladder.lineup import collect_models, lineup
+    from quanttui.core.ladder.verdict import Constraints
+    from quanttui.core.quality.step import QualityOptions
+    from quanttui.headless_ladder import HeadlessLadder
+    from test_ladder_views_agree import FakeLauncher
+    from test_models_discovery import write_gguf
+
+    for q, ft, pad in (("Q8_0", LlamaFileType.MOSTLY_Q8_0, 3000),
+                       ("Q2_K", LlamaFileType.MOSTLY_Q2_K, 1000)):
+        with write_gguf(tmp_path / f"m-{q}.gguf", file_type=ft).open("ab") as f:
+            f.write(b"\0" * pad)  # sizes in the quants' order: Q8_0 is the reference
+    cfg = Config(run=RunConfig(warmup=0, export_dir=str(tmp_path)),
+                 generation=GenerationConfig(n_predict=8), prompts=PromptsConfig())
+    err, out = DeadTerminal(after=2), DeadTerminal(after=0)
+    run = HeadlessLadder(cfg, lineup(collect_models([tmp_path])), Constraints(),
+                         quality=QualityOptions(distribution=False, tasks=False),
+                         output=tmp_path / "ladder.json", formats=("json",), history=True,
+                         launcher=FakeLauncher(),  # type: ignore[arg-type]
+                         stdout=out, stderr=err)
+    assert run.execute() == 0
+    assert err.left == 0 and err.getvalue()  # it did print, until the terminal went away
+    data = json.loads((tmp_path / "ladder.json").read_text())
+    assert {r["server"] for r in data["records"] if r["ok"]} >= {"Q8_0", "Q2_K"}
+    assert len(Store().list()) == 1

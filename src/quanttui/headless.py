@@ -2,16 +2,18 @@
 
 Never imports Textual (a test checks). Progress goes to stderr, the JSON results to a file and
 the summary table to stdout; every run with a request is also stored in the history, before the
-files are written. Exit codes: 0 all went well, 1 requests failed, 2 usage or config errors,
-3 a CI gate was not met, 4 the results could not be written where asked (they are in the history
-and the user data dir, and the message says where), 130 stopped by the user (results so far are
-still written).
+files are written. A terminal or pipe that goes away mid-run (an SSH connection dropped,
+`| head`) ends the printing, not the run (`QuietStream`). Exit codes: 0 all went well,
+1 requests failed, 2 usage or config errors, 3 a CI gate was not met, 4 the results could not
+be written where asked (they are in the history and the user data dir, and the message says
+where), 130 stopped by the user or a signal (results so far are still written).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from quanttui.config import Config
 from quanttui.core.hardware import HardwarePoller, ProcessTarget
@@ -53,6 +55,59 @@ from quanttui.core.run.records import RunResults
 from quanttui.core.run.session import Session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATES, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+class QuietStream:
+    """A text stream (stderr, stdout) that goes quiet once its terminal or pipe is gone. A write
+    to a terminal that went away fails (EIO), as does one into a pipe closed early (EPIPE, as
+    with `| head`); raised, that ended the run with exit 1, nothing written and nothing stored.
+    Here the first failure ends the printing only, and points the descriptor at /dev/null, so
+    that nothing written to it later (Python's flush at exit included) fails again. A hang-up
+    that comes with a lost terminal still stops the run, as any signal does."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                self.stream.write(text)
+            except (OSError, ValueError):  # ValueError: the stream was closed
+                self._lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self._lose()
+
+    def isatty(self) -> bool:
+        try:
+            return not self.lost and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self) -> None:
+        self.lost = True
+        try:
+            fd = self.stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError):  # no descriptor (a StringIO): nothing more to do
+            return
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+        finally:
+            os.close(null)
+
+
+def quiet(stream: IO[str]) -> IO[str]:
+    """`stream` as a `QuietStream` (it has the parts of IO[str] that quanttui writes with)."""
+    return stream if isinstance(stream, QuietStream) else cast(IO[str], QuietStream(stream))
 
 
 class ProgressLine:
@@ -174,6 +229,7 @@ class HeadlessRun:
         return Path(self.cfg.run.export_dir) / f"run-{stamp}.json"
 
     def execute(self) -> int:
+        self.stderr, self.stdout = quiet(self.stderr), quiet(self.stdout)
         return asyncio.run(self._main())
 
     async def _main(self) -> int:

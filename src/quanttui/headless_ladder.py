@@ -35,7 +35,7 @@ from quanttui.core.reports.provenance import provenance
 from quanttui.core.reports.snapshot import save_run
 from quanttui.core.run.plan import plan_from_config
 from quanttui.core.run.records import RunResults
-from quanttui.headless import SIGNALS, stop_while_writing
+from quanttui.headless import SIGNALS, quiet, stop_while_writing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPORT, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 PLAIN_EVERY_S = 10.0  # a plain progress line at most (and, while work goes on, about) this often
@@ -114,6 +114,8 @@ class HeadlessLadder:
     progress: LadderProgressLine | None = None
 
     def execute(self) -> int:
+        # a terminal or pipe gone mid-ladder ends the printing, not the ladder (QuietStream)
+        self.stderr, self.stdout = quiet(self.stderr), quiet(self.stdout)
         return asyncio.run(self._main())
 
     def _say(self, line: str) -> None:
