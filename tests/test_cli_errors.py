@@ -169,3 +169,60 @@ def test_models_in_a_folder_that_is_not_there(tmp_path: Path) -> None:
     p = run_cli(["models", str(tmp_path / "nonexistent")], tmp_path)
     assert p.returncode == EXIT_USAGE
     assert f"{tmp_path / 'nonexistent'}: no such folder or file" in p.stderr
+
+
+def ladder_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(folder of two quants, a stand-in llama-server that writes its arguments to a file and
+    fails, that file)."""
+    from gguf import LlamaFileType
+
+    from test_models_discovery import write_gguf
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for q, ft, pad in (("Q8_0", LlamaFileType.MOSTLY_Q8_0, 3000),
+                       ("Q2_K", LlamaFileType.MOSTLY_Q2_K, 1000)):
+        with write_gguf(models / f"m-{q}.gguf", file_type=ft).open("ab") as f:
+            f.write(b"\0" * pad)  # sizes in the quants' order
+    started = tmp_path / "started.txt"
+    server = tmp_path / "llama-server"
+    server.write_text(f'#!/bin/sh\necho "$@" >> "{started}"\nexit 1\n')
+    server.chmod(0o755)
+    return models, server, started
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--max-kld", "nan"], "Invalid value for --max-kld: must be a finite number ≥ 0, got nan"),
+    (["--min-top1", "-3"], "Invalid value for --min-top1: must be a finite number ≥ 0 and ≤ 1, "
+                           "got -3"),
+    (["--min-speedup", "inf"], "Invalid value for --min-speedup: must be a finite number > 0, "
+                               "got inf"),
+    (["--memory-budget", "0"], "Invalid value for --memory-budget: must be a finite number > 0, "
+                               "got 0"),
+    (["--max-accuracy-drop", "nan"], "Invalid value for --max-accuracy-drop: must be a finite "
+                                     "number ≥ 0 and ≤ 1, got nan"),
+    (["--fill", "nan"], "Invalid value for --fill: must be a finite number ≥ 0 and ≤ 0.95, "
+                        "got nan"),
+    (["-t", "99999"], "--threads 99999: out of range: must be between -1 and 512, got 99999 "
+                      "(this machine has"),
+])
+def test_bad_ladder_input_exits_2_naming_it(tmp_path: Path, args: list[str], says: str) -> None:
+    """A ladder's verdict limits and -t, checked before anything starts. A NaN, an infinity or
+    a share out of range was taken as given (a NaN KLD limit fails every quant, without a
+    word), and -t was not read at all."""
+    models, server, started = ladder_files(tmp_path)
+    p = run_cli(["ladder", str(models), "--llama-server", str(server), "--no-history",
+                 "-o", str(tmp_path / "ladder.json"), *args], tmp_path)
+    assert p.returncode == EXIT_USAGE, p.stderr
+    assert says in p.stderr, p.stderr
+    assert not started.exists()  # no server was started
+
+
+def test_a_ladder_starts_its_servers_with_the_threads_asked(tmp_path: Path) -> None:
+    """`quanttui ladder -t 3`: every server it starts gets -t 3 (every one got 1, the default of
+    [models.launch] threads, whatever -t said)."""
+    models, server, started = ladder_files(tmp_path)
+    run_cli(["ladder", str(models), "--llama-server", str(server), "--no-history", "-t", "3",
+             "-o", str(tmp_path / "ladder.json")], tmp_path)
+    lines = started.read_text().splitlines()
+    assert lines and all(" -t 3 " in f" {x} " for x in lines), lines

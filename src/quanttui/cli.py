@@ -6,6 +6,7 @@ fast and never import Textual.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -168,7 +169,7 @@ _run_options = [
     click.option("--suite", "suites", multiple=True, help="Built-in prompt suite (repeatable)."),
     click.option("--prompt", "inline", multiple=True, help="A prompt (repeatable)."),
     click.option("--threads", "-t", type=int, default=1, show_default=True,
-                 help="Threads for servers started with --model."),
+                 help="Threads for servers started with --model or by a ladder."),
     click.option("--ctx-size", type=_Sizes(), default="2048", show_default=True,
                  help="Context for servers started with --model; for a ladder, a list of "
                       "contexts to measure each quant at (e.g. 4096,32768), the cache filled."),
@@ -448,11 +449,56 @@ def _cache_types(value: str | None) -> tuple[str, ...]:
     return types
 
 
+# A ladder's own numbers: (flag, keyword, lowest, highest, whether the lowest is allowed).
+# click's FloatRange lets a NaN through (every comparison with it is false).
+_LADDER_NUMBERS = (("--memory-budget", "memory_budget", 0.0, None, False),
+                   ("--min-speedup", "min_speedup", 0.0, None, False),
+                   ("--max-kld", "max_kld", 0.0, None, True),
+                   ("--min-top1", "min_top1", 0.0, 1.0, True),
+                   ("--max-accuracy-drop", "max_accuracy_drop", 0.0, 1.0, True),
+                   ("--fill", "fill", 0.0, 0.95, True))
+
+
+def _check_ladder_numbers(kw: dict[str, Any]) -> None:
+    """Refuse a NaN, an infinity or an out-of-range value of the ladder's verdict limits: each
+    would judge every quant against a bound it can't meet (or always meets), without a word."""
+    for flag, key, low, high, low_ok in _LADDER_NUMBERS:
+        value = kw.get(key)
+        if value is None:
+            continue
+        if (not math.isfinite(value) or value < low or (value == low and not low_ok)
+                or (high is not None and value > high)):
+            bound = f"{'≥' if low_ok else '>'} {low:g}" + (
+                f" and ≤ {high:g}" if high is not None else "")
+            raise click.BadParameter(f"must be a finite number {bound}, got {value:g}",
+                                     param_hint=flag)
+
+
+def _ladder_threads(ctx: click.Context, cfg: Any, threads: int) -> Any:
+    """-t for a ladder: the threads of every server it starts (the config's [models.launch]
+    threads, which the ladder starts its servers with), checked as --model's are."""
+    if ctx.get_parameter_source("threads") in (None, click.core.ParameterSource.DEFAULT):
+        return cfg
+    import msgspec
+
+    from quanttui.config import ConfigError, config_from_dict
+
+    try:
+        config_from_dict({"models": {"launch": {"threads": threads}}})
+    except ConfigError as e:
+        _fail(f"--threads {threads}: {e.problem} (this machine has {os.cpu_count()} CPUs)")
+    launch = msgspec.structs.replace(cfg.models.launch, threads=threads)
+    return msgspec.structs.replace(cfg, models=msgspec.structs.replace(cfg.models,
+                                                                       launch=launch))
+
+
 def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, Any]) -> None:
     from quanttui.core.ladder.lineup import LadderError, collect_models, expand, lineup
     from quanttui.core.models.binaries import ToolNotFound
     from quanttui.headless_ladder import HeadlessLadder, constraints_from
 
+    _check_ladder_numbers(kw)
+    cfg = _ladder_threads(ctx, cfg, kw["threads"])
     given_ctx = ctx.get_parameter_source("ctx_size") not in (
         None, click.core.ParameterSource.DEFAULT)
     ctx_sizes = tuple(kw["ctx_size"]) if given_ctx else ()
