@@ -247,7 +247,8 @@ def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
 # "no hang-up": the pty is not quanttui's controlling terminal, so no SIGHUP comes when it goes
 # away: only its reads and writes fail.
 HUP = 128 + signal.SIGHUP
-EXIT_CODES = {"q": 0, "SIGTERM": 128 + signal.SIGTERM, "SIGHUP": HUP, "terminal lost": HUP,
+EXIT_CODES = {"q": 0, "SIGTERM": 128 + signal.SIGTERM, "SIGHUP": HUP,
+              "SIGINT": 128 + signal.SIGINT, "terminal lost": HUP,
               "terminal lost, no hang-up": HUP}
 
 
@@ -312,9 +313,10 @@ def leave(term: Terminal, how: str) -> int:
 @pytest.mark.parametrize("how", list(EXIT_CODES))
 def test_run_is_kept_on_every_exit(slow_pair: tuple[FakeLlamaServer, FakeLlamaServer],
                                    tmp_path: Path, how: str) -> None:
-    """Mid-run, quanttui leaves (q, SIGTERM, SIGHUP, or its controlling terminal goes away):
-    the run is in the history, marked interrupted, with every request that had finished, and
-    the one in flight on each server recorded as cancelled; the exit code is the README's."""
+    """Mid-run, quanttui leaves (q, SIGTERM, SIGHUP, SIGINT from `kill -INT`, or its
+    controlling terminal goes away): the run is in the history, marked interrupted, with every
+    request that had finished, and the one in flight on each server recorded as cancelled; the
+    exit code is the README's."""
     term = Terminal(["--config", str(slow_run_config(tmp_path, slow_pair))], tmp_path,
                     ctty=how == "terminal lost")
     try:
