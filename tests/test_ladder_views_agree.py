@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from gguf import LlamaFileType
 
 from quanttui.core.ladder.lineup import collect_models, lineup
@@ -27,6 +28,7 @@ from quanttui.core.models.servers import LaunchSpec
 from quanttui.core.quality.step import QualityOptions
 from quanttui.core.reports import markdown
 from quanttui.core.reports.run_file import load_run, write_json
+from quanttui.core.run.outside_load import outside_load_notice
 from quanttui.core.run.plan import RunPlan
 from quanttui.core.suites.prompts import builtin_suite
 from quanttui.testing.fake_server import FakeLlamaServer
@@ -88,7 +90,8 @@ def _key(d: Any) -> tuple[str, str, str]:
     return f"{d.ratio:.2f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]", d.basis
 
 
-async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: Path) -> None:
+async def _ladder(tmp_path: Path) -> Any:
+    """The ladder of Q8_0 (the reference), Q4_K_M and Q2_K on fakes, the reference drifting."""
     for q, ft, pad in (("Q8_0", LlamaFileType.MOSTLY_Q8_0, 3000),
                        ("Q4_K_M", LlamaFileType.MOSTLY_Q4_K_M, 2000),
                        ("Q2_K", LlamaFileType.MOSTLY_Q2_K, 1000)):
@@ -104,6 +107,11 @@ async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: 
     launcher = FakeLauncher()
     run = await run_ladder(lu, opts, launcher, poll_interval=5.0)  # type: ignore[arg-type]
     assert run.together and len(run.passes) == 2 and launcher.passes == 2
+    return run
+
+
+async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: Path) -> None:
+    run = await _ladder(tmp_path)
     sec = ladder_section(run, Constraints())
     merged = merged_results(run, sec)
     rows = {r.name: r for r in sec.rows}
@@ -152,7 +160,50 @@ async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: 
     assert n2.decode is not None and n2.decode.basis == "via Q8_0"
     for res in (merged, loaded):
         assert _key(res.paired("decode_tps_client", "Q4_K_M", "Q2_K")) == _key(n2.decode)
-    assert "(via Q8_0)" in md
+    # ... and every face prints that pair's figure: the Markdown's neighbours table and its
+    # answer in words, the TUI's neighbours table (marked † there: not side by side)
+    via = "×{} {}".format(*_key(n2.decode))
+    md_row = next(x for x in md.splitlines() if x.startswith("| Q2_K vs Q4_K_M |"))
+    assert via in md_row and "(via Q8_0)" in md_row, md_row
+    said = next(x for x in md.splitlines() if x.startswith("- Q2_K against Q4_K_M directly"))
+    assert f"decode {via}" in said and "(via Q8_0)" in said, said
+    (tui_nb,) = [t for t in tui.tables if t.title.startswith("Neighbours")]
+    (tui_row,) = [r for r in tui_nb.rows if r[0][0].startswith("Q2_K")]
+    assert tui_row[1][0].startswith(f"{via} †"), tui_row
     # pooled over both passes, the reference would read ×~0.7 slower beside Q2_K's own speed:
     # no view says that any more
     assert not re.search(r"Q2_K lower than Q8_0", md)
+
+
+async def test_what_slowed_a_pass_is_said_beside_the_ladders_figures(tmp_path: Path) -> None:
+    """A pass measured while other processes kept the host busy: its notice is one of the
+    ladder's notes, so stdout, the Markdown's ladder section and the TUI's results view say
+    it beside the figures it affects (it was kept only in the run's notices, at the foot of
+    the Markdown, and never said by `quanttui ladder`); and the run's hardware section, which
+    `compare` reads, counts every pass's load (it held the first pass's alone)."""
+    from quanttui.headless_ladder import _verdict_text
+
+    run = await _ladder(tmp_path)
+    for p, other, own, samples in zip(run.passes, (0.2, 1.8), (1.0, 3.0), (10, 30),
+                                      strict=True):
+        p.hardware["host"]["other_cpu_cores_mean"] = other
+        p.hardware["own_cpu_percent_mean"] = own
+        p.hardware["samples"] = samples
+    busy = outside_load_notice({"host": {"other_cpu_cores_mean": 1.4, "logical_cores": 2}},
+                               "pass 2: ")
+    assert busy is not None
+    run.passes[1].results.notices.append(busy)
+    sec = ladder_section(run, Constraints())
+    assert busy["message"] in sec.notes
+    write_json(tmp_path / "ladder.json", merged_results(run, sec))
+    loaded = load_run(tmp_path / "ladder.json")
+    said = busy["message"][:60]
+    assert f"note: {said}" in _verdict_text(loaded)
+    ladder_part = markdown.render(loaded).split("## Notices")[0]
+    assert said in ladder_part
+    assert any(said in n for n in results_model(loaded).notes)
+    # over the samples of both passes: (0.2 × 10 + 1.8 × 30) / 40
+    assert loaded.hardware is not None and loaded.hardware["samples"] == 40
+    assert loaded.hardware["host"]["other_cpu_cores_mean"] == pytest.approx(1.4)
+    assert loaded.hardware["own_cpu_percent_mean"] == pytest.approx(2.5)
+    assert set(loaded.hardware["servers"]) == {"Q8_0", "Q4_K_M", "Q2_K"}

@@ -28,6 +28,7 @@ from quanttui.core.ladder.verdict import (
     decide_at_contexts,
     measured_memory,
 )
+from quanttui.core.run.outside_load import LOAD_CODES
 from quanttui.core.run.pairing import block_drift
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
@@ -151,6 +152,10 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
         notes.append(f"the reference's decode tok/s by pass: {tps}"
                      f" (moved {hi / lo - 1:.0%} between passes); each quant is compared with "
                      "the reference measured in its own pass, and neighbours through it")
+    # what slowed a pass (other processes, quanttui itself, stalled requests): beside the
+    # ladder's figures in every view (stdout, Markdown, TUI), not only in the run's notices
+    notes += [n["message"] for p in run.passes for n in p.results.notices
+              if n.get("code") in LOAD_CODES]
     if requant:
         src = {r.requantized_from for r in rows if r.requantized_from}
         notes.append(f"{', '.join(requant)} were requantized from {', '.join(sorted(src))}: "
@@ -163,10 +168,50 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
                          requantized=requant)
 
 
+# (section of the hardware JSON or None for its top level, key): means over the samples
+_SAMPLE_MEANS = (("host", "cpu_percent_mean"), ("host", "other_cpu_cores_mean"),
+                 (None, "own_cpu_percent_mean"))
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def merged_hardware(passes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The passes' hardware sections as one: the first pass's host and GPUs; the means over
+    samples (host CPU, other processes' cores, quanttui's own CPU) over every pass's samples,
+    where the first pass's alone would miss a load that came later; the host's RAM peak over
+    all; each server as measured in the first pass it ran in."""
+    if not passes:
+        return None
+    out = dict(passes[0])
+    out["host"] = host = dict(passes[0].get("host") or {})
+    weights = [int(_num(h.get("samples")) or 0) for h in passes]
+    for section, key in _SAMPLE_MEANS:
+        target = host if section else out
+        vals = [(_num((h.get(section) or {}).get(key) if section else h.get(key)), w)
+                for h, w in zip(passes, weights, strict=True)]
+        known = [(v, w) for v, w in vals if v is not None and w > 0]
+        if known:
+            target[key] = sum(v * w for v, w in known) / sum(w for _, w in known)
+    peaks = [v for h in passes if (v := _num((h.get("host") or {}).get("ram_used_peak_bytes")))
+             is not None]
+    if peaks:
+        host["ram_used_peak_bytes"] = int(max(peaks))
+    out["samples"] = sum(weights)
+    servers: dict[str, Any] = {}
+    for h in passes:
+        for n, hw in (h.get("servers") or {}).items():
+            servers.setdefault(n, hw)
+    out["servers"] = servers
+    return out
+
+
 def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
     """Every pass as one run (what the history, `compare` and the reports read): records
-    renumbered in order, each server once (the reference first), hardware peaks per server
-    from the passes it ran in, and the ladder section beside them."""
+    renumbered in order, each server once (the reference first), the passes' hardware as one
+    (`merged_hardware`: each server's as measured in the first pass it ran in; the ladder's
+    rows hold each one's peaks over all its passes), and the ladder section beside them."""
     first = run.passes[0].results if run.passes else None
     names = run.lineup.names
     ref = run.lineup.reference
@@ -175,7 +220,6 @@ def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
     records: list[RequestRecord] = []
     rounds: list[RoundRecord] = []
     notices: list[dict[str, Any]] = []
-    servers_hw: dict[str, Any] = {}
     for p in run.passes:
         for s in p.results.servers:
             infos.setdefault(s.name, s)
@@ -184,11 +228,7 @@ def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
             records.append(r)
         rounds += p.results.rounds
         notices += p.results.notices
-        for n, hw in (p.hardware.get("servers") or {}).items():
-            servers_hw.setdefault(n, hw)
-    hardware = dict(run.passes[0].hardware) if run.passes else None
-    if hardware is not None:
-        hardware["servers"] = servers_hw
+    hardware = merged_hardware([p.hardware for p in run.passes])
     res = RunResults(
         servers=[infos[n] for n in order if n in infos],
         schedule="alternating", endpoint=first.endpoint if first else "completion",

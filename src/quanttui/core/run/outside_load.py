@@ -25,6 +25,8 @@ from quanttui.core.run.records import RunResults
 OUTSIDE_LOAD_CORES = 0.5  # half a core busy elsewhere, on average: worth saying
 OWN_CPU_BUDGET = 2.0  # % of one core quanttui may take while it measures
 STALL_FRACTION = 0.5  # a repetition at under half its prompt's median decode rate
+# the notices' codes: what slowed the measurement, said beside the figures it affects
+LOAD_CODES = ("outside-load", "own-cost", "stall")
 
 
 def outside_load_notice(hardware: dict[str, Any] | None, where: str = "") -> dict[str, Any] | None:
