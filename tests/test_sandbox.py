@@ -261,6 +261,35 @@ def test_files_outside_cannot_be_read(tmp_path: Path) -> None:
     assert set(lines(r).values()) <= {"FileNotFoundError", "PermissionError"}
 
 
+def test_the_machines_settings_cannot_be_changed() -> None:
+    """Run as root (CI, many VPS users), the sandbox's uid 65534 is the host's uid 0 without
+    capabilities, and the kernel lets uid 0 write the machine's sysctls by their mode alone:
+    /proc/sys/kernel/core_pattern set to `|/bin/sh -c ...` runs that as root on the host at
+    the next crash anywhere. bwrap left /proc/sys writable (it took the EACCES of its directory
+    for read-only). The program only opens the files for writing, never writes: a sandbox that
+    let it would fail this test without changing the machine."""
+    r = hostile("""
+        import errno, os
+        for name in ("kernel/core_pattern", "kernel/modprobe", "vm/drop_caches"):
+            try:
+                os.close(os.open("/proc/sys/" + name, os.O_WRONLY))
+                print(name + ": opened for writing")
+            except OSError as e:
+                print(name + ": " + errno.errorcode.get(e.errno, str(e.errno)))
+        writable = []
+        for root, dirs, files in os.walk("/proc"):
+            for f in files:
+                path = os.path.join(root, f)
+                if not os.path.islink(path) and os.access(path, os.W_OK):
+                    writable.append(path)
+        print("writable: " + str(len(writable)) + " " + " ".join(writable[:5]))
+        """)
+    seen = lines(r)
+    for name in ("kernel/core_pattern", "kernel/modprobe", "vm/drop_caches"):
+        assert seen[name] in ("EROFS", "EACCES", "ENOENT"), seen
+    assert seen["writable"].split()[0] == "0", seen["writable"]
+
+
 def test_without_bubblewrap_it_refuses_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(code_exec.shutil, "which", lambda name: None)
     code_exec.sandbox.cache_clear()

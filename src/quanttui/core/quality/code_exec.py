@@ -27,9 +27,12 @@ only ever a failure.
   allows is probed once (`sandbox()`): as root without user namespaces it runs as root with every
   capability dropped;
 - files: read-only /usr (and the /bin, /lib, ... links), the Python install and
-  /etc/ld.so.cache, a new /proc, a minimal read-only /dev; the only writable place is a private
-  tmpfs /work whose size is the disk limit. No /tmp, /run, /home or /root of the host: no host
-  files and no Unix sockets are visible;
+  /etc/ld.so.cache, a new read-only /proc, a minimal read-only /dev; the only writable place is
+  a private tmpfs /work whose size is the disk limit. No /tmp, /run, /home or /root of the host:
+  no host files and no Unix sockets are visible. /proc is read-only because where quanttui runs
+  as root, the sandbox's uid 65534 is the host's uid 0 without capabilities, and the kernel
+  lets uid 0 write the machine's sysctls (/proc/sys/kernel/core_pattern: a program to run as
+  root at the next crash) by their mode alone; bwrap leaves /proc/sys writable;
 - seccomp: clone, clone3, fork and vfork fail (no new processes or threads: RLIMIT_NPROC
   doesn't stop root), so do ptrace and fallocate, and system calls of another ABI (i386 on
   x86_64) kill it;
@@ -412,7 +415,8 @@ class Sandbox:
     def argv(self, seccomp_fd: int, disk_bytes: int) -> list[str]:
         return [self.bwrap, *self.options, *_NAMESPACES, "--die-with-parent", "--new-session",
                 *_views(), "--size", str(disk_bytes), "--tmpfs", "/work", "--chdir", "/work",
-                "--seccomp", str(seccomp_fd), "--remount-ro", "/dev", "--remount-ro", "/",
+                "--seccomp", str(seccomp_fd), "--remount-ro", "/dev", "--remount-ro", "/proc",
+                "--remount-ro", "/",
                 "--", _python(), "-I", "-c"]
 
 
