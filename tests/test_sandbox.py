@@ -246,6 +246,21 @@ def test_the_disk_limit_caps_the_total() -> None:
     assert seen["errno"] == "ENOSPC" and 4 <= int(seen["MiB"]) <= 8
 
 
+def test_no_io_uring() -> None:
+    """An io_uring's operations are not system calls: the seccomp filter never sees them, so
+    its fallocate (refused as a system call: with KEEP_SIZE it grows the program's stdout, a
+    file on the host, past the file size limit) and whatever else it offers would get past
+    the filter. Setting one up is refused."""
+    r = hostile("""
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)  # struct io_uring_params
+        fd = libc.syscall(425, 4, params)  # io_uring_setup, on x86_64 and aarch64 alike
+        print("setup: " + str(fd) + " " + errno.errorcode.get(ctypes.get_errno(), "0"))
+        """)
+    assert lines(r)["setup"] == "-1 EPERM"
+
+
 def test_files_outside_cannot_be_read(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cret")

@@ -34,8 +34,8 @@ only ever a failure.
   lets uid 0 write the machine's sysctls (/proc/sys/kernel/core_pattern: a program to run as
   root at the next crash) by their mode alone; bwrap leaves /proc/sys writable;
 - seccomp: clone, clone3, fork and vfork fail (no new processes or threads: RLIMIT_NPROC
-  doesn't stop root), so do ptrace and fallocate, and system calls of another ABI (i386 on
-  x86_64) kill it;
+  doesn't stop root), so do ptrace, fallocate and io_uring (whose operations no filter sees),
+  and system calls of another ABI (i386 on x86_64) kill it;
 - `--die-with-parent`, `--new-session` (no TIOCSTI into quanttui's terminal), and bwrap in a
   session of its own (a signal to the program's process group can't reach quanttui);
 - rlimits set before the code runs (hard = soft): address space, CPU seconds, file size, open
@@ -346,9 +346,11 @@ os._exit(0)
 # ------------------------------------------------------------------ the sandbox
 
 # Per machine: the audit arch and the system calls refused: clone, fork, vfork, clone3, ptrace,
-# and fallocate (with KEEP_SIZE it grows a file past RLIMIT_FSIZE: stdout is a host file).
-_DENIED = {"x86_64": (0xC000003E, (56, 57, 58, 435, 101, 285)),
-           "aarch64": (0xC00000B7, (220, 435, 117, 47))}
+# fallocate (with KEEP_SIZE it grows a file past RLIMIT_FSIZE: stdout is a host file), and
+# io_uring_setup, _enter and _register (an io_uring's operations are not system calls, so no
+# filter sees them: its fallocate would do what the filter refuses).
+_DENIED = {"x86_64": (0xC000003E, (56, 57, 58, 435, 101, 285, 425, 426, 427)),
+           "aarch64": (0xC00000B7, (220, 435, 117, 47, 425, 426, 427))}
 _MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
