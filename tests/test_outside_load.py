@@ -50,10 +50,11 @@ def test_notice_only_above_half_a_core() -> None:
     assert n["message"].startswith("pass 2: other processes kept 1.4 of 2 cores busy")
 
 
-def _rec(i: int, server: str, prompt: str, tps: float) -> RequestRecord:
+def _rec(i: int, server: str, prompt: str, tps: float, n_out: int = 64) -> RequestRecord:
     return RequestRecord(request_id=i, server=server, prompt_id=prompt, category="c",
                          repetition=i, warmup=False, concurrency=1, round=i, started_at=0.0,
-                         metrics=cast(Any, SimpleNamespace(decode_tps_client=tps)))
+                         metrics=cast(Any, SimpleNamespace(decode_tps_client=tps,
+                                                           n_out=n_out)))
 
 
 def test_a_stalled_repetition_is_named() -> None:
@@ -63,7 +64,28 @@ def test_a_stalled_repetition_is_named() -> None:
                      endpoint="completion", repetitions=3, warmup=0, concurrency_levels=(1,),
                      records=recs)
     (n,) = stall_notices(res)  # B's 12 tok/s is 63% of its median: slow, not a stall
-    assert n["server"] == "A" and "#2: 6.0 vs median 20.0 tok/s" in n["message"]
+    assert n["server"] == "A" and "#2 p: 6.0 vs its prompt's median 20.0 tok/s" in n["message"]
+
+
+def test_a_stall_is_seen_with_one_repetition() -> None:
+    """Each prompt once (the default): a request is held against the server's other requests
+    (one server's decode speed varies little across prompts), so a stall is named, which
+    prompt it was and what it slowed; a slow prompt a quarter under the rest is not one, nor
+    a request too short to tell."""
+    speeds = {"A": [20.0, 19.0, 21.0, 6.0, 20.5], "B": [30.0, 22.0, 31.0, 29.0, 30.5]}
+    recs = [_rec(10 * k + i, s, f"p{i}", v) for k, (s, vs) in enumerate(speeds.items())
+            for i, v in enumerate(vs)]
+    recs.append(_rec(9, "A", "p9", 4.0, n_out=3))  # an answer of 3 tokens: too short to judge
+    res = RunResults(servers=[ServerInfo("A", "a"), ServerInfo("B", "b")], schedule="alternating",
+                     endpoint="completion", repetitions=1, warmup=0, concurrency_levels=(1,),
+                     records=recs)
+    (n,) = stall_notices(res)
+    assert n["server"] == "A" and n["code"] == "stall"
+    assert "1 request(s)" in n["message"]
+    assert "#3 p3: 6.0 vs the server's median 20.2 tok/s" in n["message"]
+    assert "decode tok/s, TPOT, ITL and E2E" in n["message"]
+    said = add_load_notices(res)  # kept in the run's notices, so in its JSON
+    assert [x.code for x in said] == ["stall"] and res.notices[-1]["code"] == "stall"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any, cast
@@ -348,3 +349,63 @@ def test_neighbours_via_the_reference_keep_their_95(n_prompts: int) -> None:
     assert false / trials <= 0.06, false / trials
     assert covered / trials >= 0.92, covered / trials
     assert naive / trials > 0.15, naive / trials  # the drift alone fools a plain pairing
+
+
+# --- stalls (core.run.outside_load) ------------------------------------------------------------
+
+
+def _stall_run(rng: random.Random, n_prompts: int, rates: dict[str, float], cv: float
+               ) -> tuple[Any, set[int]]:
+    """One repetition of each prompt on A (20 t/s) and B (15 t/s), alternating; a prompt
+    moves both by a lognormal factor (sd `cv`), each request by its own (sd `cv`); a server
+    stalls on a request with probability `rates[server]`: that request runs at 30% speed.
+    The run and the ids of its stalled requests."""
+    from quanttui.core.run.records import RequestRecord, RunResults, ServerInfo
+
+    recs, stalls = [], set()
+    for k in range(n_prompts):
+        prompt = rng.lognormvariate(0.0, cv)
+        for server, base in (("A", 20.0), ("B", 15.0)):
+            v = base * prompt * rng.lognormvariate(0.0, cv)
+            if rng.random() < rates[server]:
+                v *= 0.3
+                stalls.add(len(recs))
+            recs.append(RequestRecord(request_id=len(recs), server=server, prompt_id=f"p{k}",
+                                      category="c", repetition=0, warmup=False, concurrency=1,
+                                      round=k, started_at=0.0,
+                                      metrics=cast(Any, SimpleNamespace(decode_tps_client=v,
+                                                                        n_out=64))))
+    return RunResults(servers=[ServerInfo("A", "a"), ServerInfo("B", "b")],
+                      schedule="alternating", endpoint="completion", repetitions=1, warmup=0,
+                      concurrency_levels=(1,), records=recs), stalls
+
+
+@pytest.mark.parametrize("n_prompts", [3, 6, 12])
+def test_stall_notice_with_one_repetition(n_prompts: int) -> None:
+    """The default run (each prompt once) with A stalling on 5% and B on 20% of requests: the
+    "stall" notice (`stall_notices`, as a run adds it) is raised in ≥ 95% of the runs that
+    had a stall (measured 98.6%, 98.7%, 99.8% at 3, 6, 12 prompts), naming ≥ 85% of the
+    stalled requests (92%, 97%, 99%: at 3 prompts two stalls of three leave no fast median)
+    and no other request. With no stall and twice the noise (10% per prompt and request) it
+    is raised in ≤ 1% of runs (measured 0.1%, 0, 0)."""
+    from quanttui.core.run.outside_load import stall_notices
+
+    rng = random.Random(19_600 + n_prompts)
+    trials = 1500
+    with_stall = raised = stalls = named = wrong = 0
+    for _ in range(trials):
+        res, truth = _stall_run(rng, n_prompts, {"A": 0.05, "B": 0.20}, 0.05)
+        said = stall_notices(res)
+        ids = {int(x) for n in said for x in re.findall(r"#(\d+)", n["message"])}
+        if truth:
+            with_stall += 1
+            raised += bool(said)
+        stalls += len(truth)
+        named += len(truth & ids)
+        wrong += len(ids - truth)
+    assert raised / with_stall >= 0.95, raised / with_stall
+    assert named / stalls >= 0.85, named / stalls
+    assert wrong <= 0.001 * trials * 2 * n_prompts, wrong
+    false = sum(bool(stall_notices(_stall_run(rng, n_prompts, {"A": 0.0, "B": 0.0}, 0.10)[0]))
+                for _ in range(trials))
+    assert false / trials <= 0.01, false / trials
