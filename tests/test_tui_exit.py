@@ -240,6 +240,63 @@ def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
                 proc.wait(10)
 
 
+def _no_hang_up_signal() -> None:
+    """In the child: as _take_ctty, with SIGHUP ignored, as under `nohup` (or a job runner that
+    ignores it): only failed reads and writes can tell that the terminal went away."""
+    _take_ctty()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("when", ["before the screen", "while its servers start"])
+def test_terminal_gone_early_with_sighup_ignored(demo_models: dict[str, Path], tmp_path: Path,
+                                                 when: str) -> None:
+    """The terminal goes away before the app asked to be told (Textual's first writes failed,
+    or the servers' start found it gone and sent its lines to /dev/null), SIGHUP ignored: the
+    app leaves as soon as it is up (129), and no server is left. It ran on for good, its
+    servers with it (seen: a quanttui from test_terminal_loss 25 minutes after its pytest)."""
+    if when == "before the screen":
+        with FakeLlamaServer() as a, FakeLlamaServer(model="fake-Q8_0.gguf", ftype="Q8_0") as b:
+            args = ["--config", str(slow_run_config(tmp_path, (a, b)))]
+            code = _lose_terminal_at_once(args, tmp_path, 0.0)
+    else:
+        links = []
+        for q in ("Q4_K_M", "Q2_K"):
+            links.append(tmp_path / f"early-{q}.gguf")
+            links[-1].symlink_to(demo_models[q])
+        args = ["run", "--model", str(links[0]), "--model", str(links[1]), "--set",
+                f"run.export_dir={tmp_path / 'exports'}"]
+        code = _lose_terminal_at_once(args, tmp_path, 1.5)  # once it has begun to start them
+    assert code == HUP
+    assert wait_gone(tmp_path, 5) == []
+
+
+def _lose_terminal_at_once(args: list[str], cwd: Path, after: float) -> int:
+    """quanttui on a pty that is its controlling terminal, SIGHUP ignored; the terminal goes
+    away `after` seconds after the start. Its exit code (it must leave within 60 s)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", QUANTTUI_CACHE_DIR=str(cwd / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "quanttui", *args], stdin=slave,
+                            stdout=slave, stderr=slave, env=env, cwd=cwd,
+                            preexec_fn=_no_hang_up_signal)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + after
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                os.read(master, 65536)
+        os.close(master)
+        try:
+            return proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("quanttui still running 60 s after its terminal went away "
+                                 "(SIGHUP ignored)") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 # ---------------------------------------------------------------------- a run on when leaving
 
 # How each way out ends the process (README, exit codes): q is a normal exit; a signal is

@@ -16,32 +16,55 @@ here, so quanttui never outlives its terminal with servers running:
 
 A failed write or read on the terminal is taken as the terminal being gone (`on_terminal_lost`):
 SIGHUP does not always come (a process outside the terminal's session, `nohup`), and Textual
-would otherwise end the app on a failed read at once (a panic), without storing the run.
+would otherwise end the app on a failed read at once (a panic), without storing the run. A
+terminal gone before the app asked to be told (while its servers start, or Textual's first
+writes) is told as soon as it asks: found by a failed write or read then, or by the terminal's
+own state (a hung-up terminal fails every request, EIO), since the servers' start, finding it
+gone, sends what it prints to /dev/null. Else, with SIGHUP ignored, the app ran on for good,
+its servers with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
+import termios
 import threading
 from collections.abc import Callable
 
 DEFAULT_S = 4.0
 
 _lost: list[Callable[[], None]] = []  # what to call when the terminal is gone (any thread)
+_gone = threading.Event()  # a write or read on the terminal failed (told or not)
 
 
 def on_terminal_lost(callback: Callable[[], None] | None) -> None:
     """Call `callback` (from the thread that found out) once a write or read on the terminal
-    fails; None: no one to tell."""
+    fails; None: no one to tell. Called at once when the terminal is gone already."""
     _lost[:] = [callback] if callback is not None else []
+    if callback is not None and (_gone.is_set() or hung_up()):
+        terminal_lost()
 
 
 def terminal_lost() -> None:
+    _gone.set()
     for callback in list(_lost):
         with contextlib.suppress(Exception):  # a writer or input thread must not die of it
             callback()
+
+
+def hung_up(fd: int = 0) -> bool:
+    """Whether the terminal on `fd` (stdin: what the app reads its keys from) has gone away: a
+    hung-up terminal answers every request with EIO. False for anything but a terminal."""
+    try:
+        termios.tcgetattr(fd)
+    except termios.error as e:
+        return bool(e.args) and e.args[0] == errno.EIO
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 class ExitDeadline:
