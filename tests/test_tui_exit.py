@@ -253,7 +253,8 @@ def test_terminal_gone_early_with_sighup_ignored(demo_models: dict[str, Path], t
     """The terminal goes away before the app asked to be told (Textual's first writes failed,
     or the servers' start found it gone and sent its lines to /dev/null), SIGHUP ignored: the
     app leaves as soon as it is up (129), and no server is left. It ran on for good, its
-    servers with it (seen: a quanttui from test_terminal_loss 25 minutes after its pytest)."""
+    servers with it (here until the 60 s below; one way a test_terminal_loss quanttui could
+    outlive its pytest, as one was seen to by 25 minutes)."""
     if when == "before the screen":
         with FakeLlamaServer() as a, FakeLlamaServer(model="fake-Q8_0.gguf", ftype="Q8_0") as b:
             args = ["--config", str(slow_run_config(tmp_path, (a, b)))]
