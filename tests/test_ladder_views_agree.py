@@ -19,7 +19,7 @@ from gguf import LlamaFileType
 from quanttui.core.ladder.lineup import collect_models, lineup
 from quanttui.core.ladder.runner import LadderOptions, run_ladder
 from quanttui.core.ladder.section import ladder_section, merged_results
-from quanttui.core.ladder.table import Diff
+from quanttui.core.ladder.table import Diff, drift_floor, speed_pair
 from quanttui.core.ladder.verdict import Constraints
 from quanttui.core.llama.client import Timeouts
 from quanttui.core.llama.params import GenerationParams
@@ -120,11 +120,18 @@ async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: 
     assert len(sec.reference_by_pass) == 2
     assert sec.reference_by_pass[1] < 0.7 * sec.reference_by_pass[0]
     assert any("by pass" in n for n in sec.notes)
+    # ... and it raises the drift floor above the configured 3%, one floor in every view
+    change = sec.reference_by_pass[0] / sec.reference_by_pass[1] - 1
+    floor = drift_floor(run)
+    assert floor == pytest.approx(change, rel=0.01) and floor > run.options.plan.drift_floor
+    (said,) = [n for n in sec.notes if n.startswith("the reference itself moved")]
+    assert f"moved {floor:.1%} between passes" in said and "raised to it" in said
 
     # the JSON, read back: the stored section and the figures recomputed from the records
     path = tmp_path / "ladder.json"
     write_json(path, merged)
     loaded = load_run(path)
+    assert merged.drift_floor == loaded.drift_floor == floor
     stored = {r["name"]: r for r in loaded.extra["ladder"]["rows"]}
     md = markdown.render(loaded)
     tui = results_model(loaded)
@@ -207,3 +214,39 @@ async def test_what_slowed_a_pass_is_said_beside_the_ladders_figures(tmp_path: P
     assert loaded.hardware["host"]["other_cpu_cores_mean"] == pytest.approx(1.4)
     assert loaded.hardware["own_cpu_percent_mean"] == pytest.approx(2.5)
     assert set(loaded.hardware["servers"]) == {"Q8_0", "Q4_K_M", "Q2_K"}
+
+
+def _block_records(speeds: dict[tuple[str, int], float], n_prompts: int = 6) -> list[Any]:
+    """Requests of servers in blocks (passes) at the given decode speeds; each prompt moves
+    every server alike (no request noise)."""
+    from quanttui.core.run.records import RequestRecord
+
+    out = []
+    for (server, block), v in speeds.items():
+        for k in range(n_prompts):
+            out.append(RequestRecord(
+                request_id=len(out), server=server, prompt_id=f"p{k}", category="c",
+                repetition=0, warmup=False, concurrency=1, round=0, started_at=0.0, block=block,
+                metrics=SimpleNamespace(decode_tps_client=v * (1 + 0.01 * k))))  # type: ignore[arg-type]
+    return out
+
+
+@pytest.mark.parametrize(("prior", "want"), [(0.03, 0.08), (0.10, 0.10)])
+def test_the_references_own_change_between_passes_is_the_floor(prior: float, want: float
+                                                                ) -> None:
+    """The reference ran in passes 1 and 2 and moved 8% between them; A ran beside it in pass
+    1, B alone in pass 3 (nothing beside both): A–B is paired across passes, and the floor its
+    interval is widened by is the reference's 8% (the configured 3% raised), never below the
+    configured prior (10% stays 10%)."""
+    records = _block_records({("R", 1): 20.0, ("A", 1): 15.0, ("R", 2): 20.0 / 1.08,
+                              ("B", 3): 15.0})
+    run = SimpleNamespace(passes=[SimpleNamespace(results=SimpleNamespace(records=records))],
+                          lineup=SimpleNamespace(names=["R", "A", "B"], reference="R"),
+                          options=SimpleNamespace(plan=SimpleNamespace(drift_floor=prior)))
+    assert drift_floor(run) == pytest.approx(want)  # type: ignore[arg-type]
+    d = speed_pair(run, "A", "B")  # type: ignore[arg-type]
+    assert d is not None and d.basis == "across blocks" and d.floor == pytest.approx(want)
+    # B is A's speed: the interval is ± the floor around ×1 (the prompts' spread is shared)
+    assert d.ratio_ci is not None
+    assert d.ratio_ci[0] == pytest.approx(1 - want) and d.ratio_ci[1] == pytest.approx(1 + want)
+    assert not d.measurable

@@ -316,7 +316,7 @@ def _ladder_passes(rng: random.Random, n_prompts: int, drift: dict[int, float], 
 
 def _ladder_run(records: list[Any], names: list[str], floor: float) -> Any:
     return SimpleNamespace(passes=[SimpleNamespace(results=SimpleNamespace(records=records))],
-                           lineup=SimpleNamespace(names=names),
+                           lineup=SimpleNamespace(names=names, reference=names[0]),
                            options=SimpleNamespace(plan=SimpleNamespace(drift_floor=floor)))
 
 

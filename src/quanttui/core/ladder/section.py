@@ -15,6 +15,7 @@ from quanttui.core.ladder.table import (
     Diff,
     PairRow,
     QuantRow,
+    drift_floor,
     interval_text,
     neighbour_rows,
     quality_scope,
@@ -29,7 +30,7 @@ from quanttui.core.ladder.verdict import (
     measured_memory,
 )
 from quanttui.core.run.outside_load import LOAD_CODES
-from quanttui.core.run.pairing import block_drift
+from quanttui.core.run.pairing import block_drift, moved
 from quanttui.core.run.records import RequestRecord, RoundRecord, RunResults, ServerInfo
 
 
@@ -146,12 +147,18 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
     requant = [r.name for r in rows if r.requantized_from]
     notes = list(run.notes)
     by_pass = reference_by_pass(run)
-    if len(by_pass) > 1:
-        lo, hi = min(by_pass), max(by_pass)
+    change = moved(by_pass)
+    if change is not None:
         tps = ", ".join(f"{v:.1f}" for v in by_pass)
         notes.append(f"the reference's decode tok/s by pass: {tps}"
-                     f" (moved {hi / lo - 1:.0%} between passes); each quant is compared with "
+                     f" (moved {change:.0%} between passes); each quant is compared with "
                      "the reference measured in its own pass, and neighbours through it")
+        prior = run.options.plan.drift_floor
+        if drift_floor(run) > prior:
+            notes.append(f"the reference itself moved {change:.1%} between passes: a "
+                         "difference between quants measured in different passes with no "
+                         "server beside both is not called below that (the drift floor, "
+                         f"run.drift_floor {prior:.0%}, raised to it)")
     # what slowed a pass (other processes, quanttui itself, stalled requests): beside the
     # ladder's figures in every view (stdout, Markdown, TUI), not only in the run's notices
     notes += [n["message"] for p in run.passes for n in p.results.notices
@@ -238,7 +245,7 @@ def merged_results(run: LadderRun, section: LadderSection) -> RunResults:
         records=records, rounds=rounds, notices=notices,
         started_at=run.started_at, finished_at=run.finished_at or time.time(),
         interrupted=run.interrupted, hardware=hardware,
-        drift_floor=run.options.plan.drift_floor)
+        drift_floor=drift_floor(run))
     for s in res.servers:
         if s.name in run.launch_args:
             s.launch_args = run.launch_args[s.name]

@@ -31,7 +31,7 @@ from quanttui.core.quality.divergence import (
     positions_scope,
 )
 from quanttui.core.quality.teacher_forcing import pair_runs
-from quanttui.core.run.pairing import INTERLEAVED, pair
+from quanttui.core.run.pairing import INTERLEAVED, estimated_floor, pair
 from quanttui.core.run.records import RunResults
 from quanttui.core.run.stats import PairedDiff
 
@@ -148,8 +148,15 @@ def speed_pair(run: LadderRun, a: str, b: str, metric: str = "decode_tps_client"
     within the pass that ran both, else through the reference beside each, else across passes
     with the drift floor."""
     records = [r for p in run.passes for r in p.results.records]
-    return pair(records, metric, a, b, servers=run.lineup.names,
-                floor=run.options.plan.drift_floor)
+    return pair(records, metric, a, b, servers=run.lineup.names, floor=drift_floor(run))
+
+
+def drift_floor(run: LadderRun) -> float:
+    """The ladder's drift floor (one for every pair and metric): `run.drift_floor`, raised to
+    the reference's own change in decode tok/s between the passes it ran in when larger
+    (core.run.pairing.estimated_floor)."""
+    return estimated_floor([r for p in run.passes for r in p.results.records],
+                           run.lineup.reference, run.options.plan.drift_floor)
 
 
 def speed(run: LadderRun, a: str, b: str, metric: str = "decode_tps_client") -> Diff | None:

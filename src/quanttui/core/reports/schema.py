@@ -126,7 +126,8 @@ class RunDoc(msgspec.Struct, kw_only=True):
     confirm_from: int | None = None
     warmup: int
     concurrency_levels: list[int]
-    # differences across blocks of time must exceed ± this share (core.run.pairing)
+    # differences across blocks of time must exceed ± this share (core.run.pairing): the
+    # configured run.drift_floor, a ladder's raised to its reference's change between passes
     drift_floor: float = DEFAULT_DRIFT_FLOOR
     config: dict[str, Any] | None = None  # the settings the run used (config file sections)
     provenance: dict[str, Any] | None = None  # quanttui, llama.cpp, model files, host

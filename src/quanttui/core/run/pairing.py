@@ -19,7 +19,9 @@ so per-prompt pairing only cancels it between values of the same block. Three ca
 - "across blocks": nothing cancels the drift between the blocks, so the paired interval is
   widened by ± `floor` (relative to A's mean): differences smaller than the drift a shared
   machine shows between minutes are not called. The floor is `run.drift_floor` (3% by default:
-  1–2% drift between blocks is ordinary on a shared VPS).
+  1–2% drift between blocks is ordinary on a shared VPS), a prior: where a server that did not
+  change ran in two or more blocks (a ladder's reference), its own change between them raises
+  the floor when larger (`estimated_floor`), never lowers it.
 """
 
 from __future__ import annotations
@@ -135,6 +137,21 @@ def block_drift(records: Iterable[RequestRecord], metric: str, server: str
     if not common:
         return []
     return [(b, fmean(c[(server, b)][p] for p in common)) for b in blocks]
+
+
+def moved(levels: list[float]) -> float | None:
+    """How far a server's means moved between blocks: highest / lowest − 1; None under two."""
+    if len(levels) < 2 or min(levels) <= 0:
+        return None
+    return max(levels) / min(levels) - 1
+
+
+def estimated_floor(records: Iterable[RequestRecord], server: str, prior: float,
+                    metric: str = "decode_tps_client") -> float:
+    """The drift floor for pairs across blocks: the configured `prior`, raised to `server`'s
+    own change between the blocks it ran in (`block_drift`, `moved`) when that is larger."""
+    m = moved([v for _, v in block_drift(records, metric, server)])
+    return prior if m is None else max(prior, m)
 
 
 def basis_words(basis: str, floor: float = 0.0) -> str:
