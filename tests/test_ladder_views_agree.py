@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -180,6 +181,13 @@ async def test_every_view_gives_each_pair_the_same_ratio_and_interval(tmp_path: 
     # pooled over both passes, the reference would read ×~0.7 slower beside Q2_K's own speed:
     # no view says that any more
     assert not re.search(r"Q2_K lower than Q8_0", md)
+    # the details' Speed table pools the reference's two passes, and says so on its row
+    speed = md.split("## Speed")[1].split("```")[0]
+    assert "| Q8_0 (pooled over 2 passes) |" in speed and "| Q4_K_M |" in speed, speed
+    # one file, one size: the summary's is the file's, the Servers table's the tensors'
+    assert "| quant | file size |" in md
+    servers = md.split("## Servers")[1].split("## Speed")[0]
+    assert "| weights |" in servers and markdown.WEIGHTS_NOTE in servers, servers
 
 
 async def test_what_slowed_a_pass_is_said_beside_the_ladders_figures(tmp_path: Path) -> None:
@@ -200,14 +208,23 @@ async def test_what_slowed_a_pass_is_said_beside_the_ladders_figures(tmp_path: P
                                "pass 2: ")
     assert busy is not None
     run.passes[1].results.notices.append(busy)
+    # Q2_K made from Q8_0's file: one quant, said in the singular
+    run.lineup = replace(run.lineup, rungs=tuple(
+        replace(r, model=replace(r.model, requantized_from="m-Q8_0.gguf"))
+        if r.name == "Q2_K" else r for r in run.lineup.rungs))
     sec = ladder_section(run, Constraints())
     assert busy["message"] in sec.notes
+    (requant,) = [n for n in sec.notes if "requantized" in n]
+    assert requant.startswith("Q2_K was requantized from m-Q8_0.gguf: it cannot be more "
+                              "accurate than the file it was made from, so its quality"), requant
     write_json(tmp_path / "ladder.json", merged_results(run, sec))
     loaded = load_run(tmp_path / "ladder.json")
     said = busy["message"][:60]
     assert f"note: {said}" in _verdict_text(loaded)
-    ladder_part = markdown.render(loaded).split("## Notices")[0]
+    md = markdown.render(loaded)
+    ladder_part = md.split("# Details")[0]
     assert said in ladder_part
+    assert md.count(said) == 1  # among the ladder's notes, not again at the details' foot
     assert any(said in n for n in results_model(loaded).notes)
     # over the samples of both passes: (0.2 × 10 + 1.8 × 30) / 40
     assert loaded.hardware is not None and loaded.hardware["samples"] == 40

@@ -165,9 +165,12 @@ def ladder_section(run: LadderRun, constraints: Constraints) -> LadderSection:
               if n.get("code") in LOAD_CODES]
     if requant:
         src = {r.requantized_from for r in rows if r.requantized_from}
-        notes.append(f"{', '.join(requant)} were requantized from {', '.join(sorted(src))}: "
-                     "none can be more accurate than the file it was made from, so their "
-                     "quality figures show the extra rounding only")
+        one = len(requant) == 1
+        notes.append(f"{', '.join(requant)} {'was' if one else 'were'} requantized from "
+                     f"{', '.join(sorted(src))}: {'it' if one else 'none'} can"
+                     f"{'not' if one else ''} be more accurate than the file it was made from, "
+                     f"so {'its' if one else 'their'} quality figures show the extra rounding "
+                     "only")
     return LadderSection(reference=run.lineup.reference, k=k, together=run.together, rows=rows,
                          neighbours=pairs, verdict=verdict, answers=answers(rows, pairs, k),
                          notes=notes, reference_by_pass=[round(v, 3) for v in by_pass],

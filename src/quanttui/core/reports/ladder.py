@@ -65,7 +65,7 @@ def decode_cell(r: QuantRow) -> str:
 
 def summary_table(sec: LadderSection) -> list[str]:
     ref = next(r for r in sec.rows if r.reference)
-    head = ["quant", "size", "Δsize", "bits/w", "memory", "decode t/s", "×speed vs ref",
+    head = ["quant", "file size", "Δsize", "bits/w", "memory", "decode t/s", "×speed vs ref",
             "same-top-1 [95%]", f"KLD@{sec.k} [95%]", "PPL ratio", "accuracy (Δ vs ref)"]
     rows = []
     for r in sec.rows:

@@ -54,6 +54,11 @@ def _dist(s: Summary | None, fmt: str = ".1f") -> str:
     return "n/a" if s is None else f"{s.mean:{fmt}} ± {s.std:{fmt}}"
 
 
+WEIGHTS_NOTE = ("weights: the bytes of the model's tensors as llama-server reports them; the "
+                "model file is larger by its tokenizer and metadata (the file size a ladder and "
+                "the Memory table show).")
+
+
 def render(results: RunResults) -> str:
     names = results.server_names
     info = {s.name: s for s in results.servers}
@@ -77,16 +82,20 @@ def render(results: RunResults) -> str:
          f"{(info[n].n_params or 0) / 1e6:.0f} M" if info[n].n_params else "n/a",
          str(info[n].n_ctx or "n/a"), str(info[n].total_slots or "n/a")]
         for n in names])
+    if any(info[n].model_size for n in names):
+        lines += ["", WEIGHTS_NOTE]
     for level in results.concurrency_levels:
         lines += ["", f"## Speed (concurrency {level})", ""]
         rows = []
+        blocks = {n: len({r.block for r in results.measured(n, level)}) for n in names}
         for n in names:
             meas = results.measured(n, level)
             ttft = results.summary(n, "ttft_ms", level)
             e2e = results.summary(n, "e2e_ms", level)
             agg = results.aggregate(n, level)
             rows.append([
-                n, f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
+                n + (f" (pooled over {blocks[n]} passes)" if blocks[n] > 1 else ""),
+                f"{sum(r.ok for r in meas)}/{sum(not r.ok for r in meas)}",
                 _dist(results.summary(n, "decode_tps_client", level)),
                 _dist(results.summary(n, "decode_tps_server", level)),
                 _f(ttft.p50 if ttft else None), _f(ttft.p90 if ttft else None),
@@ -97,12 +106,11 @@ def render(results: RunResults) -> str:
         lines += _table(["server", "ok/failed", "decode tok/s (client)", "decode tok/s (server)",
                          "TTFT p50 ms", "TTFT p90 ms", "E2E p50 ms", "prompt tok/s",
                          "aggregate tok/s"], rows)
-        blocks = {n: len({r.block for r in results.measured(n, level)}) for n in names}
         if any(b > 1 for b in blocks.values()):
-            many = ", ".join(f"{n} ({b})" for n, b in blocks.items() if b > 1)
-            lines += ["", f"Measured in several blocks of time (passes): {many}; their figures "
-                          "above pool the blocks. The paired rows below compare two servers "
-                          "within the block they shared, or through a server beside each."]
+            lines += ["", "Pooled over passes: a server measured in several blocks of time "
+                          "(passes); its figures above pool them. The paired rows below compare "
+                          "two servers within the block they shared, or through a server beside "
+                          "each."]
         values = [(n, results.summary(n, "decode_tps_client", level)) for n in names]
         shown = [(n, s.mean) for n, s in values if s is not None]
         if shown:
@@ -139,10 +147,12 @@ def render(results: RunResults) -> str:
     quality = results.extra.get("quality")
     if quality:
         lines += _quality_lines(quality)
-    notes = [n for n in results.notices if n["level"] != "info"]
+    sec = section_of(results.extra)
+    # a ladder says what slowed a pass among its notes, beside its figures: said once
+    said = set(sec.notes) if sec is not None else set()
+    notes = [n for n in results.notices if n["level"] != "info" and n["message"] not in said]
     if notes:
         lines += ["", "## Notices", ""] + [f"- **{n['level']}**: {n['message']}" for n in notes]
-    sec = section_of(results.extra)
     if sec is not None:  # a ladder: the answer first, this run's details after it
         lines[0] = "# Details: every request of the ladder"
         lines = render_ladder(sec, _ladder_header(results, started)) + lines
