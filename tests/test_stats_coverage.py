@@ -7,6 +7,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -179,67 +180,108 @@ def test_kld_interval_clusters(prompts: int) -> None:
         f"same-top-1 coverage {hit_top1 / trials:.3f} at {prompts} prompts")
 
 
-def test_until_decided_false_difference() -> None:
-    """`--until-decided` as shipped: `core.run.decide.next_step` with the default half-width
-    (3%) and budget (600 s, at 60 s a repetition: at most 10 repetitions in all), the decode
-    ratio read through `RunResults.paired` as the session reads it, and the reported interval
-    from the confirmation repetitions (`confirm_from`). With no true difference (per-prompt
-    speeds 20–80 t/s, the same on both servers; per-request CV 3–6%, drawn per run), that
-    interval excludes 1 in ≤ 6% of runs at 3, 6 and 12 prompts, 2000 runs each. The deciding
-    repetitions' own interval, which the loop used to report, is worse here at 3 prompts: the
-    simulation can tell the two apart."""
-    from types import SimpleNamespace as Metrics
+class _SimClient:
+    """A llama-server as the session's client sees it, simulated: each request streams 33
+    tokens at its prompt's speed times (1 + cv · N(0, 1)), the same on both servers (no true
+    difference), and takes `per_request_s` of a simulated clock."""
 
-    from quanttui.config import RunConfig
-    from quanttui.core.run.decide import next_step
-    from quanttui.core.run.records import RequestRecord, RunResults
+    def __init__(self, name: str, clock: list[float], speeds: dict[str, float], cv: float,
+                 rng: random.Random, per_request_s: float) -> None:
+        self.label, self.clock, self.speeds, self.cv = name, clock, speeds, cv
+        self.rng, self.per_request_s = rng, per_request_s
 
-    cfg = RunConfig()
-    rep_s, runs = 60.0, 2000
+    def new_result(self, endpoint: str = "completion") -> Any:
+        from quanttui.core.llama.result import CompletionResult
+
+        return CompletionResult(server=self.label, endpoint=endpoint,  # type: ignore[arg-type]
+                                t_sent_ns=0)
+
+    async def complete(self, text: str, params: Any, *, endpoint: str, on_progress: Any,
+                       result: Any) -> None:
+        rate = self.speeds[text] * (1 + self.cv * self.rng.gauss(0, 1))
+        first = 50_000_000  # the first token at 50 ms; 32 more at `rate` tok/s
+        result.event_times_ns = [first, first + round(32 / rate * 1e9)]
+        result.event_ntokens, result.event_nids = [1, 32], [1, 32]
+        result.token_ids = list(range(33))
+        result.t_done_ns = result.event_times_ns[-1]
+        self.clock[0] += self.per_request_s
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_until_decided_false_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--until-decided` as shipped: `Session._run_all` (its first pass, then
+    `Session._until_decided`: `core.run.decide.next_step`, the confirmation repetitions and
+    `confirm_from`) with the default configuration (half-width 3%, budget 600 s, schedule,
+    warm-up), on a simulated client whose repetition takes 60 s of a simulated clock (at most
+    10 repetitions in all), the decode ratio read as every view reads it (`RunResults.paired`).
+    With no true difference (per-prompt speeds 20–80 t/s, the same on both servers; per-request
+    CV 3–6%, drawn per run), the reported interval excludes 1 in ≤ 6% of runs at 3, 6 and 12
+    prompts, 1000 runs each. The deciding repetitions' own interval, which the loop used to
+    report, is worse here at 3 prompts: the simulation can tell the two apart."""
+    import asyncio
+    import time as real_time
+
+    import msgspec
+
+    from quanttui.config import Config
+    from quanttui.core.run import session as session_mod
+    from quanttui.core.run.pairing import pair
+    from quanttui.core.run.plan import ServerSpec, plan_from_config
+    from quanttui.core.suites.prompts import Prompt
+
+    cfg = Config()
+    cfg = msgspec.structs.replace(cfg, run=msgspec.structs.replace(cfg.run, until_decided=True))
+    base = plan_from_config(cfg)
+    assert base.until_decided == cfg.run.decide_half_width
+    clock = [0.0]
+    monkeypatch.setattr(session_mod, "time", SimpleNamespace(
+        monotonic=lambda: clock[0], time=real_time.time, perf_counter_ns=real_time.perf_counter_ns))
+    rep_s, runs = 60.0, 1000
     rng = random.Random(19)
-    for n in (3, 6, 12):
-        false_reported = false_deciding = 0
-        total_reps = 0
-        for _ in range(runs):
-            speeds = [rng.uniform(20, 80) for _ in range(n)]
-            cv = rng.uniform(0.03, 0.06)
-            res = RunResults(servers=[], schedule="alternating", endpoint="completion",
-                             repetitions=0, warmup=0, concurrency_levels=(1,))
 
-            def repetition(rep: int, res: RunResults = res, speeds: list[float] = speeds,
-                           cv: float = cv) -> None:
-                for j, x in enumerate(speeds):
-                    for server in ("A", "B"):
-                        rec = RequestRecord(len(res.records), server, f"p{j}", "c", rep, False,
-                                            1, rep, 0.0)
-                        rec.metrics = Metrics(  # type: ignore[assignment]
-                            decode_tps_client=x * (1 + cv * rng.gauss(0, 1)))
-                        res.records.append(rec)
-                res.repetitions = rep + 1
+    async def one_run(n: int) -> tuple[Any, Any]:
+        prompts = tuple(Prompt(f"p{j}", f"p{j}") for j in range(n))
+        plan = replace(base, prompts=prompts)
+        speeds = {p.text: rng.uniform(20, 80) for p in prompts}
+        cv = rng.uniform(0.03, 0.06)
+        sess = session_mod.Session([ServerSpec("A", "sim://a"), ServerSpec("B", "sim://b")],
+                                   plan)
+        sess._clients = {name: cast(Any, _SimClient(name, clock, speeds, cv, rng,
+                                                      rep_s / (2 * n)))
+                         for name in ("A", "B")}
 
-            repetition(0)
-            while True:
-                d = res.paired("decode_tps_client", "A", "B", 1)
-                step = next_step([d], cfg.decide_half_width, repetitions=res.repetitions,
-                                 elapsed_s=rep_s * res.repetitions, repetition_s=rep_s,
-                                 budget_s=cfg.decide_budget_s)
-                if not step.more:
-                    break
-                repetition(res.repetitions)
-            false_deciding += d is not None and d.measurable
-            res.confirm_from = res.repetitions
-            for _ in range(step.confirm):
-                repetition(res.repetitions)
-            reported = res.paired("decode_tps_client", "A", "B", 1)
-            assert reported is not None and reported.n == n
-            false_reported += reported.measurable
-            assert res.repetitions <= cfg.decide_budget_s / rep_s
-            total_reps += res.repetitions
-        assert false_reported / runs <= 0.06, (n, false_reported / runs)
-        if n == 3:
-            assert false_deciding / runs > 0.08, false_deciding / runs
-        print(f"n={n}: reported {false_reported / runs:.1%}, deciding "
-              f"{false_deciding / runs:.1%}, {total_reps / runs:.2f} repetitions")
+        async def probed() -> None:
+            return None
+
+        sess._probe = probed  # type: ignore[method-assign]
+        sess._t0 = clock[0]
+        await sess._run_all()
+        res = sess.results
+        assert res.confirm_from is not None
+        deciding = pair([r for r in res.records if r.repetition < res.confirm_from],
+                        "decode_tps_client", "A", "B", 1, floor=res.drift_floor)
+        return res, deciding
+
+    async def main() -> None:
+        for n in (3, 6, 12):
+            false_reported = false_deciding = total_reps = 0
+            for _ in range(runs):
+                res, deciding = await one_run(n)
+                reported = res.paired("decode_tps_client", "A", "B", 1)
+                assert reported is not None and reported.n == n
+                false_reported += reported.measurable
+                false_deciding += deciding is not None and deciding.measurable
+                assert res.repetitions <= cfg.run.decide_budget_s / rep_s
+                total_reps += res.repetitions
+            assert false_reported / runs <= 0.06, (n, false_reported / runs)
+            if n == 3:  # had the loop reported the deciding interval, this test would fail
+                assert false_deciding / runs > 0.06, false_deciding / runs
+            print(f"n={n}: reported {false_reported / runs:.1%}, deciding "
+                  f"{false_deciding / runs:.1%}, {total_reps / runs:.2f} repetitions")
+
+    asyncio.run(main())
 
 
 # --- drift between blocks of time (core.run.pairing) ---------------------------------------

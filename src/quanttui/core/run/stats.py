@@ -105,8 +105,10 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with `df` degrees of freedom (bisection on `t_cdf`)."""
+    """The p-quantile of Student's t with `df` degrees of freedom (bisection on `t_cdf`;
+    remembered: intervals ask for a few (p, df) over and over)."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError("t_quantile needs 0 < p < 1 and df > 0")
     if p < 0.5:
