@@ -3,7 +3,8 @@
 Host RAM. Measured: private memory plus the model file's resident pages, peaks over the run
 (core.hardware.process). Parts (docs/metrics.md defines each):
 
-- weights mapped: the model file mapped (`CPU_Mapped`); these are the model pages;
+- weights mapped: the weights mapped from the model file (`CPU_Mapped`: the file less its
+  header and vocabulary, so a few MB under the file's size); measured as the model pages;
 - weights repacked: weights copied into this CPU's kernel layout (`CPU_REPACK`), private;
 - weights loaded: other host model buffers (`-lm none`, a GPU build's `CUDA_Host`), private;
 - KV cache: the cells written so far (the log's KV buffers, scaled by the deepest slot: pages
@@ -147,7 +148,8 @@ BREAKDOWN_HEAD = ["server", "weights mapped", "weights repacked", "KV cache writ
                   "compute + output", "checkpoints", "runtime (estimate)", "sum of parts",
                   "measured", "difference"]
 BREAKDOWN_NOTE = (
-    "Parts from llama-server's log (-lv 4): weights mapped = the model file's pages; repacked = "
+    "Parts from llama-server's log (-lv 4): weights mapped = the weights mapped from the model "
+    "file (its tensors: the file less its header and vocabulary); repacked = "
     "weights copied for this CPU's kernels; KV cache written = the cache's cells written, of "
     "what it allocated (pages are taken as cells are written); checkpoints = copies of the "
     "sliding-window cache alive at once; runtime = the process beyond its buffers "

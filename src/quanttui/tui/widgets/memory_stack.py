@@ -4,7 +4,7 @@ only attached to, which has no log to read. Every server's bar is drawn on one s
 lengths compare across columns.
 
 Each part has a glyph as well as a colour, so the bar reads in a terminal without colours and in
-a text capture: █ weights mapped (the model file's pages), ▓ weights repacked or loaded
+a text capture: █ weights mapped from the model file (its tensors), ▓ weights repacked or loaded
 (private copies), ▒ KV cache written, ░ compute and output buffers, context checkpoints and the
 runtime allowance, ─ rest: measured beyond the parts (not in the log).
 """
@@ -22,7 +22,7 @@ from quanttui.core.hardware.reading import format_bytes
 
 Run = tuple[str, str | None]
 
-LEGEND = ("█ weights mapped (model file pages), ▓ weights repacked/loaded for this CPU, "
+LEGEND = ("█ weights mapped from the model file, ▓ weights repacked/loaded for this CPU, "
           "▒ KV cache written, ░ other: compute/output buffers, checkpoints, runtime, ─ rest: "
           "measured beyond the log's parts; numbers in MB; one scale for every server")
 
