@@ -226,3 +226,31 @@ def test_a_ladder_starts_its_servers_with_the_threads_asked(tmp_path: Path) -> N
              "-o", str(tmp_path / "ladder.json")], tmp_path)
     lines = started.read_text().splitlines()
     assert lines and all(" -t 3 " in f" {x} " for x in lines), lines
+
+
+@pytest.mark.parametrize("command", [["ladder"], ["demo", "--ladder"]])
+@pytest.mark.parametrize("args, says", [
+    (["--server", "q8=http://u:pw@127.0.0.1:9"], "--server q8=http://u:***@127.0.0.1:9: "),
+    (["--model", "x.gguf"], "--model x.gguf: "),
+    (["--pin-cores"], "--pin-cores: "),
+    (["--schedule", "simultaneous"], "--schedule simultaneous: "),
+    (["--concurrency", "1,2"], "--concurrency 1,2: "),
+    (["--min-decode-ratio", "1.2"], "--min-decode-ratio: a CI gate of quanttui run; "),
+    (["--min-same-top1", "0.9"], "--min-same-top1: a CI gate of quanttui run; "),
+    (["--quality-reference", "Q8_0"], "--quality-reference Q8_0: "),
+    (["--no-quality"], "--no-quality: "),
+])
+def test_a_ladder_refuses_the_run_options_it_would_drop(
+        tmp_path: Path, command: list[str], args: list[str], says: str) -> None:
+    """`quanttui ladder` (and `demo --ladder`) took these run options and dropped them without
+    a word (servers from --server/--model never ran, no pinning, no gate, the reference not the
+    one named): refused before anything starts (no server, no demo models made), exit 2."""
+    models, server, started = ladder_files(tmp_path)
+    paths = [str(models)] if command == ["ladder"] else []
+    p = run_cli([*command, *paths, "--llama-server", str(server), "--no-history",
+                 "-o", str(tmp_path / "ladder.json"), *args], tmp_path)
+    assert p.returncode == EXIT_USAGE, p.stderr
+    assert f"error: {says}" in p.stderr, p.stderr
+    assert " ".join(command) in p.stderr.partition(says)[2], p.stderr
+    assert not started.exists()  # no server was started
+    assert "demo" not in command or "Q4_K_M:" not in p.stderr  # nor the demo models made

@@ -474,6 +474,47 @@ def _check_ladder_numbers(kw: dict[str, Any]) -> None:
                                      param_hint=flag)
 
 
+def _refuse_run_only(ctx: click.Context, kw: dict[str, Any], command: str) -> None:
+    """Refuse, before anything starts, the run options a ladder would otherwise drop without a
+    word: it starts its own servers from its GGUF files, alternates them, judges with its own
+    limits and compares with its --reference."""
+    from quanttui.core.secrets import mask_url
+
+    given = (f"name the GGUF files (or a folder) as arguments: {command} a.gguf b.gguf"
+             if command == "quanttui ladder" else "pick the demo quants with --quants")
+    if kw.get("servers"):
+        name, sep, url = str(kw["servers"][0]).partition("=")
+        if not sep or "://" in name:  # URL alone, as --server takes it too
+            name, sep, url = "", "", str(kw["servers"][0])
+        _fail(f"--server {name}{sep}{mask_url(url)}: {command} starts its own servers; "
+              f"{given} (quanttui run --server compares servers already running)")
+    if kw.get("models"):
+        _fail(f"--model {kw['models'][0]}: {command} takes no --model; {given}")
+    if kw.get("pin_cores"):
+        _fail(f"--pin-cores: {command} does not pin its servers to cores (it is for quanttui "
+              "run --model); leave it out")
+    if kw.get("schedule") not in (None, "alternating"):
+        _fail(f"--schedule {kw['schedule']}: {command} always alternates its servers; "
+              "leave it out")
+    levels = _levels(kw.get("concurrency"))
+    if levels and len(levels) > 1:
+        _fail(f"--concurrency {kw['concurrency']}: {command} runs at one concurrency level, "
+              "not a sweep (a sweep is quanttui run --headless --concurrency 1,2,4)")
+    if kw.get("min_decode_ratio") is not None:
+        _fail(f"--min-decode-ratio: a CI gate of quanttui run; {command} takes --min-speedup "
+              "for its verdict")
+    if kw.get("min_same_top1") is not None:
+        _fail(f"--min-same-top1: a CI gate of quanttui run; {command} takes --min-top1 for its "
+              "verdict")
+    if kw.get("quality_reference") is not None:
+        _fail(f"--quality-reference {kw['quality_reference']}: {command} compares with "
+              "--reference QUANT")
+    if ctx.get_parameter_source("quality") not in (
+            None, click.core.ParameterSource.DEFAULT) and not kw.get("quality"):
+        _fail(f"--no-quality: {command} always measures quality against its reference "
+              "(same-top-1, KLD, tasks); leave it out")
+
+
 def _ladder_threads(ctx: click.Context, cfg: Any, threads: int) -> Any:
     """-t for a ladder: the threads of every server it starts (the config's [models.launch]
     threads, which the ladder starts its servers with), checked as --model's are."""
@@ -547,6 +588,7 @@ def _ladder(ctx: click.Context, cfg: Any, paths: Sequence[Path], kw: dict[str, A
 def ladder(ctx: click.Context, /, paths: tuple[Path, ...], **kw: Any) -> None:
     """Which quant to run: measure N quants of one model (files, or folders of them) one at a
     time on the same prompts, and name the one to run under your constraints."""
+    _refuse_run_only(ctx, kw, "quanttui ladder")
     cfg = _load(ctx.obj["config"], kw["sets"], _flags(kw))
     _ladder(ctx, cfg, paths, kw)
 
@@ -570,6 +612,8 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, as_ladder: bool, 
     from quanttui import demo as demo_mod
     from quanttui.core.models.binaries import ToolNotFound
 
+    if as_ladder:
+        _refuse_run_only(ctx, kw, "quanttui demo --ladder")
     wanted = tuple(q.strip() for q in quants.split(",") if q.strip())
     known = (demo_mod.BASE_QUANT, *demo_mod.DERIVED)
     unknown = [q for q in wanted if q not in known]
