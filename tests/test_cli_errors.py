@@ -123,10 +123,22 @@ def test_disk_full_keeps_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # llama-server aborts past 512 threads, with exit 1 and no word why
     (["--model", "{gguf}", "-t", "99999"], "--threads 99999: out of range: must be between -1 "
                                            "and 512, got 99999 (this machine has"),
+    # a flag's value is named by the flag typed (it named the config key alone), the key after
     (["--server", "A={url}", "--min-decode-ratio", "nan"],
-     "gates.min_decode_ratio: must be a finite number, got nan"),
+     "error: --min-decode-ratio: must be a finite number, got nan (gates.min_decode_ratio)"),
     (["--server", "A={url}", "--min-same-top1", "-3"],
-     "gates.min_same_top1: out of range: must be between 0 and 1, got -3.0"),
+     "error: --min-same-top1: out of range: must be between 0 and 1, got -3.0 "
+     "(gates.min_same_top1)"),
+    (["--server", "A={url}", "-r", "0"],
+     "error: --repetitions: out of range: must be ≥ 1, got 0 (run.repetitions)"),
+    (["--server", "A={url}", "--decide-within", "-1"],
+     "error: --decide-within: out of range: must be > 0 and ≤ 0.5, got -1.0 "
+     "(run.decide_half_width)"),
+    (["--server", "A={url}", "--prompt", ""],
+     "error: --prompt: must not be empty (prompts.inline[1])"),
+    # --set names the key, as typed
+    (["--server", "A={url}", "--set", "gates.min_decode_ratio=nan"],
+     "error: command-line override: gates.min_decode_ratio: must be a finite number, got nan"),
     (["--server", "=http://127.0.0.1:9"], "--server =http://127.0.0.1:9: the name before '=' "
                                           "is empty"),
     (["--server", "A=ftp://127.0.0.1:9"], "--server A=ftp://127.0.0.1:9: invalid URL"),

@@ -46,7 +46,23 @@ def _load(config: Path | None, sets: Sequence[str], flags: dict[str, Any]) -> An
         overrides.update({k: v for k, v in flags.items() if v is not None})
         return load_config(find_config_file(config), overrides)
     except ConfigError as e:
+        # a flag's value refused: name the flag the user typed, the config key after it
+        key = (e.key or "").partition("[")[0]
+        if e.source == "command-line override" and flags.get(key) is not None \
+                and key in _FLAG_NAMES:
+            _fail(f"{_FLAG_NAMES[key]}: {e.problem} ({e.key})")
         _fail(str(e))
+
+
+# the config key each run flag sets (_flags), by the flag a user types
+_FLAG_NAMES = {
+    "run.schedule": "--schedule", "run.endpoint": "--endpoint",
+    "run.repetitions": "--repetitions", "run.warmup": "--warmup",
+    "generation.n_predict": "--n-predict", "run.until_decided": "--until-decided",
+    "run.decide_half_width": "--decide-within", "run.decide_budget_s": "--decide-budget",
+    "gates.min_decode_ratio": "--min-decode-ratio", "gates.min_same_top1": "--min-same-top1",
+    "prompts.suites": "--suite", "prompts.inline": "--prompt", "run.concurrency": "--concurrency",
+}
 
 
 # --server/--model and the launch flags, by the config key they set
