@@ -156,7 +156,11 @@ def test_mask_url() -> None:
     assert mask_url(f"http://me:{PASSWORD}@10.0.0.1:8080/v1") == "http://me:***@10.0.0.1:8080/v1"
     assert mask_url(f"https://:{PASSWORD}@[::1]:9") == "https://:***@[::1]:9"
     assert mask_url(f"http://h:1/x?api_key={PASSWORD}&n=2") == "http://h:1/x?api_key=***&n=2"
-    for plain in ("http://127.0.0.1:8080", "http://me@h:1", "http://h:1/?n=2", "not a url",
+    # a username alone is often a token (http://TOKEN@host): all of it, not left in the clear
+    assert mask_url(f"http://{PASSWORD}@10.0.0.1:8080/v1") == "http://***@10.0.0.1:8080/v1"
+    assert mask_url("http://@h:1") == "http://***@h:1"
+    assert mask_url(f"http://{PASSWORD}@h:1/?token={PASSWORD}") == "http://***@h:1/?token=***"
+    for plain in ("http://127.0.0.1:8080", "http://h:1/?n=2", "not a url",
                   "http://h:99999999"):
         assert mask_url(plain) == plain
 
@@ -171,9 +175,10 @@ def test_split_secrets_takes_them_off_the_command_line() -> None:
 
 
 def test_url_password_is_in_nothing_a_run_writes(tmp_path: Path) -> None:
-    """A server URL with `user:password@`: the password reaches nothing written or printed
-    (JSON, Markdown, CSV, SVG, the history, stdout and stderr), for a server that answers
-    and for one that doesn't (its errors quote the URL)."""
+    """A server URL with `user:password@`, or a token as its username alone (`TOKEN@`): the
+    password or token reaches nothing written or printed (JSON, Markdown, CSV, SVG, the
+    history, stdout and stderr), for a server that answers and for one that doesn't (its
+    errors quote the URL)."""
     cfg = tmp_path / "quanttui.toml"
     cfg.write_text("[run]\nwarmup = 0\n[prompts]\nsuites = []\n")
     out = tmp_path / "out"
@@ -182,7 +187,8 @@ def test_url_password_is_in_nothing_a_run_writes(tmp_path: Path) -> None:
         p = subprocess.run(
             [sys.executable, "-m", "quanttui", "--config", str(cfg), "run", "--headless",
              "--server", f"up={up}", "--server",
-             f"down=http://me:{PASSWORD}@127.0.0.1:9/?token={PASSWORD}", "--prompt", "hi",
+             f"down=http://me:{PASSWORD}@127.0.0.1:9/?token={PASSWORD}",
+             "--server", f"token=http://{PASSWORD}@127.0.0.1:9", "--prompt", "hi",
              "-n", "4", "--format", "json,md,csv,svg", "-o", str(out / "r.json")],
             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in p.stderr
@@ -190,6 +196,7 @@ def test_url_password_is_in_nothing_a_run_writes(tmp_path: Path) -> None:
     data = json.loads((out / "r.json").read_text())
     assert [r["ok"] for r in data["records"]] == [True]
     assert "me:***@" in json.dumps(data["servers"]) and "me:***@" in p.stderr
+    assert "http://***@127.0.0.1:9" in json.dumps(data["servers"]) + p.stderr
     written = [f for d in (out, Path(os.environ["QUANTTUI_DATA_DIR"])) for f in d.rglob("*")
                if f.is_file()]
     assert {f.suffix for f in written} >= {".json", ".md", ".csv", ".svg", ".sqlite3"}

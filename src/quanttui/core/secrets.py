@@ -3,9 +3,10 @@ for URLs, and the split that keeps secret values off a llama-server's command li
 
 `mask_args` is used for every place a llama-server command line is kept: the run JSON (launch
 args, config, provenance), the history, the server log and the messages that quote it.
-`mask_url` for every place a server's URL is shown or written (its `user:password@` and
-key-like query values). `split_secrets` before a llama-server is started: `ps` shows every
-user a process's arguments, its environment only to its owner.
+`mask_url` for every place a server's URL is shown or written (the password of its
+`user:password@`, a username alone as in `TOKEN@`, and key-like query values).
+`split_secrets` before a llama-server is started: `ps` shows every user a process's arguments,
+its environment only to its owner.
 """
 
 from __future__ import annotations
@@ -52,18 +53,19 @@ def mask_args(args: Iterable[str]) -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """`url` with its password (`user:password@`) and key-like query values replaced by `***`;
-    unchanged when it has neither (or isn't a URL)."""
+    """`url` with its password (`user:password@`), a username without a password (`TOKEN@`, a
+    common way to pass a token: all of it) and key-like query values replaced by `***`;
+    unchanged when it has none (or isn't a URL)."""
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a malformed URL, left as it is
     except ValueError:
         return url
     netloc, query = parts.netloc, parts.query
-    if parts.password is not None:
-        user = parts.username or ""
+    if "@" in parts.netloc:
         host_part = parts.netloc.rpartition("@")[2]
-        netloc = f"{user}:{MASK}@{host_part}"
+        netloc = (f"{parts.username or ''}:{MASK}@{host_part}" if parts.password is not None
+                  else f"{MASK}@{host_part}")
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_QUERY_SECRET.fullmatch(k) for k, _ in pairs):
