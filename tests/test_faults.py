@@ -342,19 +342,23 @@ def test_ctrl_c_while_hashing_the_model_files_keeps_the_run(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- hostile servers
 
 
-def test_trickling_props_ends_and_the_healthy_server_is_measured(tmp_path: Path) -> None:
-    """A /props that sends a byte every second: each read returns within timeouts.read, so
-    only a deadline on the whole call ends it (timeouts.read bounds every call that isn't a
-    stream); the whole reply would take minutes."""
+# every check a headless run makes of a server before its requests (/slots and /metrics it
+# doesn't call)
+@pytest.mark.parametrize("path", ["/props", "/health", "/v1/models"])
+def test_trickling_props_ends_and_the_healthy_server_is_measured(tmp_path: Path,
+                                                                 path: str) -> None:
+    """A /props (/health, /v1/models) that sends a byte every second: each read returns within
+    timeouts.read, so only a deadline on the whole call ends it (timeouts.read bounds every
+    call that isn't a stream); the whole reply would take minutes."""
     with FakeLlamaServer(token_delay=0.001) as a, FakeLlamaServer() as b:
-        b.fault = Fault("trickle", delay=1, paths=("/props",))
+        b.fault = Fault("trickle", delay=1, paths=(path,))
         t0 = time.monotonic()
         code, data, err = headless(tmp_path, {"A": a.url, "B": b.url}, "simultaneous",
                                    "-n", "4", "--set", "timeouts.read=2")
     assert time.monotonic() - t0 < 30
     assert code == EXIT_FAILED
     assert kinds(data, "A") == [None] * 4 and kinds(data, "B") == []
-    assert f"B ({b.url}): GET /props: no complete answer within 2 s" in err
+    assert f"B ({b.url}): GET {path}: no complete answer within 2 s" in err
 
 
 def run_measuring_memory(tmp_path: Path, servers: dict[str, str], *args: str

@@ -304,7 +304,8 @@ class FakeLlamaServer:
                 await writer.drain()
                 await asyncio.sleep(delay)
             return False
-        obj = self._props() if path == "/props" else {"status": "ok"}
+        obj = (self._props() if path == "/props" else
+               self._models() if path in ("/v1/models", "/models") else {"status": "ok"})
         data = json.dumps(obj).encode()
         await self._send_head(writer, 200, "application/json; charset=utf-8", len(data))
         for i in range(len(data)):
