@@ -266,3 +266,20 @@ def test_a_ladder_refuses_the_run_options_it_would_drop(
     assert " ".join(command) in p.stderr.partition(says)[2], p.stderr
     assert not started.exists()  # no server was started
     assert "demo" not in command or "Q4_K_M:" not in p.stderr  # nor the demo models made
+
+
+@pytest.mark.parametrize("args", [
+    ["--reference", "Q8_0"], ["--memory-budget", "8"], ["--min-speedup", "1.2"],
+    ["--max-kld", "0.1"], ["--min-top1", "0.9"], ["--max-accuracy-drop", "0.1"],
+    ["--one-at-a-time"], ["--quality-k", "10"], ["--cache-type", "q8_0"], ["--fill", "0.5"],
+])
+def test_a_demo_without_ladder_refuses_the_ladders_options(tmp_path: Path,
+                                                           args: list[str]) -> None:
+    """`quanttui demo` of two quants took the ladder's options and dropped them without a word:
+    refused before the demo models are made, naming the option and --ladder."""
+    _, server, started = ladder_files(tmp_path)
+    p = run_cli(["demo", "--headless", "--llama-server", str(server), "--no-history", *args],
+                tmp_path)
+    assert p.returncode == EXIT_USAGE, p.stderr
+    assert f"error: {args[0]}: for the demo ladder; add --ladder" in p.stderr, p.stderr
+    assert "Q4_K_M:" not in p.stderr and not started.exists()

@@ -454,6 +454,9 @@ _ladder_options = [
                       "prompt before a rung's prompts (default 0.75; 0: not filled)."),
 ]
 
+# the keywords of _ladder_options
+_LADDER_ONLY = tuple(str(p.name) for p in _apply(_ladder_options)(click.Command("x")).params)
+
 
 def _cache_types(value: str | None) -> tuple[str, ...]:
     from quanttui.core.models.servers import CACHE_TYPES
@@ -630,6 +633,12 @@ def demo(ctx: click.Context, /, headless: bool, prepare: bool, as_ladder: bool, 
 
     if as_ladder:
         _refuse_run_only(ctx, kw, "quanttui demo --ladder")
+    else:  # the ladder's options, which a demo of two quants would drop without a word
+        for param in ctx.command.params:
+            if param.name in _LADDER_ONLY and ctx.get_parameter_source(param.name) not in (
+                    None, click.core.ParameterSource.DEFAULT):
+                _fail(f"{param.opts[0]}: for the demo ladder; add --ladder (quanttui demo "
+                      f"--ladder {param.opts[0]} ...)")
     wanted = tuple(q.strip() for q in quants.split(",") if q.strip())
     known = (demo_mod.BASE_QUANT, *demo_mod.DERIVED)
     unknown = [q for q in wanted if q not in known]
