@@ -19,9 +19,10 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyte
 import pytest
 
 from quanttui.config import load_config
@@ -48,9 +49,35 @@ def _take_ctty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+class Screen:
+    """What a terminal shows, emulated (pyte): Textual redraws only what changed, often part of
+    a line, so a text can be on the screen without ever being written whole. Also the bytes as
+    written, for a text that was on the screen only for a moment (a toast gone by the time we
+    look)."""
+
+    def __init__(self, cols: int, rows: int) -> None:
+        self._screen = pyte.Screen(cols, rows)
+        self._stream = pyte.ByteStream(self._screen)
+        self.out = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.out += data
+        self._stream.feed(data)
+
+    def display(self) -> str:
+        """The screen's lines that are not blank."""
+        return "\n".join(line.rstrip() for line in self._screen.display if line.strip())
+
+    def shows(self, text: str) -> bool:
+        raw = text.encode()
+        return (text in self.display() or raw in self.out
+                or raw in CSI.sub(b"", bytes(self.out)))
+
+
 class Terminal:
-    """quanttui in a pseudo-terminal: keys in, screen bytes out (kept for error messages).
-    `ctty`: the pty is its controlling terminal (else it only reads and writes it)."""
+    """quanttui in a pseudo-terminal: keys in, the screen out (emulated, and the bytes as
+    written, kept for error messages). `ctty`: the pty is its controlling terminal (else it
+    only reads and writes it)."""
 
     def __init__(self, args: list[str], cwd: Path, size: tuple[int, int] = (160, 40),
                  ctty: bool = False) -> None:
@@ -64,7 +91,8 @@ class Terminal:
                                      preexec_fn=_take_ctty if ctty else None)
         os.close(slave)
         self.master = master
-        self.out = bytearray()
+        self.out = bytearray()  # appended to by the reader thread, and only there
+        self._screen = Screen(cols, rows)  # fed from `out` by the test's thread, when it looks
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -81,18 +109,36 @@ class Terminal:
             except OSError:
                 return
 
+    def screen(self) -> Screen:
+        """The screen as of the bytes read so far."""
+        fed = len(self._screen.out)
+        self._screen.feed(bytes(self.out[fed:]))
+        return self._screen
+
     def screen_text(self) -> bytes:
         """What was written, without escape sequences: text that Textual wrote in pieces (a
         style or a cursor move between them) reads whole."""
         return CSI.sub(b"", bytes(self.out))
 
-    def wait_for(self, text: str, timeout: float = 60) -> None:
+    def wait_until(self, shown: Callable[[Screen], bool], what: str, timeout: float = 60
+                   ) -> None:
+        """Until `shown(screen)`. Once quanttui has exited, until everything it wrote has been
+        read (the reader ends at the pty's end), then a last look."""
         deadline = time.monotonic() + timeout
-        while text.encode() not in self.out and text.encode() not in self.screen_text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"no {text!r} on screen; the end of it:\n"
-                                     f"{self.screen_text()[-3000:].decode(errors='replace')}")
+        while not shown(self.screen()):
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                if shown(self.screen()):
+                    return
+                raise AssertionError(f"{what} not shown, quanttui exited "
+                                     f"({self.proc.returncode}); its screen:\n"
+                                     f"{self.screen().display()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not shown in {timeout:.0f} s; the screen:\n"
+                                     f"{self.screen().display()}")
             time.sleep(0.1)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        self.wait_until(lambda s: s.shows(text), repr(text), timeout)
 
     def press(self, *keys: bytes) -> None:
         for k in keys:
@@ -138,16 +184,19 @@ def start_both(term: Terminal, marker: Path) -> None:
     term.wait_for("No servers yet", 120)  # a loaded machine can take a while to start Python
     term.press(b"l")
     term.wait_for("exit-tui-Q4_K_M.gguf", 120)
-    term.press(b" ", b"\x1b[B", b" ", b"\r")  # space, down, space, Enter
+    term.press(b" ", b"\x1b[B", b" ")  # space, down, space
+    # Enter once both are marked: else it would start the highlighted file alone
+    term.wait_until(lambda s: s.display().count("✓") == 2, "both files marked (two ✓)", 60)
+    term.press(b"\r")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         procs = servers_for(marker)
         if len(procs) == 2 and all(healthy(p) for p in procs):
             term.wait_for("server started")
             return
-        assert term.proc.poll() is None, term.out[-3000:].decode(errors="replace")
+        assert term.proc.poll() is None, term.screen().display()
         time.sleep(0.3)
-    raise AssertionError("the servers did not start")
+    raise AssertionError(f"the servers did not start; the screen:\n{term.screen().display()}")
 
 
 def test_quit_stops_pane_servers(tui: Terminal, tmp_path: Path) -> None:
@@ -167,7 +216,7 @@ def test_signal_stops_pane_servers(tui: Terminal, tmp_path: Path, sig: signal.Si
         assert code == -signal.SIGKILL
     else:
         assert code == 128 + sig  # left like `q` does, terminal restored
-        assert f"stopped by signal {sig.name}".encode() in tui.out
+        tui.wait_for(f"stopped by signal {sig.name}", 30)  # all it wrote, read
 
 
 def _open_tui_with_ctty(args: list[str], cwd: Path, env: dict[str, str]
@@ -187,18 +236,16 @@ def _open_tui_with_ctty(args: list[str], cwd: Path, env: dict[str, str]
     return proc, master
 
 
-def _read_until(master: int, text: bytes, proc: subprocess.Popen[bytes], timeout: float
-                ) -> bytes:
-    out = b""
+def _read_until(master: int, screen: Screen, text: str, proc: subprocess.Popen[bytes],
+                timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while text not in out:
+    while not screen.shows(text):
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise AssertionError(f"no {text!r} on screen; the end of it:\n"
-                                 f"{out[-2000:].decode(errors='replace')}")
+            raise AssertionError(f"no {text!r} on screen (exit {proc.poll()}); the screen:\n"
+                                 f"{screen.display()}")
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
-            out += os.read(master, 65536)
-    return out
+            screen.feed(os.read(master, 65536))
 
 
 def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
@@ -215,11 +262,12 @@ def test_terminal_loss(demo_models: dict[str, Path], tmp_path: Path) -> None:
             "--suite", "quick", "--set", f"run.export_dir={tmp_path / 'exports'}"]
     for i in range(20):
         proc, master = _open_tui_with_ctty(args, tmp_path, env)
+        screen = Screen(80, 24)
         try:
-            _read_until(master, b"decode", proc, 120)  # the compare screen is up
+            _read_until(master, screen, "decode", proc, 120)  # the compare screen is up
             assert len(servers_for(tmp_path)) == 2, f"try {i}: the servers are not running"
             os.write(master, b"r")  # run the suite: both stream
-            _read_until(master, b"t/s", proc, 60)
+            _read_until(master, screen, "t/s", proc, 60)
             time.sleep(0.5 + 0.1 * (i % 5))  # somewhere in the middle of a frame
             t0 = time.monotonic()
             os.close(master)  # the terminal goes away
@@ -258,7 +306,7 @@ def test_terminal_gone_early_with_sighup_ignored(demo_models: dict[str, Path], t
     if when == "before the screen":
         with FakeLlamaServer() as a, FakeLlamaServer(model="fake-Q8_0.gguf", ftype="Q8_0") as b:
             args = ["--config", str(slow_run_config(tmp_path, (a, b)))]
-            code = _lose_terminal_at_once(args, tmp_path, 0.0)
+            code = _lose_terminal_at_once(args, tmp_path, None)
     else:
         links = []
         for q in ("Q4_K_M", "Q2_K"):
@@ -266,14 +314,17 @@ def test_terminal_gone_early_with_sighup_ignored(demo_models: dict[str, Path], t
             links[-1].symlink_to(demo_models[q])
         args = ["run", "--model", str(links[0]), "--model", str(links[1]), "--set",
                 f"run.export_dir={tmp_path / 'exports'}"]
-        code = _lose_terminal_at_once(args, tmp_path, 1.5)  # once it has begun to start them
+        # once it has begun to start them (a fixed 1.5 s could come before Python is up)
+        code = _lose_terminal_at_once(args, tmp_path, lambda: bool(servers_for(tmp_path)))
     assert code == HUP
     assert wait_gone(tmp_path, 5) == []
 
 
-def _lose_terminal_at_once(args: list[str], cwd: Path, after: float) -> int:
+def _lose_terminal_at_once(args: list[str], cwd: Path, when: Callable[[], bool] | None
+                           ) -> int:
     """quanttui on a pty that is its controlling terminal, SIGHUP ignored; the terminal goes
-    away `after` seconds after the start. Its exit code (it must leave within 60 s)."""
+    away at the start, or once `when()` (looked at every 50 ms; 120 s at most). Its exit code
+    (it must leave within 60 s)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", QUANTTUI_CACHE_DIR=str(cwd / "cache"))
@@ -282,8 +333,10 @@ def _lose_terminal_at_once(args: list[str], cwd: Path, after: float) -> int:
                             preexec_fn=_no_hang_up_signal)
     os.close(slave)
     try:
-        deadline = time.monotonic() + after
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while when is not None and not when():
+            assert time.monotonic() < deadline and proc.poll() is None, \
+                f"the moment to lose the terminal never came (exit {proc.poll()})"
             if select.select([master], [], [], 0.05)[0]:
                 os.read(master, 65536)
         os.close(master)
@@ -331,7 +384,7 @@ def start_run(term: Terminal, fakes: tuple[FakeLlamaServer, ...], until: int) ->
     deadline = time.monotonic() + 120
     while not all(f.requests for f in fakes):  # the start-up probe reached both
         assert time.monotonic() < deadline and term.proc.poll() is None, \
-            term.screen_text()[-3000:].decode(errors="replace")
+            term.screen().display()
         time.sleep(0.1)
     term.press(b"r")
     deadline = time.monotonic() + 120
@@ -340,7 +393,7 @@ def start_run(term: Terminal, fakes: tuple[FakeLlamaServer, ...], until: int) ->
         if min(sent) >= until:
             return sent
         assert time.monotonic() < deadline and term.proc.poll() is None, \
-            f"sent {sent}:\n{term.screen_text()[-3000:].decode(errors='replace')}"
+            f"sent {sent}; the screen:\n{term.screen().display()}"
         time.sleep(0.02)
 
 
