@@ -59,6 +59,7 @@ from quanttui.core.run.records import RunResults
 from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
+from quanttui.tui.input_thread import install as quiet_input_thread
 from quanttui.tui.labels import short_labels
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
@@ -1268,6 +1269,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
             registry.add_launched(la)
         poller = HardwarePoller(interval_s=cfg.hardware.poll_interval)
         drain_after_errors()
+        quiet_input_thread()
         app = build_app(cfg, registry, poller=poller, contention=assess,
                         notes=[f"{la.name}: {n}" for la in launches for n in la.notes],
                         few_colours=Console().color_system in ("256", "standard"),

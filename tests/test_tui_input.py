@@ -1,0 +1,73 @@
+"""The input thread sleeps until input comes (tui.input_thread): an idle quanttui doesn't wake ten
+times a second to poll the terminal, and keys still work: a lone Escape (which the key parser
+holds back in case a sequence follows), a key, and `q` leaving at once. quanttui runs in a real
+pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quanttui.testing.fake_server import FakeLlamaServer
+from test_tui_exit import Terminal
+
+IDLE_S = 3.0
+
+
+@pytest.fixture
+def term(tmp_path: Path) -> Iterator[Terminal]:
+    with FakeLlamaServer() as a, FakeLlamaServer() as b:
+        cfg = tmp_path / "quanttui.toml"
+        cfg.write_text(
+            f'[run]\nexport_dir = "{tmp_path / "exports"}"\n[models]\ndefault_places = false\n'
+            f'[[servers]]\nname = "A"\nurl = "{a.url}"\n[[servers]]\nname = "B"\nurl = "{b.url}"\n'
+            '[hardware]\npoll_interval = 5.0\n')
+        t = Terminal(["--config", str(cfg)], tmp_path, size=(120, 36))
+        try:
+            # up, and both servers asked about (the start-up probe is done with the screen)
+            t.wait_until(lambda s: s.display().count("● ") >= 2 and "decode" in s.display(),
+                         "both servers' columns", 120)
+            yield t
+        finally:
+            t.close()
+
+
+def _wakeups(pid: int) -> dict[int, int]:
+    """Voluntary context switches (a thread going to sleep, so one per wake-up) per thread."""
+    out: dict[int, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        out[int(tid)] = int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended
+    return out
+
+
+def test_an_idle_tui_sleeps_and_keys_still_work(term: Terminal) -> None:
+    pid = term.proc.pid
+    before = _wakeups(pid)
+    t0 = time.monotonic()
+    time.sleep(IDLE_S)  # the window measured: nothing is awaited in it
+    after = _wakeups(pid)
+    seconds = time.monotonic() - t0
+    per_thread = {tid: n - before.get(tid, 0) for tid, n in after.items()}
+    # The main thread (tid = pid) wakes for its own timers; the others (input, output, poller)
+    # must sleep: Textual's own input thread wakes 10 times a second, ~30 here.
+    others = sum(n for tid, n in per_thread.items() if tid != pid)
+    assert others <= 3 * seconds, f"{per_thread} wake-ups in {seconds:.1f} s"
+
+    # A lone Escape: the parser holds it back in case a sequence follows, then lets it go.
+    term.press(b"h")
+    term.wait_until(lambda s: "History" in s.display(), "the history screen")
+    term.press(b"\x1b")
+    term.wait_until(lambda s: "History" not in s.display() and "decode" in s.display(),
+                    "back on the compare screen after Escape")
+    term.press(b"q")
+    assert term.proc.wait(30) == 0  # the input thread woken to leave, not waited for
