@@ -227,9 +227,11 @@ class LlamaClient:
             if on_progress is None:
                 await asyncio.wait((job.done,))
             else:
-                # The loop looks a few times a second instead of the thread waking it per read.
+                # The loop looks a few times a second instead of the thread waking it per read,
+                # on one grid of the loop's clock: every stream's look falls in one wake-up.
                 while not job.done.done():
-                    await asyncio.wait((job.done,), timeout=PROGRESS_INTERVAL_S)
+                    wait = PROGRESS_INTERVAL_S - loop.time() % PROGRESS_INTERVAL_S
+                    await asyncio.wait((job.done,), timeout=wait)
                     job.deliver(on_progress)
         except asyncio.CancelledError:
             job.abort()
