@@ -5,6 +5,7 @@ the command palette, themes, hardware, and the CLI's routing into the app."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -59,11 +60,23 @@ def app_for(cfg: Config, *servers: tuple[str, str], selected: list[str] | None =
     return build_app(cfg, registry, animations=False, **kw)
 
 
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30.0) -> None:
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 30.0,
+                show: Callable[[], object] | None = None) -> None:
+    """Until `cond()`, looked at every 50 ms, for at most `timeout` s: a state, never a time
+    window (a loaded machine can be slow to reach it, and a time window is sometimes missed).
+    On timeout: the condition, where it is written, and `show()`, what it looks at."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {cond}")
+            code = getattr(cond, "__code__", None)
+            where = f" at {Path(code.co_filename).name}:{code.co_firstlineno}" if code else ""
+            try:
+                text = " ".join(inspect.getsource(cond).split())[:300]
+            except (OSError, TypeError):
+                text = repr(cond)
+            seen = f"; it shows {show()!r}" if show is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {text}{where}"
+                                 f"{seen}")
         await pilot.pause(0.05)
 
 
@@ -87,11 +100,21 @@ async def run_prompt(pilot: Pilot[Any], app: QuantTUI, text: str, timeout: float
     await pilot.press(*text)
     await pilot.press("enter")
     await until(pilot, lambda: app.results is not before and not app.running, timeout)
-    await pilot.pause(0.1)
+    await until(pilot, lambda: ended(app), timeout, show=lambda: status(app))
 
 
 def status(app: QuantTUI) -> str:
     return str(app.compare.query_one("#status").render())
+
+
+def paired(app: QuantTUI) -> str:
+    return str(app.compare.query_one("#paired").render())
+
+
+def ended(app: QuantTUI) -> bool:
+    """The run's last frame is drawn: the status line says how it ended."""
+    line = status(app)
+    return "✓ done " in line or "■ stopped at " in line
 
 
 # ---------------------------------------------------------------------- flows
@@ -116,8 +139,8 @@ async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp
         assert app.registry.selected == ["A", "B"]
         await pilot.click(DataTable, offset=(2, 3))  # C's row, by mouse: highlight,
         await pilot.click(DataTable, offset=(2, 3))  # and select
-        await pilot.pause()
-        assert app.registry.selected == ["A", "B", "C"]
+        await until(pilot, lambda: app.registry.selected == ["A", "B", "C"],
+                    show=lambda: app.registry.selected)
         await pilot.press("space")  # and off again
         assert app.registry.selected == ["A", "B"]
         detail = str(app.screen.query_one("#server-detail").render())
@@ -130,12 +153,13 @@ async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp
         await probed(pilot, app)
         assert app.registry.entries[name].health == "ok" and app.registry.selected[-1] == name
         await pilot.press("d")  # remove it again
-        await pilot.pause()
-        assert name not in app.registry.entries and name not in app.registry.selected
+        await until(pilot, lambda: name not in app.registry.entries
+                    and name not in app.registry.selected, show=lambda: app.registry.selected)
         await pilot.press("escape")
-        await pilot.pause()
-        assert app.screen is app.compare
-        assert list(app.compare.columns) == ["A", "B"]
+        # back, the columns those of the selection
+        await until(pilot, lambda: app.screen is app.compare
+                    and list(app.compare.columns) == ["A", "B"],
+                    show=lambda: (app.screen, list(app.compare.columns)))
         head = app.compare.columns["B"].figures.text().splitlines()[0]
         assert "B" in head and "Q8_0" in head
 
@@ -159,7 +183,7 @@ async def test_run_a_typed_prompt(pair: tuple[FakeLlamaServer, FakeLlamaServer],
             stats = col.figures.text().splitlines()[2]  # header, sparkline, speed
             assert "decode" in stats and "n/a" not in stats
         assert "done 2/2" in status(app)
-        assert "same output 1/1" in str(app.compare.query_one("#paired").render())
+        assert "same output 1/1" in paired(app)  # drawn in the run's last frame
 
 
 async def test_run_suite_with_repetitions_shows_paired_difference(
@@ -176,10 +200,12 @@ async def test_run_suite_with_repetitions_shows_paired_difference(
         assert app.run_state.options.repetitions == 2 and "×2" in status(app)
         await pilot.press("r")
         await until(pilot, lambda: app.results is not None and not app.running, 60)
-        await pilot.pause(0.1)
+        # the run's last frame: the paired line drawn again with the last prompt's figures
+        await until(pilot, lambda: ended(app) and "/12" in paired(app), 60,
+                    show=lambda: (status(app), paired(app)))
         assert app.results is not None and len(app.results.measured()) == 2 * 6 * 2
-        paired = str(app.compare.query_one("#paired").render())
-        assert "B vs A · decode" in paired and "n 6" in paired and "same output 12/12" in paired
+        line = paired(app)
+        assert "B vs A · decode" in line and "n 6" in line and "same output 12/12" in line
         assert app.compare.columns["A"].figures.rate  # the tok/s sparkline has data
 
 
@@ -279,7 +305,10 @@ async def test_failures_are_logged_and_mark_the_pane(tmp_path: Path) -> None:
                       ("C", "http://127.0.0.1:9"))
         async with app.run_test(size=SIZE) as pilot:
             await run_prompt(pilot, app, "Fail please")
-            await pilot.pause(0.3)
+            # C's probe may answer after the run (refused at once, but on a loaded machine);
+            # the failure is logged as the run's last frame is drawn
+            await until(pilot, lambda: "C: no answer at http://127.0.0.1:9" in "\n".join(
+                said(app)) and "request failed" in "\n".join(said(app)), 30, show=lambda: said(app))
             log = "\n".join(said(app))
             assert "request failed" in log and not toasts(app)  # nothing covers the figures
             # C answers nothing: not selected (or left out of the run), never in it
@@ -330,8 +359,8 @@ async def test_command_palette_and_footer_mouse(pair: tuple[FakeLlamaServer, Fak
         await until(pilot, lambda: app.run_state.options.schedule == "simultaneous")
         servers_key = next(k for k in app.screen.query(FooterKey) if k.action == "app.servers")
         await pilot.click(servers_key)
-        await pilot.pause()
-        assert isinstance(app.screen, ServersScreen)
+        await until(pilot, lambda: isinstance(app.screen, ServersScreen),
+                    show=lambda: app.screen)
 
 
 async def test_themes_from_config_and_palette(tmp_path: Path) -> None:
@@ -340,8 +369,8 @@ async def test_themes_from_config_and_palette(tmp_path: Path) -> None:
         assert app.theme == "quanttui-light"
         assert {"quanttui-dark", "quanttui-light", "quanttui-256"} <= set(app.available_themes)
         app.theme = "quanttui-256"
-        await pilot.pause()
-        assert app.current_theme.name == "quanttui-256"
+        await until(pilot, lambda: app.current_theme.name == "quanttui-256",
+                    show=lambda: app.current_theme.name)
     app = app_for(config(tmp_path, **{"run.theme": "no-such-theme"}), probe_on_start=False)
     async with app.run_test(size=SIZE) as pilot:
         assert app.theme == "quanttui-dark"
@@ -366,7 +395,8 @@ async def test_hardware_samples_fill_the_gauges(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         assert "hardware sampling off" in str(app.compare.query_one("#host").render())
         app.post_message(HardwareSampled(sample(["A", "B"])))
-        await pilot.pause()
+        await until(pilot, lambda: "RAM" in str(app.compare.query_one("#host").render()),
+                    show=lambda: str(app.compare.query_one("#host").render()))
         host = str(app.compare.query_one("#host").render())
         assert "RAM" in host and "4.2/24.0 GB" in host and "GPU0 NVIDIA H100" in host
         # 80 columns: each server's column is too narrow for every figure: its CPU, then
@@ -374,8 +404,11 @@ async def test_hardware_samples_fill_the_gauges(tmp_path: Path) -> None:
         mem = app.compare.columns["B"].figures.text().splitlines()[-1]
         assert mem == "CPU 99% priv 74 MB · model 230/237 MB"
         await pilot.resize_terminal(160, 48)
-        await pilot.pause()
         figures = app.compare.columns["B"].figures
+        # drawn again for the width: the figures the 80 columns had no room for
+        await until(pilot, lambda: "RSS" in figures.text()
+                    and "free" in str(app.compare.query_one("#host").render()),
+                    show=lambda: (figures.text(), str(app.compare.query_one("#host").render())))
         mem = figures.text().splitlines()[-1]
         # VRAM n/a: too long
         assert mem == "CPU 99%  private 74 MB  model 230/237 MB ███▉  RSS 390 MB"
