@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from quanttui.core.reports.history import RunRow
 from quanttui.tui import fmt
 from quanttui.tui.messages import OpenRun
+from quanttui.tui.widgets.data_table import DataTable
 from quanttui.tui.widgets.line import Line
 
 LIMIT = 200  # runs listed: the newest

@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from quanttui.config import ModelsConfig
 from quanttui.core.models.discovery import (
@@ -41,6 +41,7 @@ from quanttui.tui.messages import (
     StopServer,
 )
 from quanttui.tui.registry import ServerRegistry
+from quanttui.tui.widgets.data_table import DataTable
 from quanttui.tui.widgets.line import Line
 
 # (label, key): cells are updated by key (a loading server's time, a mark)

@@ -21,7 +21,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from quanttui.tui import fmt
 from quanttui.tui.labels import short_labels
@@ -29,6 +29,7 @@ from quanttui.tui.messages import ShowPrompt
 from quanttui.tui.registry import ServerRegistry
 from quanttui.tui.results_model import PromptRow, prompt_rows, prompt_servers
 from quanttui.tui.state import RunState
+from quanttui.tui.widgets.data_table import DataTable
 from quanttui.tui.widgets.line import Line
 
 EXCERPT = 60

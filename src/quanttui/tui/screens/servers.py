@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from quanttui.core.models.discovery import REQUANTIZED_MARK, requantized_words
 from quanttui.tui import fmt
@@ -25,6 +25,7 @@ from quanttui.tui.messages import (
     ToggleServer,
 )
 from quanttui.tui.registry import ServerEntry, ServerRegistry
+from quanttui.tui.widgets.data_table import DataTable
 from quanttui.tui.widgets.line import Line
 from quanttui.tui.widgets.server_column import HEALTH_MARK
 
