@@ -147,7 +147,9 @@ def signal_when_streaming(server: ManagedServer, sig: signal.Signals) -> threadi
     return t
 
 
-STREAMING = ("-n", "24", "--set", "generation.ignore_eos=true")
+# 96 tokens, the signal at the 8th: a request lasts seconds after it, even on a loaded machine
+# (at 24, a watcher held back for half a second let the whole request end first)
+STREAMING = ("-n", "96", "--set", "generation.ignore_eos=true")
 
 
 @pytest.mark.real
