@@ -287,12 +287,15 @@ async def test_snapshot_key_writes_svg_and_json(pair: tuple[FakeLlamaServer, Fak
         out = tmp_path / "exports"
         svgs, jsons = sorted(out.glob("*.svg")), sorted(out.glob("*.json"))
         assert len(svgs) == len(jsons) == 2
-        saved = [t for t in said(app) if "snapshot saved" in t][-1]
-        # the path in full, the JSON beside it
-        assert saved.endswith(f"{svgs[-1]} and .json") and jsons[-1] == svgs[-1].with_suffix(
-            ".json")
-        assert "<svg" in svgs[-1].read_text() and "quanttui" in svgs[-1].read_text()
-        first, last = (json.loads(p.read_text()) for p in jsons)
+        # each said with its path in full, the JSON beside it (two in one second: the second
+        # is named "…-2.svg", which sorts before the first)
+        saved = [t.split("snapshot saved: ", 1)[1] for t in said(app) if "snapshot saved" in t]
+        assert all(t.endswith(".svg and .json") for t in saved), saved
+        paths = [Path(t.removesuffix(" and .json")) for t in saved]
+        assert paths[0] != paths[1] and sorted(paths) == svgs, (paths, svgs)
+        assert all(p.is_absolute() and p.with_suffix(".json") in jsons for p in paths)
+        assert "<svg" in paths[-1].read_text() and "quanttui" in paths[-1].read_text()
+        first, last = (json.loads(p.with_suffix(".json").read_text()) for p in paths)
         assert first["schema"] == "quanttui.run" and first["records"] == []
         assert [s["name"] for s in first["servers"]] == ["A", "B"]
         assert len(last["records"]) == 2 and last["config"]["generation"]["n_predict"] == 12
