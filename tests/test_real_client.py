@@ -117,8 +117,10 @@ async def test_byte_fallback_tokens(real_pair: tuple[ManagedServer, ...]) -> Non
     m = request_metrics(r)
     assert m.n_out == 64 and m.ids_missing == r.ids_missing
     assert m.decode_tps_client is not None and m.decode_tps_server is not None
-    # the two clocks differ by jitter (a few ms over ~2 s), not by a token
-    assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.04)
+    # The same window on both clocks: they differ by jitter (a few ms over ~2 s here, up to
+    # ~0.1 s when the machine is loaded several times over), not by the ×3 that counting events
+    # instead of tokens would make (~20 events carry the 64 tokens); the counts are exact above.
+    assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.1)
 
 
 async def test_client_rate_uses_n_minus_one_like_the_server(
