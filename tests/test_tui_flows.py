@@ -150,8 +150,12 @@ async def test_select_servers(pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp
         await pilot.press(*a.url.removeprefix("http://").replace("127.0.0.1", "localhost"))
         await pilot.press("enter")
         name = a.url.removeprefix("http://").replace("127.0.0.1", "localhost")
-        await probed(pilot, app)
-        assert app.registry.entries[name].health == "ok" and app.registry.selected[-1] == name
+        # listed at once, selected once its probe has answered (after its health is set)
+        await until(pilot, lambda: name in app.registry.entries
+                    and app.registry.entries[name].health == "ok"
+                    and app.registry.selected[-1:] == [name],
+                    show=lambda: (app.registry.selected,
+                                  {n: e.health for n, e in app.registry.entries.items()}))
         await pilot.press("d")  # remove it again
         await until(pilot, lambda: name not in app.registry.entries
                     and name not in app.registry.selected, show=lambda: app.registry.selected)
