@@ -144,7 +144,7 @@ def test_the_process_is_kept_small_and_quiet() -> None:
 def test_a_program_dies_with_quanttui() -> None:
     helper = subprocess.Popen([sys.executable, "-c", (
         "from quanttui.core.quality.code_exec import Limits, execute\n"
-        "execute('import time\\ntime.sleep(120)\\n', Limits(timeout_s=100))\n")])
+        "execute('import time\\ntime.sleep(120)\\n', limits=Limits(timeout_s=100))\n")])
     try:
         # Until the program runs: Python inside the sandbox, past its bootstrap (a loaded
         # machine can take many seconds to start the helper's Python and then the sandbox).
