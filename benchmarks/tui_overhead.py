@@ -227,7 +227,8 @@ GROUPS = ("main", "streams", "poller", "other", "ended")
 def thread_group(pid: int, tid: int, comm: str) -> str:
     """Which of quanttui's threads: its main thread (the event loop: drawing, the session), the
     stream readers and the hardware poller (named for the OS by quanttui.core.threads), or
-    another (Textual's input and output threads, asyncio's to_thread workers)."""
+    another (Textual's input and output threads, named qt-input and qt-output by quanttui.tui,
+    and asyncio's to_thread workers)."""
     if tid == pid:
         return "main"
     if comm.startswith("qt-stream"):

@@ -34,6 +34,8 @@ import termios
 import threading
 from collections.abc import Callable
 
+from quanttui.core.threads import name_os_thread
+
 DEFAULT_S = 4.0
 
 _lost: list[Callable[[], None]] = []  # what to call when the terminal is gone (any thread)
@@ -120,6 +122,7 @@ def drain_after_errors() -> None:
         return
 
     def run(self: _writer_thread.WriterThread) -> None:
+        name_os_thread("qt-output")
         get = self._queue.get
         failed = False
         while True:

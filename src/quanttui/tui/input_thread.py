@@ -17,6 +17,8 @@ import threading
 from codecs import getincrementaldecoder
 from typing import Any
 
+from quanttui.core.threads import name_os_thread
+
 POLL_S = 0.1  # Textual's own tick while the parser has a timeout pending
 
 
@@ -62,6 +64,7 @@ def install() -> None:
         self.exit_event = WakingEvent()
 
     def run_input_thread(self: LinuxDriver) -> None:
+        name_os_thread("qt-input")
         exit_event = self.exit_event
         if not isinstance(exit_event, WakingEvent):  # made by someone else: Textual's loop
             return original_run(self)
