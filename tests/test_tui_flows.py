@@ -194,7 +194,10 @@ async def test_run_suite_with_repetitions_shows_paired_difference(
         pair: tuple[FakeLlamaServer, FakeLlamaServer], tmp_path: Path) -> None:
     a, b = pair
     app = app_for(config(tmp_path, **{"generation.n_predict": 6}), ("A", a.url), ("B", b.url))
-    async with app.run_test(size=SIZE) as pilot:
+    # Wide: every figure of the pair line fits on one line whatever its digits (at 80 columns
+    # a loaded machine's bursty 6-token decodes, "-3493.6 t/s [-12166.8, +5179.7]", left no
+    # room for "same output", which the line then leaves out, as it should).
+    async with app.run_test(size=(200, 50)) as pilot:
         await pilot.press("u")  # config → quick
         assert app.run_state.options.suite == "quick" and "quick (6)" in status(app)
         # and said where the eye is, the log line
