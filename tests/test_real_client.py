@@ -126,17 +126,18 @@ async def test_byte_fallback_tokens(real_pair: tuple[ManagedServer, ...]) -> Non
 async def test_client_rate_uses_n_minus_one_like_the_server(
         real_pair: tuple[ManagedServer, ...]) -> None:
     """At n_predict=8 a wrong convention (n instead of n − 1 tokens) is off by 8/7 − 1 = 14%.
-    One request's client clock jitters by a few percent against the server's (CI saw 2.2%), so
-    the test takes the median ratio of three requests and asks that it sit within a third of
-    the way to 8/7: the convention, not the clocks' agreement, is what it checks."""
+    One request's client clock jitters against the server's (CI saw 2.2%; a machine at load 5
+    on 2 cores stamped the first token late enough for +1% to +9%, median of three +6.7%), so
+    the test takes the median ratio of five requests and asks that it sit nearer 1 than 8/7:
+    the convention, not the clocks' agreement, is what it checks."""
     wrong = 8 / 7
     for server in real_pair:
         ratios = []
         async with LlamaClient(server.url) as c:
-            for _ in range(3):
+            for _ in range(5):
                 r = await c.complete(PROMPT, GenerationParams(n_predict=8, ignore_eos=True))
                 m = request_metrics(r)
                 assert m.decode_tps_client is not None and m.decode_tps_server is not None
                 ratios.append(m.decode_tps_client / m.decode_tps_server)
-        ratio = sorted(ratios)[1]
-        assert abs(ratio - 1) < (wrong - 1) / 3, (server.spec.model.name, ratios)
+        ratio = sorted(ratios)[2]
+        assert abs(ratio - 1) < (wrong - 1) / 2, (server.spec.model.name, ratios)
