@@ -146,13 +146,14 @@ def test_a_program_dies_with_quanttui() -> None:
         "from quanttui.core.quality.code_exec import Limits, execute\n"
         "execute('import time\\ntime.sleep(120)\\n', limits=Limits(timeout_s=100))\n")])
     try:
-        # Until the program runs: Python inside the sandbox, past its bootstrap (a loaded
-        # machine can take many seconds to start the helper's Python and then the sandbox).
+        # Until the program runs: two Pythons inside the sandbox, the program's and the tests'
+        # (one alone may be the sandbox's probe, `python -c pass`, which ends by itself; a
+        # loaded machine can take many seconds to start the helper's Python and the sandbox).
         deadline = time.monotonic() + 120
         while True:
             kids = psutil.Process(helper.pid).children(recursive=True)
             with contextlib.suppress(psutil.Error):
-                if any("python" in k.name() for k in kids):
+                if sum("python" in k.name() for k in kids) >= 2:
                     break
             assert time.monotonic() < deadline and helper.poll() is None, kids
             time.sleep(0.1)
