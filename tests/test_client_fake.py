@@ -410,3 +410,78 @@ async def test_the_final_event_and_more_in_one_read(junk_events: int) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_token_times_follow_the_servers_clock_within_bounds() -> None:
+    """The first token's arrival anchors the server's clock; later tokens are that arrival
+    plus the server's `predicted_ms` since, never before the previous token nor after their
+    own arrival; an event without running timings ends the server's dating for the stream."""
+    from quanttui.core.llama.client import _final_time, _token_time
+    from quanttui.core.llama.protocol import Timings
+    from quanttui.core.llama.result import CompletionResult
+
+    def tm(ms: float) -> Timings:
+        return Timings(predicted_ms=ms)
+
+    r = CompletionResult(server="s", endpoint="completion", t_sent_ns=0)
+    ms = 1_000_000
+    for pm, arrival, want in [
+            (0.001, 100 * ms, 100 * ms),  # the anchor: its arrival
+            (25.001, 200 * ms, 125 * ms),  # read late: dated by the server's 25 ms
+            (50.001, 201 * ms, 150 * ms),
+            (40.0, 202 * ms, 150 * ms),  # the server's clock went back: held at the last
+            (500.0, 210 * ms, 210 * ms)]:  # ahead of its own arrival: held at the arrival
+        r.event_times_ns.append(_token_time(r, tm(pm), arrival))
+        assert r.event_times_ns[-1] == want and r.server_dated
+    r.timings = tm(120.001)
+    assert _final_time(r, 400 * ms) == 220 * ms  # the server's time, not the late read
+    assert _token_time(r, None, 420 * ms) == 420 * ms and not r.server_dated
+    r.event_times_ns.append(420 * ms)
+    assert _token_time(r, tm(300.0), 430 * ms) == 430 * ms and not r.server_dated
+    assert _final_time(r, 440 * ms) == 440 * ms
+
+    fresh = CompletionResult(server="s", endpoint="completion", t_sent_ns=0)
+    assert _token_time(fresh, None, 5) == 5 and not fresh.server_dated  # arrivals throughout
+
+
+def test_a_paced_stream_reads_each_token_near_the_limit() -> None:
+    """Reads pause between looks, except before a rate is known (one token so far) and once
+    the limit's last tokens are due before the next read: the request's end is seen as it
+    comes, not up to a pause later, so the server does not wait for its next request."""
+    from quanttui.core.llama.client import PACE_S, StreamJob
+    from quanttui.core.llama.result import CompletionResult
+
+    loop = asyncio.new_event_loop()
+    try:
+        r = CompletionResult(server="s", endpoint="completion", t_sent_ns=0)
+        job = StreamJob("/completion", b"{}", r, loop)
+        job.n_predict = 100
+        r.event_times_ns, r.predicted_so_far = [0], 1
+        assert job.near_the_end()  # no rate yet
+        rate = 40.0  # tok/s: 49 tokens took 1.2 s
+        r.event_times_ns, r.predicted_so_far = [0, int(48 / rate * 1e9)], 49
+        assert not job.near_the_end()
+        due = rate * PACE_S + 1  # tokens the next pause would cover, and the final event
+        r.predicted_so_far = 100 - int(due) - 1
+        r.event_times_ns = [0, int((r.predicted_so_far - 1) / rate * 1e9)]
+        assert not job.near_the_end()
+        r.predicted_so_far = 100 - int(due)
+        r.event_times_ns = [0, int((r.predicted_so_far - 1) / rate * 1e9)]
+        assert job.near_the_end()
+        job.n_predict = 0  # no limit asked for: nothing to foresee
+        assert not job.near_the_end()
+    finally:
+        loop.close()
+
+
+async def test_token_times_from_the_fake_servers_clock(fake: FakeLlamaServer) -> None:
+    """The fake, like llama-server, sends running timings when asked: the stream is dated by
+    them; asked not to, every token is stamped on arrival."""
+    async with LlamaClient(fake.url) as c:
+        dated = await c.complete("x", P10)
+        stamped = await c.complete("x", P10, extra={"timings_per_token": False})
+    assert dated.ok and dated.server_dated and dated.n_events == 10
+    assert stamped.ok and not stamped.server_dated and stamped.n_events == 10
+    for r in (dated, stamped):
+        assert r.event_times_ns == sorted(r.event_times_ns)
+        assert r.t_done_ns is not None and r.event_times_ns[-1] <= r.t_done_ns

@@ -316,3 +316,17 @@ def test_until_decided_needs_two_prompts_and_one_level() -> None:
         plan(prompts=PROMPTS[:1], until_decided=0.03)
     with pytest.raises(ValueError, match="one concurrency level"):
         plan(until_decided=0.03, concurrency_levels=(1, 2))
+
+
+async def test_the_run_json_says_how_tokens_were_timed(pair: tuple[FakeLlamaServer, ...]
+                                                       ) -> None:
+    """Each record says whether its token times are the server's clock or arrivals (the
+    figures built on them mean that), and a stored run reads back the same."""
+    from quanttui.core.reports.run_file import results_from_doc, run_doc
+
+    res = await Session(specs(*pair), plan()).run()
+    doc = run_doc(res)
+    measured = [r for r in doc.records if not r.warmup]
+    assert measured and all(r.ok and r.token_times == "server" for r in measured)
+    loaded = results_from_doc(doc)
+    assert all(r.result is not None and r.result.server_dated for r in loaded.measured())

@@ -28,7 +28,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import msgspec.inspect as mi
@@ -121,6 +121,10 @@ class RunConfig(_Section, frozen=True):
     # schedule, ladder passes, two stored runs) must exceed ± this share of the first to be
     # called: nothing cancels the machine's drift between the blocks (core.run.pairing).
     drift_floor: Annotated[float, msgspec.Meta(ge=0.0, le=0.5)] = DEFAULT_DRIFT_FLOOR
+    # How tokens after the first are timed (docs/metrics.md): "server", by llama-server's own
+    # running timings, read a few times a second; "arrival", each read stamped, waking once per
+    # token (~1% of a core more on a small VM, taken from the servers).
+    token_times: Literal["server", "arrival"] = "server"
 
 
 class GenerationConfig(Sampling, frozen=True, kw_only=True):

@@ -9,7 +9,9 @@ one before anything of the request is lost.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import select
 import socket
 import threading
 import time
@@ -85,15 +87,16 @@ MAX_CHUNK_LINE = 4096  # a chunk-size or trailer line; llama-server's are a few 
 class RawChunkedBody:
     """A chunked response body read straight from the socket, for plain-HTTP streams.
 
-    A stream thread wakes once per token; `http.client`'s own chunked reading (a buffered
+    A stream thread may wake once per token; `http.client`'s own chunked reading (a buffered
     readline, a size parse and a buffered read, each a few Python calls deep) cost it ~40 µs of
     CPU per wake on top of the ~60 µs the wake itself costs, and quanttui must not take the
     CPU of the servers it measures. After the headers, this takes over the socket: first what
     `http.client` had already buffered, then one `recv` per `read`.
 
     `read()` returns the next data bytes (b"" when a read brought only framing), or None at
-    the end of the body. A connection closed before that raises `http.client.IncompleteRead`,
-    bytes that are not chunked framing `http.client.HTTPException`, as `http.client` would.
+    the end of the body; `waiting()` whether a read would find data at once. A connection
+    closed before the end raises `http.client.IncompleteRead`, bytes that are not chunked
+    framing `http.client.HTTPException`, as `http.client` would.
     """
 
     __slots__ = ("_crlf", "_head", "_left", "_pending", "_response", "_sock", "_trailer",
@@ -140,6 +143,15 @@ class RawChunkedBody:
             if not data:
                 return None
         return data
+
+    def waiting(self) -> bool:
+        """Data (or the connection's end) is there to read now: one poll, which does not
+        wait."""
+        if self._pending:
+            return True
+        with contextlib.suppress(OSError, ValueError):
+            return bool(select.select((self._sock,), (), (), 0)[0])
+        return True  # the socket is unusable: the next read says how
 
     def close_response(self) -> None:
         """The body is read: http.client may send the next request on this connection."""

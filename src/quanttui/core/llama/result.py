@@ -29,7 +29,9 @@ ENDPOINT_PATHS: dict[Endpoint, str] = {
 class CompletionResult:
     """One request. Times are `time.perf_counter_ns()` values on the client.
 
-    Per token-bearing event: its arrival time, how many tokens it carried (the server's running
+    Per token-bearing event: its time (its arrival; or, `server_dated`, the first token's
+    arrival plus the server's own running `predicted_ms` since: `core.llama.client`), how many
+    tokens it carried (the server's running
     count on /completion, usually one; unknown on chat, where chunks are message diffs, counted
     as 1), how many ids it carried (fewer than its tokens after a byte-fallback) and its text.
     """
@@ -46,6 +48,10 @@ class CompletionResult:
     # the server's count as of the last event (timings_per_token): the next event's count is
     # the difference, taken in O(1) per event
     predicted_so_far: int = 0
+    # token times after the first come from the server's clock; `anchor_ms`: its predicted_ms
+    # at the first token, whose arrival anchors the rest
+    server_dated: bool = False
+    anchor_ms: float = 0.0
     event_texts: list[str] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     probs: list[TokenProb] = field(default_factory=list)

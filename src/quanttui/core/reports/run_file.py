@@ -78,6 +78,7 @@ def _record_doc(r: RequestRecord) -> RecordDoc:
         stop_reason=res.stop_reason if res else None,
         truncated=res.truncated if res else False,
         timings=res.timings if res else None,
+        token_times="server" if res is not None and res.server_dated else "arrival",
         metrics=r.metrics,
     )
 
@@ -241,6 +242,7 @@ def _record(d: RecordDoc) -> RequestRecord:
     res.stop_type = d.stop_reason
     res.truncated = d.truncated
     res.timings = d.timings
+    res.server_dated = d.token_times == "server"
     rec.result = res
     return rec
 

@@ -14,7 +14,7 @@ Versions: 1 was the same document built from dicts (it reads as 2); 2 is defined
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -55,6 +55,9 @@ class RecordDoc(msgspec.Struct, kw_only=True):
     stop_reason: str | None = None
     truncated: bool = False
     timings: Timings | None = None  # llama-server's own, as received
+    # how tokens after the first were timed (docs/metrics.md): "server", the first token's
+    # arrival plus the server's running predicted_ms; "arrival", each event's arrival
+    token_times: Literal["server", "arrival"] = "arrival"
     metrics: RequestMetrics | None = None  # None when the request failed
 
 

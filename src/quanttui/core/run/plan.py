@@ -79,6 +79,9 @@ class RunPlan:
     until_decided: float | None = None
     decide_budget_s: float = 600.0
     drift_floor: float = DEFAULT_DRIFT_FLOOR  # core.run.pairing: pairs across blocks of time
+    # date tokens by the server's running timings, reads paced (core.llama.client); False: by
+    # arrival
+    server_times: bool = True
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -120,6 +123,7 @@ def plan_from_config(cfg: Config, concurrency_levels: Sequence[int] | None = Non
         until_decided=cfg.run.decide_half_width if cfg.run.until_decided else None,
         decide_budget_s=cfg.run.decide_budget_s,
         drift_floor=cfg.run.drift_floor,
+        server_times=cfg.run.token_times == "server",
     )
     check_fits(plan, max(len(cfg.servers), 1))
     return plan

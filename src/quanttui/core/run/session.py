@@ -102,7 +102,7 @@ class Session:
         self._t0 = time.monotonic()
         self._clients = {
             s.name: LlamaClient(s.url, name=s.name, api_key=s.api_key,
-                                timeouts=self.plan.timeouts)
+                                timeouts=self.plan.timeouts, paced=self.plan.server_times)
             for s in self.servers
         }
         self._main = asyncio.create_task(self._run_all())

@@ -3,6 +3,7 @@ series fitted to a width, and a horizontal bar."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -18,14 +19,25 @@ def spark_rows(values: Sequence[float], width: int, height: int, top: float | No
     shown = list(values[-width:])
     if top is None:
         top = max(shown, default=0.0)
-    levels = [0 if top <= 0 else min(round(v / top * 8 * height), 8 * height) for v in shown]
+    eighths = 8 * height
+    # each column's height in eighths of a cell, as one character per column: every row is
+    # then one `str.translate` of it (the chart is redrawn every frame of a run)
+    levels = "".join([chr(0 if top <= 0 else min(round(v / top * eighths), eighths))
+                      for v in shown])
     pad = " " * (width - len(levels))
     rows = []
     for r in range(height - 1, -1, -1):
-        lo = r * 8
-        row = "".join(BARS[min(max(lv - lo, 0), 8)] for lv in levels)
+        row = levels.translate(_row_table(r, eighths))
         rows.append(row + pad if left else pad + row)
     return rows
+
+
+@functools.lru_cache(maxsize=128)
+def _row_table(r: int, eighths: int) -> dict[int, str]:
+    """For row `r` from the bottom of a chart `eighths` high: a column's height in eighths (as
+    a code point) → its character in that row."""
+    lo = r * 8
+    return {lv: BARS[min(max(lv - lo, 0), 8)] for lv in range(eighths + 1)}
 
 
 def fit_series(values: Sequence[float], width: int, span: int | None = None
