@@ -66,6 +66,7 @@ def test_json_round_trips_exactly() -> None:
     assert again.pop("confirm_from", None) is None  # not an --until-decided run
     for rec in again["records"]:  # a figure v1 did not have: no run then reported any
         assert rec.pop("block") == 0  # v1 had no blocks: a simultaneous run is one
+        assert rec.pop("token_times") == "arrival"  # v1 stamped every token on arrival
         if rec["metrics"] is not None:
             assert rec["metrics"].pop("ids_missing") == 0
     assert again == original
