@@ -36,7 +36,7 @@ Targets (issue 21, on any 2-core machine):
 - fast, each size: the TUI's CPU beyond the bare client's while two 1,000 tok/s servers stream
   ≤ 2% of one core (reading 2,000 events a second costs the client itself several %).
 
-    .venv/bin/python benchmarks/tui_overhead.py                   # ~10 min
+    .venv/bin/python benchmarks/tui_overhead.py                   # ~16 min
     .venv/bin/python benchmarks/tui_overhead.py --seconds 6 --settle 2 --idle-seconds 4 \\
         --fast-seconds 4 --fast-phases 2                           # ~3 min
 """
@@ -453,7 +453,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before each measurement")
     ap.add_argument("--idle-seconds", type=float, default=10.0,
                     help="measured idle seconds per TUI phase, real servers (0: none)")
-    ap.add_argument("--phases", type=int, default=4,
+    # Eight: four 30 s phases per mode. With four, one phase's drift in the servers' own speed
+    # (30-39 tok/s within a block on a 2-core VM) moved the decode ratio by 2-8%.
+    ap.add_argument("--phases", type=int, default=8,
                     help="phases per size, real case (ABBA order: bare, tui, tui, bare)")
     ap.add_argument("--fast-phases", type=int, default=4, help="phases per size, fast case")
     ap.add_argument("--sizes", default="160x48,80x24", help="terminal sizes, COLSxROWS,...")
