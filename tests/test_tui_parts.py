@@ -85,6 +85,15 @@ def test_spark_rows_scale_from_zero_and_align_right() -> None:
     assert spark_rows([], 3, 1) == ["   "]
 
 
+def test_rates_stay_short() -> None:
+    """A prompt timed near zero (cached, or a fake server's) gives millions of tokens a
+    second: the column shows it in a few characters, not eight digits."""
+    from quanttui.tui import fmt
+
+    assert [fmt.rate(v) for v in (None, 412.4, 9999.0, 18_003_316.0, 52_500.0)] == [
+        "n/a", "412", "9999", "18.0M", "52k"]
+
+
 def test_bar_fills_in_eighths() -> None:
     assert bar(0.5, 4) == ("██", "──")
     assert bar(1.5, 2) == ("██", "")

@@ -35,6 +35,18 @@ def num(v: float | None, fmt: str = ".1f") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def rate(v: float | None) -> str:
+    """Tokens a second, whole: "412"; past 10,000 (a prompt cached or timed near zero) in
+    thousands or millions, so a column never holds an eight-digit figure: "18.0M"."""
+    if v is None:
+        return "n/a"
+    if v >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    return f"{v:.0f}"
+
+
 def ms(v: float | None) -> str:
     if v is None:
         return "n/a"

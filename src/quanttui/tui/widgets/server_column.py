@@ -107,8 +107,8 @@ class ServerColumn:
               (f"(n {n})", "muted")],
              [(fmt.num(current), "b"), (f" t/s μ{mean}", None), (f" n{n}", "muted")],
              [(fmt.num(current), "b"), (" t/s", None)]),
-            ([(f"TTFT {fmt.ms(ttft)}  prompt {fmt.num(prompt_tps, '.0f')} t/s", None)],
-             [(f"TTFT {fmt.ms(ttft)} pp {fmt.num(prompt_tps, '.0f')}", None)],
+            ([(f"TTFT {fmt.ms(ttft)}  prompt {fmt.rate(prompt_tps)} t/s", None)],
+             [(f"TTFT {fmt.ms(ttft)} pp {fmt.rate(prompt_tps)}", None)],
              [(f"TTFT {fmt.ms(ttft)}", None)]))
 
     def show_rate(self, values: list[float], top: float | None = None, label: str = "") -> None:
