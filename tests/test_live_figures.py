@@ -75,3 +75,25 @@ async def test_decode_rate_at_50_tok_s() -> None:
         seen, true_rate, _, _ = await _run_live(server, n_predict=40, after_tokens=8)
     assert true_rate == pytest.approx(50, rel=0.05)
     assert seen and all(r == pytest.approx(50, rel=0.05) for r in seen)
+
+
+def test_a_steady_rate_draws_flat_whatever_the_batches() -> None:
+    """Tokens come to the screen in batches (a quarter of a second, or whatever a paced read
+    brought); each batch's tokens go into the seconds its events span, so a steady 40 tok/s
+    in 0.3 s batches charts 40 every second, not 36 and 48 by turns (the seconds that three
+    or four batches happen to end in)."""
+    from quanttui.core.run.events import RequestStarted
+
+    results = Session([ServerSpec("A", "http://127.0.0.1:9")],
+                      RunPlan(prompts=PROMPT, warmup=0)).results
+    live = LiveRun(results)
+    live.on_event(RequestStarted(1, "A", "p", 0, False))
+    ns, t = 1_000_000_000, 5_000_000_000
+    for _ in range(40):  # 12 s of 0.3 s batches, 12 tokens each
+        start, t = t, t + 300_000_000
+        live.on_event(TokenBatch(1, "A", 0, start + 25_000_000, t, "x" * 12, (), 12, 12, False))
+    values = live.by_server["A"].rate.values
+    assert sum(values) == 40 * 12  # every token counted once
+    # the first second holds the first batch's gap before it; the last is partial
+    assert all(abs(v - 40) <= 1 for v in values[1:-1]), values
+    assert len(values) == (t - 5_025_000_000) // ns + 1  # from the first token

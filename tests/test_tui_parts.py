@@ -480,3 +480,13 @@ def test_memory_stack_of_an_attached_server_says_its_parts_are_unknown() -> None
     assert forms[0].startswith("████░      320 MB")  # half the scale: 5 of 10 cells
     assert forms[1].endswith("320 MB · no log: parts unknown")
     assert stack_of({"private_peak": {"n/a": "remote"}}) is None  # nothing measured
+
+
+def test_a_notice_that_names_its_kind_is_not_titled_twice() -> None:
+    from quanttui.tui.state import NoticeEntry
+
+    said = NoticeEntry(0.0, "warning", "CPU contention", "CPU contention: A and B need 4 threads")
+    assert said.line().endswith(" CPU contention: A and B need 4 threads")
+    assert said.line().count("CPU contention") == 1
+    other = NoticeEntry(0.0, "error", "server down", "B exited (code -9)")
+    assert other.line().endswith(" server down: B exited (code -9)")

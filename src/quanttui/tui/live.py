@@ -227,13 +227,32 @@ class LiveRun:
         s.n_tokens += n
         s.t_last_ns = ev.t_ns
         if self.t0_ns is None:
-            self.t0_ns = ev.t_ns
+            self.t0_ns = ev.t_first_ns
         bucket = (ev.t_ns - self.t0_ns) // NS
         if bucket > self.now_bucket:
             self.now_bucket = bucket
         srv = self.by_server[ev.server]
-        srv.rate.add(bucket, n)
+        self._spread(srv.rate, ev.t_first_ns, ev.t_ns, n)
         srv.changed = True
+
+    def _spread(self, rate: RateSeries, t_first: int, t_last: int, n: int) -> None:
+        """A batch's tokens into the seconds its events span, in proportion to the time in
+        each (a batch is a quarter of a second of tokens: put whole into the second of its
+        last event, a second that a batch straddles would take all of it, the one before none
+        of it, and a steady rate would draw as a saw)."""
+        assert self.t0_ns is not None
+        lo = max((t_first - self.t0_ns) // NS, 0)  # another server's first batch may start
+        hi = (t_last - self.t0_ns) // NS  # before the run's clock: its first second takes it
+        if lo >= hi or n <= 1:
+            rate.add(hi, n)
+            return
+        span, done = t_last - t_first, 0
+        for b in range(lo, hi):
+            edge = self.t0_ns + (b + 1) * NS
+            k = round(n * (edge - t_first) / span) - done
+            rate.add(b, k)
+            done += k
+        rate.add(hi, n - done)
 
     def _complete(self, key: Key) -> bool:
         return all(s.done for s in self.by_key.get(key, {}).values())

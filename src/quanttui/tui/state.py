@@ -68,8 +68,12 @@ class NoticeEntry:
     text: str
 
     def line(self) -> str:
+        """The time, the title and the text; the title left out where the text starts with it
+        (a notice from the core often names its own kind: "CPU contention: ...")."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
-        return f"{stamp} {self.title}: {self.text}" if self.title else f"{stamp} {self.text}"
+        if not self.title or self.text.lower().startswith(self.title.lower() + ":"):
+            return f"{stamp} {self.text}"
+        return f"{stamp} {self.title}: {self.text}"
 
 
 @dataclass
