@@ -217,7 +217,7 @@ def speed_table(results: RunResults, rows: Sequence[QuantRow],
             (NA, "muted") if r.decode_tps is None else (decode_cell(r), None),
             ("ref", "muted") if r.reference else _ratio(r.decode_vs_ref),
             (NA, "muted") if ttft is None else (f"{ttft.p50:.0f}/{ttft.p90:.0f} ms", None),
-            _f(r.prompt_tps, ".0f"),
+            (NA, "muted") if r.prompt_tps is None else (fmt.rate(r.prompt_tps), None),
             ("ref", "muted") if r.reference else _ratio(r.prompt_vs_ref),
             (f"{ok}/{total}", None if ok == total else "bad"),
         ])
