@@ -470,6 +470,8 @@ def test_a_paced_stream_reads_each_token_near_the_limit() -> None:
         assert job.near_the_end()
         job.n_predict = 0  # no limit asked for: nothing to foresee
         assert not job.near_the_end()
+        r.event_times_ns, r.predicted_so_far = [0], 1
+        assert job.near_the_end()  # but no pause before a rate is known, limit or not
     finally:
         loop.close()
 

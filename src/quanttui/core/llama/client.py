@@ -752,13 +752,13 @@ class StreamJob:
         asked for (at the server's rate so far; before a rate is known, any count is), so its
         end is read as it comes."""
         res = self.result
-        if self.n_predict <= 0:
-            return False  # no limit asked for
-        left = self.n_predict - res.predicted_so_far
         times = res.event_times_ns
         span_s = (times[-1] - times[0]) / 1e9 if times else 0.0
         if span_s <= 0:
             return True  # no rate yet: read on until a second token gives one
+        if self.n_predict <= 0:
+            return False  # no limit asked for: nothing to foresee
+        left = self.n_predict - res.predicted_so_far
         return left <= (res.predicted_so_far - 1) / span_s * PACE_S + 1
 
     def pause(self) -> None:
