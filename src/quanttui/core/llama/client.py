@@ -681,7 +681,14 @@ def _token_time(result: CompletionResult, timings: Timings | None, now: int) -> 
         return now
     if not result.server_dated:
         return now
-    t = times[0] + int((timings.predicted_ms - result.anchor_ms) * 1e6)
+    return _dated(result, timings.predicted_ms, now)
+
+
+def _dated(result: CompletionResult, predicted_ms: float, now: int) -> int:
+    """The first token's arrival plus the server's time since it, held between the last
+    token's time and `now` (the arrival of what carried it)."""
+    times = result.event_times_ns
+    t = times[0] + int((predicted_ms - result.anchor_ms) * 1e6)
     return min(max(t, times[-1]), now)
 
 
@@ -691,8 +698,7 @@ def _final_time(result: CompletionResult, now: int) -> int:
     t = result.timings
     if not result.server_dated or t is None or not result.event_times_ns:
         return now
-    dated = result.event_times_ns[0] + int((t.predicted_ms - result.anchor_ms) * 1e6)
-    return min(max(dated, result.event_times_ns[-1]), now)
+    return _dated(result, t.predicted_ms, now)
 
 
 def _error_text(content: bytes) -> tuple[str, str | None]:
