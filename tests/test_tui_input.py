@@ -5,7 +5,10 @@ pseudo-terminal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +85,67 @@ def test_an_idle_tui_sleeps_and_keys_still_work(term: Terminal) -> None:
                     "back on the compare screen after Escape")
     term.press(b"q")
     assert term.proc.wait(30) == 0  # the input thread woken to leave, not waited for
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_the_waking_event_gives_its_pipe_back_and_opens_again() -> None:
+    """The pipe lives while an input thread waits on it: closed when the thread ends (no
+    descriptors left behind), opened again when Textual restarts the thread after a suspend;
+    set with no pipe open, the event is an ordinary one."""
+    from quanttui.tui.input_thread import WakingEvent
+
+    before = _open_fds()
+    ev = WakingEvent()
+    ev.set()  # no pipe yet: an ordinary event
+    assert ev.is_set() and _open_fds() == before
+    ev.clear()
+    for _ in range(3):  # a start, a suspend, a resume...
+        ev.open()
+        r = ev.read_fd
+        assert not select.select([r], [], [], 0)[0], "readable before set"
+        ev.set()
+        assert ev.is_set() and select.select([r], [], [], 0)[0], "set did not wake the pipe"
+        ev.clear()
+        assert not ev.is_set() and not select.select([r], [], [], 0)[0], "clear left it readable"
+        ev.close()
+        assert _open_fds() == before, "the pipe's descriptors outlived close"
+        ev.set()  # after close: sets, writes nowhere
+        assert ev.is_set()
+        ev.clear()
+
+
+def _pipes(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
+    return n
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def test_keys_work_after_a_suspend_and_no_pipe_is_left(term: Terminal) -> None:
+    """ctrl+z then `fg`: Textual stops the input thread and starts it again with the same exit
+    event, whose pipe was given back at the stop and is opened again at the start."""
+    pid = term.proc.pid
+    pipes = _pipes(pid)
+    for _ in range(2):
+        os.kill(pid, signal.SIGTSTP)  # what ctrl+z sends
+        deadline = time.monotonic() + 60
+        while not _stopped(pid):
+            assert time.monotonic() < deadline, "quanttui did not stop on SIGTSTP"
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGCONT)  # what `fg` sends
+        term.press(b"h")
+        term.wait_until(lambda s: "History" in s.display(), "the history screen after a resume")
+        term.press(b"\x1b")
+        term.wait_until(lambda s: "History" not in s.display(), "back after Escape")
+    assert _pipes(pid) == pipes, "a suspend left a pipe open"
+    term.press(b"q")
+    assert term.proc.wait(30) == 0

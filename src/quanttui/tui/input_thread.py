@@ -23,26 +23,50 @@ POLL_S = 0.1  # Textual's own tick while the parser has a timeout pending
 
 
 class WakingEvent(threading.Event):
-    """A `threading.Event` whose `set` also makes a pipe readable, for a thread in `select`."""
+    """A `threading.Event` whose `set` also makes a pipe readable, for a thread in `select`.
+
+    The pipe lives while an input thread runs: `open` at its start, `close` at its end (Textual
+    starts the thread again, with the same event, after a suspend). Set while no pipe is open,
+    it is an ordinary event, which a starting thread sees before it waits.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self._write_fd, False)
+        self._pipe_lock = threading.Lock()  # a closed descriptor's number may name another file
+        self._pipe: tuple[int, int] | None = None
+
+    @property
+    def read_fd(self) -> int:
+        assert self._pipe is not None, "open() first"
+        return self._pipe[0]
+
+    def open(self) -> None:
+        with self._pipe_lock:
+            if self._pipe is None:
+                self._pipe = os.pipe()
+                for fd in self._pipe:
+                    os.set_blocking(fd, False)
+
+    def close(self) -> None:
+        with self._pipe_lock:
+            if self._pipe is not None:
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
 
     def set(self) -> None:
         super().set()
-        with contextlib.suppress(OSError):  # full (already readable) or closed: nothing to add
-            os.write(self._write_fd, b"x")
+        with self._pipe_lock, contextlib.suppress(OSError):  # full: readable already
+            if self._pipe is not None:
+                os.write(self._pipe[1], b"x")
 
     def clear(self) -> None:
         super().clear()
         self.drain()
 
     def drain(self) -> None:
-        with contextlib.suppress(OSError):
-            while os.read(self.read_fd, 512):
+        with self._pipe_lock, contextlib.suppress(OSError):
+            while self._pipe is not None and os.read(self._pipe[0], 512):
                 pass
 
 
@@ -68,6 +92,7 @@ def install() -> None:
         exit_event = self.exit_event
         if not isinstance(exit_event, WakingEvent):  # made by someone else: Textual's loop
             return original_run(self)
+        exit_event.open()
         selector = selectors.SelectSelector()
         fileno = self.fileno
         selector.register(fileno, selectors.EVENT_READ)
@@ -100,6 +125,7 @@ def install() -> None:
             process(selector.select(POLL_S), final=True)
         finally:
             selector.close()
+            exit_event.close()
             with contextlib.suppress(EOFError, ParseError):
                 for _ in feed(""):
                     pass
