@@ -715,24 +715,26 @@ async def test_real_quality_step_from_the_tui(real_pair: tuple[ManagedServer, Ma
         assert app.screen.model.quality_measured  # type: ignore[attr-defined]
 
 
-def test_text_is_drawn_once_a_second_over_the_cpu_budget(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
-    """The app keeps its own CPU in budget: over TEXT_BUDGET of a core (measured over
-    BUDGET_S), streaming text is drawn once a second; back at refresh_hz below 60% of it."""
+def test_frames_are_spaced_out_over_the_cpu_budget(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app keeps its own CPU in budget: each window (BUDGET_S) over TEXT_BUDGET of a core
+    spaces the frames one step further (once a second, then every two seconds); one step back
+    in each window below 60% of it; in between, it stays."""
     import quanttui.tui.app as tui_app
 
     cpu = [0.0]
     monkeypatch.setattr(tui_app.time, "process_time", lambda: cpu[0])
     app = stored_app(tmp_path)
-    budget, window = tui_app.TEXT_BUDGET, tui_app.BUDGET_S
-    assert not app._over_budget(100.0)  # the first call starts a window
-    cpu[0] += 2 * budget * window  # twice the budget over the window
-    assert app._over_budget(100.0 + window)
-    cpu[0] += 0.8 * budget * window  # under the budget, but not under 60% of it: stays
-    assert app._over_budget(100.0 + 2 * window)
-    cpu[0] += 0.5 * budget * window
-    assert not app._over_budget(100.0 + 3 * window)
+    budget, window, steps = tui_app.TEXT_BUDGET, tui_app.BUDGET_S, tui_app.SLOW_FRAMES_S
+    assert steps == tuple(sorted(steps)) and steps[0] >= 1.0
+    t = 100.0
+    assert app._budget_level(t) == 0  # the first call starts a window
+    levels = []
+    for share in (2.0, 1.1, 1.5, 0.8, 0.5, 0.8, 0.5, 0.5):  # × the budget, window by window
+        cpu[0] += share * budget * window
+        t += window
+        levels.append(app._budget_level(t))
+    assert levels == [1, 2, 2, 2, 1, 1, 0, 0]
 
 
 async def test_keys_typed_over_the_results_and_history_never_stack_a_screen_twice(

@@ -216,6 +216,41 @@ async def test_run_suite_with_repetitions_shows_paired_difference(
         assert app.compare.columns["A"].figures.rate  # the tok/s sparkline has data
 
 
+async def test_a_run_that_ends_behind_another_screen_is_drawn_on_return(tmp_path: Path
+                                                                         ) -> None:
+    """The run ends while the history screen is up: back on the compare screen its last frame
+    is drawn (the timer that draws frames stops with the run)."""
+    # Each server's first request is held until the history screen is up.
+    holds = [Fault("hold", after=3, delay=120, times=1) for _ in range(2)]
+    with FakeLlamaServer(token_delay=0.01, fault=holds[0]) as a, \
+            FakeLlamaServer(token_delay=0.01, fault=holds[1]) as b:
+        app = app_for(config(tmp_path, **{"generation.n_predict": 6}), ("A", a.url),
+                      ("B", b.url))
+        try:
+            async with app.run_test(size=(200, 50)) as pilot:
+                await probed(pilot, app)
+                await pilot.press("u")  # config → quick (6 prompts)
+                await pilot.press("r")
+                await until(pilot, lambda: "quick-1" in status(app), 60,
+                            show=lambda: status(app))
+                await pilot.press("h")
+                await until(pilot, lambda: app.screen is not app.compare)
+                for h in holds:
+                    h.release.set()
+                await until(pilot, lambda: app.results is not None and not app.running, 60)
+                # stored, past where the run's answer would open on the compare screen
+                await until(pilot, lambda: any("stored in the history" in x for x in said(app)))
+                assert "same output 6/6" not in paired(app)  # the frame drawn before it ended
+                await pilot.press("escape")
+                await until(pilot, lambda: app.screen is app.compare,
+                            show=lambda: app.screen_stack)
+                await until(pilot, lambda: ended(app) and "same output 6/6" in paired(app), 30,
+                            show=lambda: (status(app), paired(app)))
+        finally:
+            for h in holds:
+                h.release.set()
+
+
 async def test_stop_a_run(tmp_path: Path) -> None:
     with FakeLlamaServer(token_delay=0.02) as a, FakeLlamaServer(token_delay=0.02) as b:
         app = app_for(config(tmp_path, **{"generation.n_predict": 2000}), ("A", a.url),

@@ -13,8 +13,9 @@ measures:
   the figures (sparklines, speed, memory, status) once a second in the same frame, paired
   statistics when a prompt has finished everywhere; when the app's own CPU is over
   TEXT_BUDGET (a small machine, or servers streaming hundreds of tokens a second), the text
-  too is drawn once a second; for 2 s every 20 s nothing is drawn, the control against which
-  the run measures what drawing cost the servers (core.run.perturbation);
+  too is drawn once a second, and where that is still over, every two seconds
+  (SLOW_FRAMES_S); for 2 s every 20 s nothing is drawn, the control against which the run
+  measures what drawing cost the servers (core.run.perturbation);
 - hardware samples arrive as one replaceable message per poll;
 - hidden screens are not drawn; they catch up from the buffer when shown again;
 - the hardware poller samples every RUN_POLL_S seconds while a run or the quality step is on
@@ -107,10 +108,13 @@ TOAST_S = 4.0
 # requests to be recorded as cancelled and the run stored. Well inside the exit deadline
 # (tui.exit_deadline.DEFAULT_S), which also has to stop the servers.
 LEAVE_WAIT_S = 2.0
-# Of one core: the app's own CPU (every thread) above which text is drawn once a second. Under
+# Of one core: the app's own CPU (every thread) above which text is drawn less often. Under
 # the 1.5% quanttui promises with room for a loaded machine's noise: on a 2-core EPYC VM two
-# frames a second with two llama-servers streaming cost ~1.5% in all, one ~1.05%.
+# frames a second with two llama-servers streaming cost ~1.5% in all, one ~1.05%; on the same
+# VM on a busier day one a second cost ~1.6% at 160x48.
 TEXT_BUDGET = 0.012
+# The seconds between frames while over the budget, a step further each window still over it.
+SLOW_FRAMES_S = (1.0, 2.0)
 BUDGET_S = 5.0  # the window the app's CPU is measured over while a run is on
 
 
@@ -198,7 +202,7 @@ class QuantTUI(App[None]):
         self._quiet = QuietWindows()  # when a run's screen is not drawn (its own cost)
         self.quality_step = TuiQuality(self)  # the quality step on the run shown
         self.saving = TuiSave(self)  # ctrl+s
-        self._slow_text = False
+        self._slow_level = 0  # frames every SLOW_FRAMES_S[level - 1] s; 0: refresh_hz
 
     @functools.cached_property
     def ladder(self) -> TuiLadder:
@@ -219,6 +223,7 @@ class QuantTUI(App[None]):
         return self.compare
 
     def on_mount(self) -> None:
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         wanted = self.config.run.theme
         if wanted == DEFAULT_THEME and self.few_colours:
             # The default's subtle panels collapse to one black on a 256-colour terminal (SSH,
@@ -563,10 +568,14 @@ class QuantTUI(App[None]):
             with contextlib.suppress(NoMatches):
                 self.compare.draw_hardware(message.sample)
 
-    def on_screen_resume(self) -> None:
-        # Back on the compare screen: draw what arrived while it was hidden.
-        if self.screen is self.compare:
-            self._drawn_version = -1
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        """Back on the compare screen: draw what arrived while it was hidden (a run that ended
+        meanwhile left its last frame undrawn). Textual tells the screen, not the app, that it
+        is back; the app hears it from `screen_change_signal`."""
+        if screen is not self.compare or self.screen is not self.compare:
+            return
+        self._drawn_version = -1
+        with contextlib.suppress(NoMatches):  # the app closing: its widgets are going
             self.compare.draw_servers()
             self.compare.draw_hardware(self.run_state.hw)
             self.compare.draw_log()
@@ -866,26 +875,29 @@ class QuantTUI(App[None]):
                                                and not self.compare.slow_owed):
             return
         now = time.monotonic()
-        if self.running and not live.finished and self._over_budget(now) \
-                and now - self._drawn_at < 1.0:
-            return  # over budget: one frame a second (what arrived waits for it)
+        level = self._budget_level(now) if self.running and not live.finished else 0
+        if level and now - self._drawn_at < SLOW_FRAMES_S[level - 1]:
+            return  # over budget: fewer frames (what arrived waits for the next)
         self._drawn_version, self._drawn_at = live.version, now
         self.compare.draw_run(live, now)
 
-    def _over_budget(self, now: float) -> bool:
-        """Whether the app's own CPU (all its threads: the streams, the poller, the drawing)
-        was above TEXT_BUDGET of a core over the last BUDGET_S seconds of the run: then the
-        streaming text is drawn once a second instead of `run.refresh_hz` times (a frame costs
-        Textual a few ms; on a small machine two a second are most of the budget). Back to
-        `refresh_hz` below 60% of the budget."""
+    def _budget_level(self, now: float) -> int:
+        """How far the frames are spaced to keep the app's own CPU (all its threads: the
+        streams, the poller, the drawing) within TEXT_BUDGET of a core, judged over each
+        BUDGET_S seconds of the run: 0, `run.refresh_hz` frames a second; each window over the
+        budget, one step further along SLOW_FRAMES_S (a frame costs Textual a few ms; on a
+        small machine two a second are most of the budget); one step back below 60% of it."""
         cpu = time.process_time()
         if self._budget_at is None or now - self._budget_at[0] > 3 * BUDGET_S:
             self._budget_at = (now, cpu)  # a new run, or a pause: measure afresh
         elif now - self._budget_at[0] >= BUDGET_S:
             share = (cpu - self._budget_at[1]) / (now - self._budget_at[0])
             self._budget_at = (now, cpu)
-            self._slow_text = share > TEXT_BUDGET * (0.6 if self._slow_text else 1.0)
-        return self._slow_text
+            if share > TEXT_BUDGET:
+                self._slow_level = min(self._slow_level + 1, len(SLOW_FRAMES_S))
+            elif share < 0.6 * TEXT_BUDGET:
+                self._slow_level = max(self._slow_level - 1, 0)
+        return self._slow_level
 
     def _notice(self, n: Notice) -> None:
         """What the session says goes to the notices log; no toast covers the figures."""
