@@ -12,8 +12,8 @@ measures:
   Textual a few ms), only while a run is on, and only what changed: appended text every tick,
   the figures (sparklines, speed, memory, status) once a second in the same frame, paired
   statistics when a prompt has finished everywhere; when the app's own CPU is over
-  TEXT_BUDGET (a small machine, or servers streaming hundreds of tokens a second), the text
-  too is drawn once a second, and where that is still over, every two seconds
+  TEXT_BUDGET (a small machine, or servers streaming hundreds of tokens a second), a frame
+  (text and all) comes once a second, and where that is still over, every two seconds
   (SLOW_FRAMES_S); for 2 s every 20 s nothing is drawn, the control against which the run
   measures what drawing cost the servers (core.run.perturbation);
 - hardware samples arrive as one replaceable message per poll;
@@ -108,10 +108,10 @@ TOAST_S = 4.0
 # requests to be recorded as cancelled and the run stored. Well inside the exit deadline
 # (tui.exit_deadline.DEFAULT_S), which also has to stop the servers.
 LEAVE_WAIT_S = 2.0
-# Of one core: the app's own CPU (every thread) above which text is drawn less often. Under
+# Of one core: the app's own CPU (every thread) above which frames come less often. Under
 # the 1.5% quanttui promises with room for a loaded machine's noise: on a 2-core EPYC VM two
 # frames a second with two llama-servers streaming cost ~1.5% in all, one ~1.05%; on the same
-# VM on a busier day one a second cost ~1.6% at 160x48.
+# VM in a busier hour one a second cost ~1.6% at 160x48.
 TEXT_BUDGET = 0.012
 # The seconds between frames while over the budget, a step further each window still over it.
 SLOW_FRAMES_S = (1.0, 2.0)
