@@ -489,9 +489,12 @@ def test_sigint_and_a_64_mib_event(tmp_path: Path, when: str) -> None:
     # was 11+ minutes; a loaded CI machine needs more than 1 s to write
     assert took < 5.0, f"SIGINT to exit: {took:.3f} s"
     # After the requests the run may be written and done before the signal lands: exit 1
-    # (B's requests failed) instead of 130.
-    assert proc.returncode == 130 or (when == "after the requests"
-                                      and proc.returncode == EXIT_FAILED), proc.returncode
+    # (B's requests failed) instead of 130; or, landing in the last moments of the
+    # interpreter's shutdown (which gives SIGINT back to the system's default), the signal ends
+    # the process (-2, which a shell shows as 130 too; seen once in 25 stress rounds, 0.016 s
+    # after the signal). Either way the run file is whole: below.
+    assert proc.returncode == 130 or (when == "after the requests" and proc.returncode in (
+        EXIT_FAILED, -signal.SIGINT)), proc.returncode
     data = json.loads((tmp_path / "r.json").read_text())
     cut = [r for r in data["records"] if r["server"] == "B" and r["error_kind"] == "malformed"]
     assert cut or when == "while it arrives"
