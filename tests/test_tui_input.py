@@ -130,18 +130,24 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
 
 
+def _stop_and_continue(pid: int, stop: int = signal.SIGTSTP) -> None:
+    os.kill(pid, stop)
+    deadline = time.monotonic() + 60
+    while not _stopped(pid):
+        assert time.monotonic() < deadline, f"quanttui did not stop on {signal.Signals(stop).name}"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGCONT)  # what `fg` sends
+
+
 def test_keys_work_after_a_suspend_and_no_pipe_is_left(term: Terminal) -> None:
-    """ctrl+z then `fg`: Textual stops the input thread and starts it again with the same exit
-    event, whose pipe was given back at the stop and is opened again at the start."""
+    """A job-control stop (`kill -TSTP`; in application mode the terminal sends no signal for
+    ctrl+z) then `fg`: the app leaves application mode (the input thread stops) and takes it
+    back (the thread starts again with the same exit event, whose pipe was given back at the
+    stop and is opened again at the start)."""
     pid = term.proc.pid
     pipes = _pipes(pid)
     for _ in range(2):
-        os.kill(pid, signal.SIGTSTP)  # what ctrl+z sends
-        deadline = time.monotonic() + 60
-        while not _stopped(pid):
-            assert time.monotonic() < deadline, "quanttui did not stop on SIGTSTP"
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGCONT)  # what `fg` sends
+        _stop_and_continue(pid)
         term.press(b"h")
         term.wait_until(lambda s: "History" in s.display(), "the history screen after a resume")
         term.press(b"\x1b")
@@ -149,3 +155,109 @@ def test_keys_work_after_a_suspend_and_no_pipe_is_left(term: Terminal) -> None:
     assert _pipes(pid) == pipes, "a suspend left a pipe open"
     term.press(b"q")
     assert term.proc.wait(30) == 0
+
+
+def _input_and_output_threads(pid: int) -> list[str]:
+    return sorted(n for n, _ in _threads(pid).values() if n in ("qt-input", "qt-output"))
+
+
+# Loaded by the quanttui under test (first on its PYTHONPATH): each write of the screen holds the
+# writer queue's lock for a while, so a signal is most likely to come while the event loop holds
+# it, which on a loaded machine happens by chance.
+SLOW_WRITES = """
+import time
+from textual.drivers import _writer_thread
+
+def write(self, text):
+    with self._queue.mutex:
+        time.sleep(0.2)
+    self._queue.put(text)
+
+_writer_thread.WriterThread.write = write
+"""
+
+
+def test_a_stop_that_comes_while_a_frame_is_written_still_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTSTP handled inside the signal handler (Textual's way) wrote to the screen's queue
+    from the loop's own thread: where the loop was inside that queue's `put`, the handler waited
+    for a lock its own thread held, and quanttui neither stopped nor drew again (CI, once). It
+    is handled on the loop (tui.job_control)."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(SLOW_WRITES)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(shim), os.environ.get("PYTHONPATH")) if p))
+    with FakeLlamaServer(token_delay=0.01) as a, FakeLlamaServer(token_delay=0.01) as b:
+        cfg = tmp_path / "quanttui.toml"
+        cfg.write_text(
+            f'[run]\nexport_dir = "{tmp_path / "exports"}"\n[models]\ndefault_places = false\n'
+            f'[[servers]]\nname = "A"\nurl = "{a.url}"\n[[servers]]\nname = "B"\nurl = "{b.url}"\n')
+        term = Terminal(["--config", str(cfg)], tmp_path, size=(120, 36))
+        try:
+            term.wait_until(lambda s: s.display().count("● ") >= 2 and "decode" in s.display(),
+                            "both servers' columns", 120)
+            pid = term.proc.pid
+            term.press(b"r")  # a run: frames all the time
+            term.wait_until(lambda s: "▶" in s.display(), "the run going", 60)
+            for _ in range(3):
+                _stop_and_continue(pid)
+                deadline = time.monotonic() + 60  # application mode taken back, slow writes
+                while _input_and_output_threads(pid) != ["qt-input", "qt-output"]:
+                    assert time.monotonic() < deadline, _threads(pid)
+                    time.sleep(0.1)
+            term.press(b"q")
+            assert term.proc.wait(60) == 0
+        finally:
+            term.close()
+
+
+def test_a_plain_stop_and_continue_starts_nothing_twice(term: Terminal) -> None:
+    """`kill -STOP` then `kill -CONT` (a debugger, a freezer) leaves application mode as it was:
+    Textual's SIGCONT handler started it again anyway, a second input thread and a second writer
+    beside the first, the two input threads sharing the keys."""
+    pid = term.proc.pid
+    assert _input_and_output_threads(pid) == ["qt-input", "qt-output"]
+    _stop_and_continue(pid, signal.SIGSTOP)
+    term.press(b"h")
+    term.wait_until(lambda s: "History" in s.display(), "the history screen after a continue")
+    # Textual's handler ran at the continue, before the loop could take the key
+    assert _input_and_output_threads(pid) == ["qt-input", "qt-output"]
+    term.press(b"q", b"q")
+    assert term.proc.wait(30) == 0
+
+
+class _Writer:
+    def __init__(self, alive: bool) -> None:
+        self.alive = alive
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+class _Driver:
+    def __init__(self, writer: _Writer | None, calls: list[str]) -> None:
+        self._writer_thread = writer
+        self.calls = calls
+
+    def _sigtstp_application(self) -> None:
+        self.calls.append("off, stop")
+
+    def _sigcont_application(self) -> None:
+        self.calls.append("on")
+
+
+@pytest.mark.parametrize(("writer", "expected"), [
+    (_Writer(alive=True), ["off, stop", "on"]),
+    (_Writer(alive=False), ["SIGSTOP"]),  # the app is leaving: nothing to take back
+    (None, ["SIGSTOP"]),
+])
+def test_the_suspend_takes_back_only_an_application_mode_it_left(
+        monkeypatch: pytest.MonkeyPatch, writer: _Writer | None, expected: list[str]) -> None:
+    from quanttui.tui import job_control
+
+    calls: list[str] = []
+    monkeypatch.setattr(job_control.os, "kill",
+                        lambda pid, sig: calls.append(signal.Signals(sig).name))
+    job_control.suspend(_Driver(writer, calls))
+    assert calls == expected

@@ -61,6 +61,7 @@ from quanttui.core.run.schedule import SCHEDULES
 from quanttui.core.run.session import Session
 from quanttui.tui.exit_deadline import ExitDeadline, drain_after_errors, on_terminal_lost
 from quanttui.tui.input_thread import install as quiet_input_thread
+from quanttui.tui.job_control import install as suspend_on_the_loop
 from quanttui.tui.labels import short_labels
 from quanttui.tui.live import LiveRun
 from quanttui.tui.messages import (
@@ -1285,6 +1286,7 @@ def run_tui(cfg: Config, *, llama_server: str | None = None, force: bool = False
         poller = HardwarePoller(interval_s=cfg.hardware.poll_interval)
         drain_after_errors()
         quiet_input_thread()
+        suspend_on_the_loop()
         app = build_app(cfg, registry, poller=poller, contention=assess,
                         notes=[f"{la.name}: {n}" for la in launches for n in la.notes],
                         few_colours=Console().color_system in ("256", "standard"),
