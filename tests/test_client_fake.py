@@ -413,10 +413,10 @@ async def test_the_final_event_and_more_in_one_read(junk_events: int) -> None:
 
 
 def test_token_times_follow_the_servers_clock_within_bounds() -> None:
-    """The first token's arrival anchors the server's clock; later tokens are that arrival
-    plus the server's `predicted_ms` since, never before the previous token nor after their
-    own arrival; an event without running timings ends the server's dating for the stream."""
-    from quanttui.core.llama.client import _final_time, _token_time
+    """The first token's arrival anchors the server's clock; later tokens are the anchor plus
+    the server's `predicted_ms` since, never before the previous token; an event without
+    running timings ends the server's dating for the stream."""
+    from quanttui.core.llama.client import _final_time, _token_time, settle_token_times
     from quanttui.core.llama.protocol import Timings
     from quanttui.core.llama.result import CompletionResult
 
@@ -425,16 +425,19 @@ def test_token_times_follow_the_servers_clock_within_bounds() -> None:
 
     r = CompletionResult(server="s", endpoint="completion", t_sent_ns=0)
     ms = 1_000_000
+    r.t_first_event_ns = 100 * ms
     for pm, arrival, want in [
             (0.001, 100 * ms, 100 * ms),  # the anchor: its arrival
             (25.001, 200 * ms, 125 * ms),  # read late: dated by the server's 25 ms
             (50.001, 201 * ms, 150 * ms),
-            (40.0, 202 * ms, 150 * ms),  # the server's clock went back: held at the last
-            (500.0, 210 * ms, 210 * ms)]:  # ahead of its own arrival: held at the arrival
+            (40.0, 202 * ms, 150 * ms)]:  # the server's clock went back: held at the last
         r.event_times_ns.append(_token_time(r, tm(pm), arrival))
         assert r.event_times_ns[-1] == want and r.server_dated
     r.timings = tm(120.001)
     assert _final_time(r, 400 * ms) == 220 * ms  # the server's time, not the late read
+    assert r.late_anchor_ns == 0
+    settle_token_times(r)  # nothing to move
+    assert r.event_times_ns == [100 * ms, 125 * ms, 150 * ms, 150 * ms]
     assert _token_time(r, None, 420 * ms) == 420 * ms and not r.server_dated
     r.event_times_ns.append(420 * ms)
     assert _token_time(r, tm(300.0), 430 * ms) == 430 * ms and not r.server_dated
@@ -442,6 +445,45 @@ def test_token_times_follow_the_servers_clock_within_bounds() -> None:
 
     fresh = CompletionResult(server="s", endpoint="completion", t_sent_ns=0)
     assert _token_time(fresh, None, 5) == 5 and not fresh.server_dated  # arrivals throughout
+
+
+def test_a_first_token_stamped_late_is_dated_by_the_later_arrivals() -> None:
+    """A token that arrives sooner after the first one's stamp than the server made it after
+    the first proves that stamp late (the stream thread waited for a core): the first token,
+    and every token with it, is dated that much earlier, so the stream's span is the server's
+    and the rate is not read high; never before the request was sent."""
+    from quanttui.core.llama.client import _final_time, _token_time, settle_token_times
+    from quanttui.core.llama.protocol import Timings
+    from quanttui.core.llama.result import CompletionResult
+    from quanttui.core.run.metrics import request_metrics
+
+    def tm(ms: float) -> Timings:
+        return Timings(predicted_ms=ms, predicted_n=3, predicted_per_second=20.0)
+
+    ms = 1_000_000
+    # The server made tokens at 60, 110, 160 ms (50 ms apart); the first was read 30 ms late.
+    r = CompletionResult(server="s", endpoint="completion", t_sent_ns=0, t_headers_ns=90 * ms)
+    r.t_first_event_ns = 90 * ms  # the headers' read, as late, carried no token
+    for pm, arrival in [(0.0, 90 * ms), (50.0, 111 * ms), (100.0, 161 * ms)]:
+        r.event_times_ns.append(_token_time(r, tm(pm), arrival))
+        r.event_ntokens.append(1)
+    assert r.late_anchor_ns == 29 * ms  # the first token came by 111 − 50 = 61 ms
+    r.timings = tm(100.0)
+    r.t_done_ns = _final_time(r, 161 * ms)
+    settle_token_times(r)
+    assert r.event_times_ns == [61 * ms, 111 * ms, 161 * ms] and r.late_anchor_ns == 0
+    assert r.t_first_event_ns == r.t_headers_ns == 61 * ms and r.t_done_ns == 161 * ms
+    m = request_metrics(r)
+    assert m.ttft_ms == 61 and m.decode_tps_client == 20.0  # not 2 / 0.071 s, 28 tok/s
+
+    # A server whose clock runs ahead of any arrival: the first token goes back to the
+    # request's sending at most, and the rest is held at its arrival.
+    r = CompletionResult(server="s", endpoint="completion", t_sent_ns=40 * ms)
+    r.event_times_ns.append(_token_time(r, tm(0.0), 100 * ms))
+    r.event_times_ns.append(_token_time(r, tm(500.0), 120 * ms))
+    assert r.late_anchor_ns == 60 * ms and r.event_times_ns[-1] - r.late_anchor_ns == 120 * ms
+    settle_token_times(r)
+    assert r.event_times_ns == [40 * ms, 120 * ms]
 
 
 def test_a_paced_stream_reads_each_token_near_the_limit() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from quanttui.core.llama.blocking_http import RawChunkedBody
@@ -182,3 +184,40 @@ async def test_paced_reads_date_tokens_by_the_servers_clock(
             assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.01)
         else:
             assert reads["n"] >= 64 / 2, reads  # one per token, some joined on a busy machine
+
+
+async def test_a_first_token_read_late_is_dated_back_by_the_later_ones(
+        real_pair: tuple[ManagedServer, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded 2-core machine the stream thread may wait for a core just as the first token
+    comes; here it sleeps 80 ms once its first read of the body has returned, before the
+    stamp. Held to that stamp, the last tokens (read as they come, near the limit)
+    were held at their arrivals, the stream's span shrank by the wait and the client's rate
+    read ~5% above the server's (a loaded CI saw 5.6%). A later token's arrival less the
+    server's time since the first token says when the first one came at the latest: dated
+    there, the rate is the server's and TTFT has lost most of the wait, yet is not below the
+    server's own prompt time."""
+    delay_s = 0.08
+    real_read = RawChunkedBody.read
+    stamp: list[int] = []
+
+    def first_read_late(self: RawChunkedBody) -> bytes | None:
+        if stamp:
+            return real_read(self)
+        out = real_read(self)
+        time.sleep(delay_s)  # the thread kept from a core once the first token is in
+        stamp.append(time.perf_counter_ns())
+        return out
+
+    monkeypatch.setattr(RawChunkedBody, "read", first_read_late)
+    server = real_pair[0]
+    async with LlamaClient(server.url) as c:
+        r = await c.complete(PROMPT, GenerationParams(n_predict=64, ignore_eos=True))
+    assert r.ok and r.server_dated and r.timings is not None and r.n_events == 64
+    m = request_metrics(r)
+    assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.01)
+    assert m.ttft_ms is not None and m.ttft_ms >= r.timings.prompt_ms
+    stamped_ttft_ms = (stamp[0] - r.t_sent_ns) / 1e6
+    assert m.ttft_ms < stamped_ttft_ms - delay_s * 1000 / 2, (m.ttft_ms, stamped_ttft_ms)
+    times = r.event_times_ns
+    assert r.t_sent_ns <= r.t_first_event_ns == times[0] and times == sorted(times)
+    assert r.t_done_ns is not None and times[-1] <= r.t_done_ns

@@ -4,11 +4,15 @@ The native `/completion` stream (one token per event) is the timing path; `/v1/c
 and `/v1/chat/completions` stream too. Each completion streams on a thread of its own
 (`StreamJob`) with blocking `http.client` reads (`blocking_http`). The thread stamps each
 network read with `time.perf_counter_ns()` as it returns: the first token's arrival (TTFT) is
-always that stamp. Later tokens are dated in one of two ways:
+that stamp. Later tokens are dated in one of two ways:
 
 - by the server's clock (`paced`, the default, where the server sends its running `timings` in
   every event, as llama-server's `/completion` does with `timings_per_token`): the first token's
-  arrival plus the server's `predicted_ms` since it. Over plain HTTP (not https, where no poll
+  arrival plus the server's `predicted_ms` since it. Where a later token arrives sooner after
+  the first one's stamp than the server says it was made, the stream thread stamped the first
+  one late (it waited for a core): the first token is then dated that much earlier, the others
+  with it (`_dated`), so neither TTFT nor the decode rate carries the monitor's own wait. Over
+  plain HTTP (not https, where no poll
   says what is waiting) the thread then reads a few times a second (`PACE_S`, once it has read
   all that is waiting) instead of waking once per token: a monitor that woke per token took ~1%
   of a core from the servers it measures. On loopback the two clocks agree to 0.05 ms over a
@@ -279,6 +283,8 @@ class LlamaClient:
         except BaseException as e:  # handed to the awaiting coroutine
             job.error = e
         finally:
+            if job.result.server_dated:
+                settle_token_times(job.result)
             job.finish()
 
     def _stream_blocking(self, job: StreamJob) -> None:
@@ -667,12 +673,14 @@ def _read1(response: http.client.HTTPResponse) -> Callable[[], bytes | None]:
 
 def _token_time(result: CompletionResult, timings: Timings | None, now: int) -> int:
     """A token-bearing event's time: see the module's docstring. The first one's arrival
-    anchors the server's clock; a later one is that arrival plus the server's `predicted_ms`
-    since, kept between the previous event's time and its own arrival (clocks that disagree,
-    or a server's nonsense, never make time run backwards or into the future). An event
-    without running timings ends the server's dating: from there on, arrivals."""
+    anchors the server's clock; a later one is the anchor plus the server's `predicted_ms`
+    since, never before the previous event's time nor after its own arrival (clocks that
+    disagree, or a server's nonsense, never make time run backwards or into the future). An
+    event without running timings ends the server's dating: from there on, arrivals."""
     times = result.event_times_ns
     if timings is None or not math.isfinite(timings.predicted_ms):
+        if result.server_dated:
+            settle_token_times(result)
         result.server_dated = False
         return now
     if not times:
@@ -685,11 +693,21 @@ def _token_time(result: CompletionResult, timings: Timings | None, now: int) -> 
 
 
 def _dated(result: CompletionResult, predicted_ms: float, now: int) -> int:
-    """The first token's arrival plus the server's time since it, held between the last
-    token's time and `now` (the arrival of what carried it)."""
+    """The anchor plus the server's time since it, not before the last token's time, on the
+    stamp's footing (`late_anchor_ns`, settled at the stream's end).
+
+    Past `now` (the arrival of what carried it), the anchor was stamped late: a token cannot
+    arrive before the server made it, so the first one came at most the server's time before
+    this arrival, and the anchor moves there (never before the request was sent). Held at
+    `now` instead, this token would shorten the stream's span and read its rate high."""
     times = result.event_times_ns
-    t = times[0] + int((predicted_ms - result.anchor_ms) * 1e6)
-    return min(max(t, times[-1]), now)
+    t = max(times[0] + int((predicted_ms - result.anchor_ms) * 1e6), times[-1])
+    over = t - result.late_anchor_ns - now
+    if over > 0:
+        room = times[0] - result.late_anchor_ns - result.t_sent_ns
+        result.late_anchor_ns += min(over, max(room, 0))
+        t = min(t, now + result.late_anchor_ns)  # no room left: held at its arrival
+    return t
 
 
 def _final_time(result: CompletionResult, now: int) -> int:
@@ -698,7 +716,26 @@ def _final_time(result: CompletionResult, now: int) -> int:
     t = result.timings
     if not result.server_dated or t is None or not result.event_times_ns:
         return now
-    return _dated(result, t.predicted_ms, now)
+    return _dated(result, t.predicted_ms, now) - result.late_anchor_ns
+
+
+def settle_token_times(result: CompletionResult) -> None:
+    """Move the server-dated token times by how late the anchor was found to be (`_dated`):
+    once, where the server's dating ends (the stream's end, or an event without timings). The
+    first event of any kind, and the headers before it, came no later than the first token
+    (http.client may have read the first events with the headers, which then wait in its
+    buffer: their stamps are late too)."""
+    late = result.late_anchor_ns
+    if not late:
+        return
+    times = result.event_times_ns
+    for i in range(len(times)):
+        times[i] -= late
+    if result.t_first_event_ns is not None:
+        result.t_first_event_ns = min(result.t_first_event_ns, times[0])
+    if result.t_headers_ns is not None and result.t_first_event_ns is not None:
+        result.t_headers_ns = min(result.t_headers_ns, result.t_first_event_ns)
+    result.late_anchor_ns = 0
 
 
 def _error_text(content: bytes) -> tuple[str, str | None]:

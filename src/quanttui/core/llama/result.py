@@ -52,6 +52,10 @@ class CompletionResult:
     # at the first token, whose arrival anchors the rest
     server_dated: bool = False
     anchor_ms: float = 0.0
+    # how much earlier the first token came than its stamp, by a later token's arrival less
+    # the server's time between the two (the stream thread read it late, waiting for a core):
+    # token times stay on the stamp's footing while they stream, and move by this at its end
+    late_anchor_ns: int = 0
     event_texts: list[str] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     probs: list[TokenProb] = field(default_factory=list)
