@@ -267,11 +267,13 @@ class LlamaClient:
             # The thread stops at once when its socket is shut; wait so the partial result is
             # final before the caller reads it.
             await asyncio.wait((job.done,), timeout=2.0)
+            job.settle()
             raise
         finally:
             self._jobs.discard(job)
         if on_progress is not None:
-            job.deliver(on_progress)
+            job.deliver(on_progress)  # on the footing of the batches before it
+        job.settle()
         if job.error is not None:
             raise job.error
 
@@ -283,8 +285,6 @@ class LlamaClient:
         except BaseException as e:  # handed to the awaiting coroutine
             job.error = e
         finally:
-            if job.result.server_dated:
-                settle_token_times(job.result)
             job.finish()
 
     def _stream_blocking(self, job: StreamJob) -> None:
@@ -721,7 +721,8 @@ def _final_time(result: CompletionResult, now: int) -> int:
 
 def settle_token_times(result: CompletionResult) -> None:
     """Move the server-dated token times by how late the anchor was found to be (`_dated`):
-    once, where the server's dating ends (the stream's end, or an event without timings). The
+    once, where the server's dating ends (the stream's end, `StreamJob.settle`, or an event
+    without timings). The
     first event of any kind, and the headers before it, came no later than the first token
     (http.client may have read the first events with the headers, which then wait in its
     buffer: their stamps are late too)."""
@@ -779,6 +780,12 @@ class StreamJob:
         if n > self.n_delivered:
             first, self.n_delivered = self.n_delivered, n
             on_progress(self.result, first, n)
+
+    def settle(self) -> None:
+        """On the loop, once the thread has ended and its last events were passed on: the
+        token times as final (`settle_token_times`); the live batches before kept one footing."""
+        if self.done.done() and self.result.server_dated:
+            settle_token_times(self.result)
 
     def abort(self) -> None:
         """From the loop: stop the thread by shutting its socket (a blocked read returns)."""
