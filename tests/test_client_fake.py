@@ -529,3 +529,40 @@ async def test_token_times_from_the_fake_servers_clock(fake: FakeLlamaServer) ->
     for r in (dated, stamped):
         assert r.event_times_ns == sorted(r.event_times_ns)
         assert r.t_done_ns is not None and r.event_times_ns[-1] <= r.t_done_ns
+
+
+async def test_live_batches_and_the_final_times_agree_when_the_first_stamp_was_late(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first token stamped 60 ms late (the stream thread kept from a core): the batches a
+    live view gets keep the stamp's footing to the last one, so its rate over them is the
+    server's, as is the final figure, whose times are moved back once the stream has ended."""
+    from quanttui.core.llama.blocking_http import RawChunkedBody
+    from quanttui.core.llama.result import CompletionResult
+    from quanttui.core.run.metrics import decode_rate, request_metrics
+
+    real_read = RawChunkedBody.read
+    late = {"n": 0}
+
+    def first_read_late(self: RawChunkedBody) -> bytes | None:
+        out = real_read(self)
+        if not late["n"]:
+            time.sleep(0.06)
+        late["n"] += 1
+        return out
+
+    monkeypatch.setattr(RawChunkedBody, "read", first_read_late)
+    batches: list[tuple[int, int, int]] = []
+
+    def progress(res: CompletionResult, first: int, end: int) -> None:
+        batches.append((res.event_times_ns[first], res.event_times_ns[end - 1],
+                        sum(res.event_ntokens[first:end])))
+
+    with FakeLlamaServer(token_delay=0.01) as fake:
+        async with LlamaClient(fake.url) as c:
+            r = await c.complete("x", GenerationParams(n_predict=40), on_progress=progress)
+    assert r.ok and r.server_dated and r.timings is not None
+    m = request_metrics(r)
+    assert m.decode_tps_client == pytest.approx(m.decode_tps_server, rel=0.02)
+    live = decode_rate(sum(n for _, _, n in batches) - 1, batches[0][0], batches[-1][1])
+    assert live == pytest.approx(m.decode_tps_client, rel=0.02), batches
+    assert m.ttft_ms is not None and m.ttft_ms < (batches[0][0] - r.t_sent_ns) / 1e6 - 30
