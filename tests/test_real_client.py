@@ -129,10 +129,10 @@ async def test_byte_fallback_tokens(real_pair: tuple[ManagedServer, ...]) -> Non
 async def test_client_rate_uses_n_minus_one_like_the_server(
         real_pair: tuple[ManagedServer, ...]) -> None:
     """At n_predict=8 a wrong convention (n instead of n − 1 tokens) is off by 8/7 − 1 = 14%.
-    One request's client clock jitters against the server's (CI saw 2.2%; a machine at load 5
-    on 2 cores stamped the first token late enough for +1% to +9%, median of three +6.7%), so
-    the test takes the median ratio of five requests and asks that it sit nearer 1 than 8/7:
-    the convention, not the clocks' agreement, is what it checks."""
+    One request's client clock could jitter against the server's (CI saw 2.2%; before a late
+    first stamp was dated back, a machine at load 5 on 2 cores read +1% to +9%), so the test
+    takes the median ratio of five requests and asks that it sit nearer 1 than 8/7: the
+    convention, not the clocks' agreement, is what it checks (the tests below check that)."""
     wrong = 8 / 7
     for server in real_pair:
         ratios = []
